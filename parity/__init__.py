@@ -1,0 +1,1 @@
+"""The comparer: registry, conversion, tolerances, precision policy, runner, reports, CLI."""

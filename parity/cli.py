@@ -1,0 +1,134 @@
+"""The `parity` command: list, check and show concepts (and, later, train and bench)."""
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+
+from rich.columns import Columns
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 on usage errors already; keep its message short
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="parity", description="Twin JAX/Flax and PyTorch implementations, compared.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ls = sub.add_parser("list", help="list the concepts")
+    ls.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+
+    ck = sub.add_parser("check", help="run concepts in both frameworks and compare")
+    ck.add_argument("names", nargs="*", metavar="NAME", help="concepts or groups (default: all)")
+    ck.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ck.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ck.add_argument("--precision", choices=("strict", "defaults"), default="strict",
+                    help="strict: TF32 off in both; defaults: each framework's own (matters on GPU)")
+    ck.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
+
+    sh = sub.add_parser("show", help="the JAX and PyTorch source of a concept side by side, then its result")
+    sh.add_argument("name", metavar="NAME")
+    sh.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sh.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    return p
+
+
+def _usage_error(console: Console, msg: str) -> int:
+    console.print(f"[red]parity: error:[/] {msg}")
+    return EXIT_USAGE
+
+
+def cmd_list(args, out: Console) -> int:
+    from parity.registry import all_concepts
+    concepts = all_concepts()
+    if args.json:
+        print(json.dumps([{"name": c.name, "group": c.group, "summary": c.summary,
+                           "differentiable": c.differentiable, "covers": list(c.covers)}
+                          for c in concepts], indent=2))
+        return EXIT_OK
+    for c in concepts:
+        out.print(f"{c.name:30s} {c.group:12s} {c.summary}", highlight=False, markup=False)
+    return EXIT_OK
+
+
+def cmd_check(args, out: Console, err: Console) -> int:
+    from parity import precision, registry, report, runner
+    try:
+        concepts = registry.select(args.names)
+    except registry.UnknownConcept as e:
+        return _usage_error(err, str(e))
+    if args.device == "cuda" and not precision.cuda_available():
+        return _usage_error(err, "--device cuda: CUDA is not available to both JAX and PyTorch here")
+    results = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as prog:
+        task = prog.add_task("checking", total=len(concepts))
+        for c in concepts:
+            prog.update(task, description=f"checking {c.name}")
+            results.append(runner.run_concept(c, args.dtype, args.device, args.precision))
+            prog.advance(task)
+    out.print(report.results_table(results, title=f"parity check — {args.dtype} on {args.device}, "
+                                                  f"precision {args.precision}"))
+    n_fail = sum(not r.passed for r in results)
+    for line in report.failure_lines(results):
+        out.print(f"[red]FAIL[/] {line}", highlight=False)
+    out.print(f"{len(results) - n_fail} passed, {n_fail} failed", highlight=False)
+    if args.json:
+        report.write_json_atomic(report.results_json(results), args.json)
+        out.print(f"wrote {args.json}", highlight=False)
+    return EXIT_FAIL if n_fail else EXIT_OK
+
+
+def _source(module_root, dotted: str) -> str:
+    import importlib
+    mod_name, _, attr = dotted.rpartition(".")
+    mod = importlib.import_module(f"{module_root}.{mod_name}")
+    obj = getattr(mod, attr)
+    obj = getattr(obj, "__wrapped__", obj)  # jax.jit keeps the Python function here
+    return inspect.getsource(obj)
+
+
+def cmd_show(args, out: Console, err: Console) -> int:
+    from parity import registry, report, runner
+    try:
+        c = registry.get(args.name)
+    except registry.UnknownConcept as e:
+        return _usage_error(err, str(e))
+    out.print(f"[bold]{c.name}[/] ({c.group}): {c.summary}")
+    for name in c.covers:
+        panels = [Panel(Syntax(_source(root, name), "python", theme="ansi_dark", line_numbers=False),
+                        title=f"{root}.{name}", expand=True) for root in ("jax_impl", "torch_impl")]
+        out.print(Columns(panels, equal=True, expand=True))
+    r = runner.run_concept(c, args.dtype, args.device)
+    out.print(report.results_table([r]))
+    for line in report.failure_lines([r]):
+        out.print(f"[red]FAIL[/] {line}", highlight=False)
+    return EXIT_OK if r.passed else EXIT_FAIL
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Piped output (CI logs, files) gets a wide page instead of rich's 80-column fallback.
+    out = Console() if sys.stdout.isatty() else Console(width=150)
+    err = Console(stderr=True)
+    if args.command == "list":
+        return cmd_list(args, out)
+    if args.command == "check":
+        return cmd_check(args, out, err)
+    if args.command == "show":
+        return cmd_show(args, out, err)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Concepts of SEEDS.md §1–4: tensors, autograd, activations, the neuron, Linear, losses.
+
+Each adapter maps the runner's (params, inputs, **kwargs) onto the leaf's own signature.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+import jax_impl as J
+import torch_impl as T
+from parity import bridge, convert
+from parity.registry import Concept, Sample, register
+
+
+def _randn(rng, shape, dt):
+    return rng.standard_normal(shape).astype(dt)
+
+
+# ---------------------------------------------------------------- tensors
+register(Concept(
+    name="tensors.creation", group="tensors",
+    summary="zeros, ones and eye in the requested dtype",
+    samples=lambda rng, dt: [Sample(f"{shape}", {}, kwargs={"shape": shape, "n": n, "dtype": dt.name})
+                             for shape, n in (((2, 3), 3), ((4,), 1), ((1, 2, 3, 4), 5))],
+    jax=lambda p, x, shape, n, dtype: (J.tensors.zeros(shape, dtype), J.tensors.ones(shape, dtype),
+                                       J.tensors.eye(n, dtype)),
+    torch=lambda p, x, shape, n, dtype: (T.tensors.zeros(shape, getattr(torch, dtype)),
+                                         T.tensors.ones(shape, getattr(torch, dtype)),
+                                         T.tensors.eye(n, getattr(torch, dtype))),
+    covers=("tensors.zeros", "tensors.ones", "tensors.eye"), differentiable=False))
+
+register(Concept(
+    name="tensors.matmul", group="tensors",
+    summary="a @ b with batch broadcasting (2-D, batched, broadcast batch, vector)",
+    samples=lambda rng, dt: [Sample(f"{sa}@{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
+                             for sa, sb in (((3, 4), (4, 5)), ((2, 3, 4), (4, 5)),
+                                            ((3, 1, 4, 5), (2, 5, 6)), ((4,), (4, 3)), ((64, 128), (128, 32)))],
+    jax=lambda p, x: J.tensors.matmul(x["a"], x["b"]),
+    torch=lambda p, x: T.tensors.matmul(x["a"], x["b"]),
+    covers=("tensors.matmul",), grad_inputs=("a", "b")))
+
+register(Concept(
+    name="tensors.mm", group="tensors",
+    summary="strict 2-D matrix product (no broadcasting)",
+    samples=lambda rng, dt: [Sample(f"{m}x{k}@{k}x{n}", {"a": _randn(rng, (m, k), dt), "b": _randn(rng, (k, n), dt)})
+                             for m, k, n in ((1, 10, 1), (3, 4, 5), (32, 64, 16))],
+    jax=lambda p, x: J.tensors.mm(x["a"], x["b"]),
+    torch=lambda p, x: T.tensors.mm(x["a"], x["b"]),
+    covers=("tensors.mm",), grad_inputs=("a", "b")))
+
+register(Concept(
+    name="tensors.mul", group="tensors",
+    summary="elementwise product with broadcasting",
+    samples=lambda rng, dt: [Sample(f"{sa}*{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
+                             for sa, sb in (((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((5, 1), (1, 6)))],
+    jax=lambda p, x: J.tensors.mul(x["a"], x["b"]),
+    torch=lambda p, x: T.tensors.mul(x["a"], x["b"]),
+    covers=("tensors.mul",), grad_inputs=("a", "b")))
+
+register(Concept(
+    name="tensors.reshape", group="tensors",
+    summary="reshape with -1, and the seed's view(x.shape[0], -1) flatten of [1,2,3,4] to [1,24]",
+    samples=lambda rng, dt: [Sample(f"{s}->{t}", {"x": _randn(rng, s, dt)}, kwargs={"shape": t})
+                             for s, t in (((2, 3, 4), (-1, 4)), ((2, 3, 4), (4, -1)), ((6,), (2, 3)),
+                                          ((1, 2, 3, 4), (1, -1)))],
+    jax=lambda p, x, shape: J.tensors.reshape(x["x"], shape),
+    torch=lambda p, x, shape: T.tensors.reshape(x["x"], shape),
+    covers=("tensors.reshape",), grad_inputs=("x",)))
+
+register(Concept(
+    name="tensors.flatten_batch", group="tensors",
+    summary="x.view(x.shape[0], -1): [1,2,3,4] -> [1,24], (8,1,28,28) -> (8,784)",
+    samples=lambda rng, dt: [Sample(f"{s}", {"x": _randn(rng, s, dt)})
+                             for s in ((1, 2, 3, 4), (8, 1, 28, 28), (5, 7))],
+    jax=lambda p, x: J.tensors.flatten_batch(x["x"]),
+    torch=lambda p, x: T.tensors.flatten_batch(x["x"]),
+    covers=("tensors.flatten_batch",), grad_inputs=("x",)))
+
+register(Concept(
+    name="tensors.numpy_roundtrip", group="tensors",
+    summary="NumPy -> framework -> NumPy keeps values and dtype (memory sharing: see tests)",
+    samples=lambda rng, dt: [Sample("float", {"x": _randn(rng, (3, 4), dt)}),
+                             Sample("int", {"x": rng.integers(-5, 5, (6,)).astype(np.int64)})],
+    jax=lambda p, x: J.tensors.from_numpy(J.tensors.to_numpy(x["x"])),
+    torch=lambda p, x: T.tensors.from_numpy(T.tensors.to_numpy(x["x"])),
+    covers=("tensors.from_numpy", "tensors.to_numpy"), differentiable=False,
+    jit=False))  # a round trip through host memory cannot be traced
+
+
+# ---------------------------------------------------------------- autograd
+register(Concept(
+    name="autograd.quadratic", group="autograd",
+    summary="y = 2x² + 3x + 1 and dy/dx = 4x + 3 (11 at x = 2)",
+    samples=lambda rng, dt: [Sample("x=2", {"x": np.array(2.0, dt)}),
+                             Sample("random (5,)", {"x": _randn(rng, (5,), dt)})],
+    jax=lambda p, x: J.autograd.quadratic(x["x"]),
+    torch=lambda p, x: T.autograd.quadratic(x["x"]),
+    covers=("autograd.quadratic",), grad_inputs=("x",)))
+
+register(Concept(
+    name="autograd.poly_sum", group="autograd",
+    summary="y = Σ(x² + 2x + 1): 54 and gradient [[4,6],[8,10]] at [[1,2],[3,4]]",
+    samples=lambda rng, dt: [Sample("seed [[1,2],[3,4]]", {"x": np.array([[1, 2], [3, 4]], dt)}),
+                             Sample("random (3,4)", {"x": _randn(rng, (3, 4), dt)})],
+    jax=lambda p, x: J.autograd.poly_sum(x["x"]),
+    torch=lambda p, x: T.autograd.poly_sum(x["x"]),
+    covers=("autograd.poly_sum",), grad_inputs=("x",)))
+
+register(Concept(
+    name="autograd.value_and_grad", group="autograd",
+    summary="each framework's own gradient API: jax.value_and_grad vs requires_grad_/backward()",
+    samples=lambda rng, dt: [Sample("seed [[1,2],[3,4]]", {"x": np.array([[1, 2], [3, 4]], dt)}),
+                             Sample("random (4,)", {"x": _randn(rng, (4,), dt)})],
+    jax=lambda p, x: J.autograd.value_and_grad(J.autograd.poly_sum, x["x"]),
+    torch=lambda p, x: T.autograd.value_and_grad(T.autograd.poly_sum, x["x"]),
+    covers=("autograd.value_and_grad",), differentiable=False))
+
+register(Concept(
+    name="autograd.gd_step", group="autograd",
+    summary="one update w ← w − lr·dJ/dw on (w, b)",
+    samples=lambda rng, dt: [Sample(f"lr={lr}", {"w": _randn(rng, (3, 2), dt), "b": _randn(rng, (2,), dt),
+                                                "gw": _randn(rng, (3, 2), dt), "gb": _randn(rng, (2,), dt)},
+                                    kwargs={"lr": lr}) for lr in (0.1, 0.03)],
+    jax=lambda p, x, lr: J.autograd.gd_step((x["w"], x["b"]), (x["gw"], x["gb"]), lr),
+    torch=lambda p, x, lr: T.autograd.gd_step((x["w"], x["b"]), (x["gw"], x["gb"]), lr),
+    covers=("autograd.gd_step",), differentiable=False))
+
+register(Concept(
+    name="autograd.fit_line", group="autograd",
+    summary="fit y = kx + b to (1,5), (2,7) by gradient descent: k→2, b→3",
+    samples=lambda rng, dt: [Sample(f"{steps} steps", {"xs": np.array([1, 2], dt), "ys": np.array([5, 7], dt)},
+                                    kwargs={"steps": steps, "lr": 0.1}) for steps in (1, 10, 500)],
+    jax=lambda p, x, steps, lr: J.autograd.fit_line(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
+    torch=lambda p, x, steps, lr: T.autograd.fit_line(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
+    covers=("autograd.fit_line",), differentiable=False))
+
+
+# ---------------------------------------------------------------- activations
+def _activation_samples(rng, dt):
+    return [
+        Sample("random (4,5)", {"x": _randn(rng, (4, 5), dt) * 3}),
+        Sample("zeros and ±edges", {"x": np.array([[0.0, -0.0, 1e-8, -1e-8, 20.0, -20.0]], dt)}, fd_ok=False),
+        Sample("large logits 100, 1000", {"x": np.array([[100.0, 1000.0, 999.0, -1000.0]], dt)}, fd_ok=False),
+    ]
+
+
+for _name, _summary in (("relu", "max(0, x); gradient 0 at exactly 0 in both"),
+                        ("sigmoid", "1/(1 + e^-x)"),
+                        ("log_sigmoid", "log(1/(1 + e^-x)): the seed's misprinted 'sigmoid'"),
+                        ("tanh", "hyperbolic tangent"),
+                        ("softmax", "stable e^x_i / Σ e^x_j: finite for logits 100 and 1000"),
+                        ("log_softmax", "x_i − logΣe^x_j with the max subtracted")):
+    register(Concept(
+        name=f"activations.{_name}", group="activations", summary=_summary,
+        samples=_activation_samples,
+        # looked up at call time, so a patched leaf (tests/test_cli.py) is what runs
+        jax=lambda p, x, _n=_name: getattr(J.activations, _n)(x["x"]),
+        torch=lambda p, x, _n=_name: getattr(T.activations, _n)(x["x"]),
+        covers=(f"activations.{_name}",), grad_inputs=("x",)))
+
+
+# ---------------------------------------------------------------- the neuron and Linear
+register(Concept(
+    name="layers.neuron", group="layers",
+    summary="a = sigmoid(x·w + b) on a 1×10 input (w of shape (10, 1))",
+    samples=lambda rng, dt: [Sample(f"n={n}", {"x": _randn(rng, (n, 10), dt), "w": _randn(rng, (10, 1), dt),
+                                               "b": _randn(rng, (1,), dt)}) for n in (1, 4)],
+    jax=lambda p, x: J.layers.neuron(x["x"], x["w"], x["b"]),
+    torch=lambda p, x: T.layers.neuron(x["x"], x["w"], x["b"]),
+    covers=("layers.neuron",), grad_inputs=("x", "w", "b")))
+
+
+def _linear_samples(rng, dt):
+    out = []
+    for label, x, i, o, bias in (("Linear(10,5) on ones(3,10)", np.ones((3, 10), dt), 10, 5, True),
+                                 ("(4,7)->3", _randn(rng, (4, 7), dt), 7, 3, True),
+                                 ("no bias", _randn(rng, (2, 6), dt), 6, 4, False),
+                                 ("batched (2,3,8)->2", _randn(rng, (2, 3, 8), dt), 8, 2, True)):
+        bound = 1 / np.sqrt(i)  # torch's default init range, drawn once in NumPy (trap 16)
+        params = {"weight": rng.uniform(-bound, bound, (o, i)).astype(dt)}
+        if bias:
+            params["bias"] = rng.uniform(-bound, bound, (o,)).astype(dt)
+        out.append(Sample(label, {"x": x}, params,
+                          {"in_features": i, "out_features": o, "bias": bias, "dtype": dt.name}))
+    return out
+
+
+def _torch_linear(p, x, in_features, out_features, bias, dtype):
+    m = T.layers.Linear(in_features, out_features, bias, dtype=getattr(torch, dtype)).to(x["x"].device)
+    return bridge.torch_call(m, p, x["x"])
+
+
+def _jax_linear(p, x, in_features, out_features, bias, dtype):
+    m = bridge.flax_module(J.layers.Linear, p, in_features=in_features, out_features=out_features,
+                           bias=bias, dtype=dtype)
+    return m(x["x"])
+
+
+register(Concept(
+    name="layers.linear", group="layers",
+    summary="y = xWᵀ + b: torch weight (out,in) ⇄ Flax kernel (in,out)",
+    samples=_linear_samples, jax=_jax_linear, torch=_torch_linear,
+    covers=("layers.Linear",), grad_inputs=("x",),
+    params_to_jax=convert.linear_torch_to_flax, grads_to_torch=convert.linear_flax_to_torch))
+
+
+# ---------------------------------------------------------------- losses
+def _mse_samples(rng, dt):
+    return [Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, dt), "y": _randn(rng, shape, dt)},
+                   kwargs={"reduction": red})
+            for shape, red in (((10,), "mean"), ((10, 1), "mean"), ((4, 3), "sum"), ((6,), "none"))]
+
+
+register(Concept(
+    name="losses.mse", group="losses",
+    summary="mean/sum of (ŷ − y)²; (10,1) vs (10,) raises instead of broadcasting",
+    samples=_mse_samples,
+    jax=lambda p, x, reduction: J.losses.mse_loss(x["y_hat"], x["y"], reduction),
+    torch=lambda p, x, reduction: T.losses.mse_loss(x["y_hat"], x["y"], reduction),
+    covers=("losses.mse_loss",), grad_inputs=("y_hat", "y")))
+
+
+def _ce_samples(rng, dt):
+    return [Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), dt) * scale,
+                                          "labels": rng.integers(0, c, (n,)).astype(np.int64)},
+                   kwargs={"reduction": red})
+            for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 1),
+                                     (3, 4, "mean", 100))]
+
+
+register(Concept(
+    name="losses.cross_entropy", group="losses",
+    summary="cross-entropy from integer labels over logits (N, C), mean/sum/none",
+    samples=_ce_samples,
+    jax=lambda p, x, reduction: J.losses.cross_entropy(x["logits"], x["labels"], reduction),
+    torch=lambda p, x, reduction: T.losses.cross_entropy(x["logits"], x["labels"], reduction),
+    covers=("losses.cross_entropy",), grad_inputs=("logits",)))

@@ -1,0 +1,239 @@
+"""Runs a concept in both frameworks on the same data and compares outputs and gradients.
+
+Returns plain `Result` records; knows nothing about printing (see report.py).
+Gradients are vector-Jacobian products with a fixed random cotangent drawn in NumPy: a plain sum
+would hide errors whose gradient sums to zero (softmax's does, for every input).
+"""
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from functools import partial
+
+import jax
+import numpy as np
+import torch
+
+from parity import bridge, precision
+from parity.registry import Concept, Sample
+from parity.tolerances import Tolerance, lookup
+
+SEED = 20261123
+
+
+@dataclass
+class Comparison:
+    """One compared tensor of one sample."""
+
+    sample: str
+    what: str  # "out[0]", "grad[x]", "grad[weight]"
+    shape: tuple
+    max_abs: float
+    max_rel: float
+    ok: bool
+    problem: str = ""
+
+
+@dataclass
+class Result:
+    concept: str
+    group: str
+    dtype: str
+    device: str
+    precision: str
+    passed: bool
+    out_abs: float = 0.0
+    out_rel: float = 0.0
+    grad_abs: float = 0.0
+    grad_rel: float = 0.0
+    rtol: float = 0.0
+    atol: float = 0.0
+    tol_source: str = ""
+    n_samples: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, nonfinite_ok: bool,
+            sample: str, what: str) -> Comparison:
+    """Compare a JAX result `a` with the torch result `b`; shapes must match exactly."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return Comparison(sample, what, b.shape, np.inf, np.inf, False,
+                          f"shape mismatch: jax {a.shape} vs torch {b.shape}")
+    if a.dtype != b.dtype:
+        return Comparison(sample, what, b.shape, np.inf, np.inf, False,
+                          f"dtype mismatch: jax {a.dtype} vs torch {b.dtype}")
+    if a.dtype.kind not in "fc":
+        bad = a != b
+        n = int(bad.sum())
+        return Comparison(sample, what, b.shape, float(n), float(n), n == 0,
+                          f"{n} elements differ" if n else "")
+    fa, fb = np.isfinite(a), np.isfinite(b)
+    if not (fa.all() and fb.all()):
+        if not nonfinite_ok:
+            return Comparison(sample, what, b.shape, np.inf, np.inf, False,
+                              f"non-finite values: jax {int((~fa).sum())}, torch {int((~fb).sum())}")
+        same = np.array_equal(fa, fb) and np.array_equal(a[~fa], b[~fb], equal_nan=True)
+        if not same:
+            return Comparison(sample, what, b.shape, np.inf, np.inf, False,
+                              "non-finite values at different places or of different kinds")
+        a, b = a[fa], b[fb]
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    diff = np.abs(a64 - b64)
+    max_abs = float(diff.max(initial=0.0))
+    denom = np.maximum(np.abs(b64), np.finfo(b.dtype).tiny)
+    max_rel = float((diff / denom).max(initial=0.0))
+    ok = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(b64)))
+    problem = "" if ok else (f"max abs err {max_abs:.3g}, max rel err {max_rel:.3g} "
+                             f"> rtol {tol.rtol:g} / atol {tol.atol:g}")
+    return Comparison(sample, what, b.shape, max_abs, max_rel, ok, problem)
+
+
+def _as_tuple(x):
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def _cotangents(outs: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple(rng.standard_normal(np.shape(o)).astype(np.asarray(o).dtype) for o in outs)
+
+
+def run_torch(concept: Concept, s: Sample, device: str, cts=None):
+    """Outputs (and, given cotangents, gradients) of the torch adapter, as NumPy."""
+    params = bridge.to_torch(s.params, device, requires_grad=concept.differentiable)
+    grad_names = set(concept.grad_inputs) if concept.differentiable else set()
+    inputs = {k: bridge.to_torch({k: v}, device, requires_grad=k in grad_names)[k]
+              for k, v in s.inputs.items()}
+    outs = _as_tuple(concept.torch(params, inputs, **s.kwargs))
+    np_outs = bridge.to_numpy(outs)
+    if cts is None or not concept.differentiable:
+        return np_outs, {}
+    wrt = {f"grad[{k}]": inputs[k] for k in concept.grad_inputs}
+    wrt.update({f"grad[{k}]": v for k, v in params.items()})
+    dev = precision.torch_device(device)
+    scalar = sum((o * torch.tensor(c, device=dev)).sum() for o, c in zip(outs, cts))
+    grads = torch.autograd.grad(scalar, list(wrt.values()), allow_unused=True)
+    # allow_unused: a parameter that does not reach the output has gradient zero, as in JAX
+    return np_outs, {k: bridge.to_numpy(torch.zeros_like(t) if g is None else g)
+                     for (k, t), g in zip(wrt.items(), grads)}
+
+
+def run_jax(concept: Concept, s: Sample, device: str, cts=None):
+    """Outputs (and, given cotangents, gradients) of the jitted JAX adapter, as NumPy."""
+    jax_params = concept.params_to_jax(s.params) if concept.params_to_jax else dict(s.params)
+    params = bridge.to_jax(jax_params, device)
+    inputs = bridge.to_jax(dict(s.inputs), device)
+    fwd = partial(concept.jax, **s.kwargs)
+    fwd = jax.jit(fwd) if concept.jit else fwd
+    outs = _as_tuple(fwd(params, inputs))
+    np_outs = bridge.to_numpy(outs)
+    if cts is None or not concept.differentiable:
+        return np_outs, {}
+    diff_in = {k: inputs[k] for k in concept.grad_inputs}
+    rest = {k: v for k, v in inputs.items() if k not in diff_in}
+
+    def scalar(p, d, c):
+        o = _as_tuple(concept.jax(p, {**rest, **d}, **s.kwargs))
+        return sum((oi * ci).sum() for oi, ci in zip(o, c))
+
+    gp, gi = jax.jit(jax.grad(scalar, argnums=(0, 1)))(params, diff_in, bridge.to_jax(cts, device))
+    gp = jax.tree.map(np.asarray, gp)
+    if concept.grads_to_torch:
+        gp = concept.grads_to_torch(gp)
+    grads = {f"grad[{k}]": np.asarray(v) for k, v in gi.items()}
+    grads.update({f"grad[{k}]": np.asarray(v) for k, v in gp.items()})
+    return np_outs, grads
+
+
+def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
+                mode: str = "strict", seed: int = SEED) -> Result:
+    """Run every sample of a concept in both frameworks and compare; never raises."""
+    tol = lookup(dtype, device, mode).scaled(concept.tol_scale, concept.tol_reason)
+    res = Result(concept.name, concept.group, dtype, device, mode, passed=False,
+                 rtol=tol.rtol, atol=tol.atol, tol_source=tol.source)
+    t0 = time.perf_counter()
+    try:
+        with precision.policy(mode):
+            samples = concept.samples(np.random.default_rng(seed), np.dtype(dtype))
+            comps: list[Comparison] = []
+            for i, s in enumerate(samples):
+                t_out, _ = run_torch(concept, s, device)
+                cts = _cotangents(t_out, seed + i) if concept.differentiable else None
+                t_out, t_grads = run_torch(concept, s, device, cts)
+                j_out, j_grads = run_jax(concept, s, device, cts)
+                if len(j_out) != len(t_out):
+                    raise AssertionError(f"{s.label}: jax returns {len(j_out)} outputs, torch {len(t_out)}")
+                comps += [compare(a, b, tol, concept.nonfinite_ok, s.label, f"out[{k}]")
+                          for k, (a, b) in enumerate(zip(j_out, t_out))]
+                if set(j_grads) != set(t_grads):
+                    raise AssertionError(f"{s.label}: gradient names differ: jax {sorted(j_grads)} "
+                                         f"vs torch {sorted(t_grads)}")
+                comps += [compare(j_grads[k], t_grads[k], tol, concept.nonfinite_ok, s.label, k)
+                          for k in t_grads]
+        res.n_samples = len(samples)
+        outs = [c for c in comps if c.what.startswith("out")]
+        grads = [c for c in comps if c.what.startswith("grad")]
+        res.out_abs = max((c.max_abs for c in outs), default=0.0)
+        res.out_rel = max((c.max_rel for c in outs), default=0.0)
+        res.grad_abs = max((c.max_abs for c in grads), default=0.0)
+        res.grad_rel = max((c.max_rel for c in grads), default=0.0)
+        res.failures = [f"{c.sample} {c.what} {c.shape}: {c.problem}" for c in comps if not c.ok]
+        res.passed = not res.failures
+    except Exception as e:  # a crash inside a concept is a failure, reported with its message
+        res.error = f"{type(e).__name__}: {e}"
+        res.failures = [res.error, traceback.format_exc(limit=-3)]
+        res.passed = False
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def run_all(concepts, dtype="float32", device="cpu", mode="strict", progress=None) -> list[Result]:
+    out = []
+    for c in concepts:
+        out.append(run_concept(c, dtype, device, mode))
+        if progress:
+            progress(out[-1])
+    return out
+
+
+def finite_differences(concept: Concept, s: Sample, framework: str) -> None:
+    """Check one framework's gradients against central finite differences in float64 on the CPU.
+
+    Uses `torch.autograd.gradcheck` and `jax.test_util.check_grads` with their own float64
+    tolerances; raises AssertionError (or the library's error) on a mismatch.
+    """
+    if framework == "torch":
+        params = bridge.to_torch(s.params, "cpu", requires_grad=True)
+        inputs = bridge.to_torch(dict(s.inputs), "cpu")
+        names = list(concept.grad_inputs) + list(params)
+        for k in concept.grad_inputs:
+            inputs[k].requires_grad_(True)
+        leaves = [inputs[k] for k in concept.grad_inputs] + list(params.values())
+
+        def f(*xs):
+            d = dict(zip(names, xs))
+            p = {k: d[k] for k in params}
+            x = {**inputs, **{k: d[k] for k in concept.grad_inputs}}
+            return _as_tuple(concept.torch(p, x, **s.kwargs))
+
+        torch.autograd.gradcheck(f, tuple(leaves))  # its float64 defaults: eps 1e-6, atol 1e-5, rtol 1e-3
+    elif framework == "jax":
+        from jax.test_util import check_grads
+        jp = concept.params_to_jax(s.params) if concept.params_to_jax else dict(s.params)
+        params = bridge.to_jax(jp)
+        inputs = bridge.to_jax(dict(s.inputs))
+        diff_in = {k: inputs[k] for k in concept.grad_inputs}
+        rest = {k: v for k, v in inputs.items() if k not in diff_in}
+
+        def g(p, d):
+            return _as_tuple(concept.jax(p, {**rest, **d}, **s.kwargs))
+
+        check_grads(g, (params, diff_in), order=1, modes=("rev",))  # its float64 defaults
+    else:
+        raise ValueError(f"framework must be 'jax' or 'torch', got {framework!r}")

@@ -1,0 +1,41 @@
+"""Activation functions in PyTorch, written out (SEEDS.md §4).
+
+Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (trap 24).
+"""
+import torch
+
+
+def relu(x):
+    """max(0, x), with gradient 0 at exactly 0.
+
+    `torch.clamp_min(x, 0)` would give 1 there; `torch.relu` gives 0, like `jax.nn.relu`.
+    """
+    return torch.relu(x)
+
+
+def sigmoid(x):
+    """1 / (1 + e^{-x}) (the seed prints log of this, which is log-sigmoid: a typo)."""
+    return torch.sigmoid(x)
+
+
+def log_sigmoid(x):
+    """log(1 / (1 + e^{-x})) = -softplus(-x), computed without overflow."""
+    return -torch.logaddexp(torch.zeros_like(x), -x)
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return torch.tanh(x)
+
+
+def softmax(x, axis=-1):
+    """e^{x_i} / Σ_j e^{x_j} along `axis`, computed as exp(x − max) / Σ exp(x − max)."""
+    z = x - torch.amax(x, dim=axis, keepdim=True).detach()
+    e = torch.exp(z)
+    return e / torch.sum(e, dim=axis, keepdim=True)
+
+
+def log_softmax(x, axis=-1):
+    """x_i − log Σ_j e^{x_j} along `axis`, with the max subtracted inside the log-sum-exp."""
+    z = x - torch.amax(x, dim=axis, keepdim=True).detach()
+    return z - torch.log(torch.sum(torch.exp(z), dim=axis, keepdim=True))
