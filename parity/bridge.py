@@ -49,7 +49,7 @@ def flax_module(cls, params: dict, **kwargs):
     """
     graphdef, state = _flax_skeleton(cls, tuple(sorted(kwargs.items())))
     state = jax.tree.map(lambda x: x, state)  # a fresh copy to fill in
-    state.replace_by_pure_dict(params)
+    nnx.replace_by_pure_dict(state, params)
     return nnx.merge(graphdef, state)
 
 

@@ -130,7 +130,7 @@ register(Concept(
     name="autograd.fit_line", group="autograd",
     summary="fit y = kx + b to (1,5), (2,7) by gradient descent: k→2, b→3",
     samples=lambda rng, dt: [Sample(f"{steps} steps", {"xs": np.array([1, 2], dt), "ys": np.array([5, 7], dt)},
-                                    kwargs={"steps": steps, "lr": 0.1}) for steps in (1, 10, 500)],
+                                    kwargs={"steps": steps, "lr": 0.1}) for steps in (1, 10, 100)],
     jax=lambda p, x, steps, lr: J.autograd.fit_line(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
     torch=lambda p, x, steps, lr: T.autograd.fit_line(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
     covers=("autograd.fit_line",), differentiable=False))
