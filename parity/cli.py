@@ -40,6 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("name", metavar="NAME")
     sh.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     sh.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    au = sub.add_parser("audit", help="parity in both precision modes, cross-device and determinism report")
+    au.add_argument("names", nargs="*", metavar="NAME", help="concepts or groups (default: all)")
+    au.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
+    au.add_argument("--deterministic", action="store_true",
+                    help="turn on XLA's deterministic ops and torch.use_deterministic_algorithms")
+    au.add_argument("--out", metavar="DIR", default="parity/reports",
+                    help="writes audit-<device>[-deterministic].json and .md here")
     return p
 
 
@@ -116,6 +123,32 @@ def cmd_show(args, out: Console, err: Console) -> int:
     return EXIT_OK if r.passed else EXIT_FAIL
 
 
+def cmd_audit(args, out: Console, err: Console) -> int:
+    from pathlib import Path
+
+    from parity import audit, precision, registry, report
+    if args.deterministic:
+        precision.deterministic()
+    try:
+        concepts = registry.select(args.names)
+    except registry.UnknownConcept as e:
+        return _usage_error(err, str(e))
+    if args.device == "cuda" and not precision.cuda_available():
+        return _usage_error(err, "--device cuda: CUDA is not available to both JAX and PyTorch here")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=err, transient=True) as prog:
+        task = prog.add_task("auditing", total=len(concepts))
+        a = audit.run_audit(concepts, args.device, progress=lambda c: prog.advance(task))
+    stem = Path(args.out) / f"audit-{args.device}{'-deterministic' if args.deterministic else ''}"
+    report.write_json_atomic(a, stem.with_suffix(".json"))
+    md = audit.markdown(a)
+    report.write_text_atomic(md, stem.with_suffix(".md"))
+    out.print(md, markup=False, highlight=False)
+    out.print(f"wrote {stem}.json and {stem}.md", highlight=False)
+    ok = all(r["passed"] for r in a["parity"] if r["precision"] == "strict")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     # Piped output (CI logs, files) gets a wide page instead of rich's 80-column fallback.
@@ -127,6 +160,8 @@ def main(argv=None) -> int:
         return cmd_check(args, out, err)
     if args.command == "show":
         return cmd_show(args, out, err)
+    if args.command == "audit":
+        return cmd_audit(args, out, err)
     return EXIT_USAGE
 
 

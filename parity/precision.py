@@ -50,6 +50,24 @@ def torch_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def deterministic() -> None:
+    """Ask both frameworks for bit-reproducible kernels (call before JAX first touches a GPU).
+
+    XLA reads `--xla_gpu_deterministic_ops` when its GPU backend starts; torch needs
+    `use_deterministic_algorithms` and, for cuBLAS, a fixed workspace configuration.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_gpu_deterministic_ops" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+
+
+def deterministic_enabled() -> bool:
+    return "--xla_gpu_deterministic_ops=true" in os.environ.get("XLA_FLAGS", "") and \
+        torch.are_deterministic_algorithms_enabled()
+
+
 @contextlib.contextmanager
 def policy(mode: str = "strict"):
     """Apply a precision mode to both frameworks for the duration of the block."""

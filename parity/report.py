@@ -42,19 +42,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    """Write JSON so that a reader never sees a half-written file (temp file + rename)."""
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write a file so that a reader never sees it half-written (temp file + rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=float)
-            f.write("\n")
+            f.write(text)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_json_atomic(obj, path: str | os.PathLike) -> None:
+    """Write JSON atomically (see write_text_atomic)."""
+    write_text_atomic(json.dumps(obj, indent=2, default=float) + "\n", path)
 
 
 def results_json(results: list[Result]) -> dict:

@@ -104,16 +104,22 @@ def _cotangents(outs: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ..
     return tuple(rng.standard_normal(np.shape(o)).astype(np.asarray(o).dtype) for o in outs)
 
 
-def run_torch(concept: Concept, s: Sample, device: str, cts=None):
-    """Outputs (and, given cotangents, gradients) of the torch adapter, as NumPy."""
+def run_torch(concept: Concept, s: Sample, device: str, cts=None, ct_seed: int | None = None):
+    """Outputs and gradients of the torch adapter, as NumPy.
+
+    Gradients are taken for the cotangents `cts`, or for fresh ones drawn from `ct_seed` once the
+    output shapes are known (returned as the third item); with neither, outputs only.
+    """
     params = bridge.to_torch(s.params, device, requires_grad=concept.differentiable)
     grad_names = set(concept.grad_inputs) if concept.differentiable else set()
     inputs = {k: bridge.to_torch({k: v}, device, requires_grad=k in grad_names)[k]
               for k, v in s.inputs.items()}
     outs = _as_tuple(concept.torch(params, inputs, **s.kwargs))
     np_outs = bridge.to_numpy(outs)
+    if cts is None and ct_seed is not None:
+        cts = _cotangents(np_outs, ct_seed)
     if cts is None or not concept.differentiable:
-        return np_outs, {}
+        return np_outs, {}, None
     wrt = {f"grad[{k}]": inputs[k] for k in concept.grad_inputs}
     wrt.update({f"grad[{k}]": v for k, v in params.items()})
     dev = precision.torch_device(device)
@@ -121,7 +127,7 @@ def run_torch(concept: Concept, s: Sample, device: str, cts=None):
     grads = torch.autograd.grad(scalar, list(wrt.values()), allow_unused=True)
     # allow_unused: a parameter that does not reach the output has gradient zero, as in JAX
     return np_outs, {k: bridge.to_numpy(torch.zeros_like(t) if g is None else g)
-                     for (k, t), g in zip(wrt.items(), grads)}
+                     for (k, t), g in zip(wrt.items(), grads)}, cts
 
 
 def run_jax(concept: Concept, s: Sample, device: str, cts=None):
@@ -163,9 +169,7 @@ def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
             samples = concept.samples(np.random.default_rng(seed), np.dtype(dtype))
             comps: list[Comparison] = []
             for i, s in enumerate(samples):
-                t_out, _ = run_torch(concept, s, device)
-                cts = _cotangents(t_out, seed + i) if concept.differentiable else None
-                t_out, t_grads = run_torch(concept, s, device, cts)
+                t_out, t_grads, cts = run_torch(concept, s, device, ct_seed=seed + i)
                 j_out, j_grads = run_jax(concept, s, device, cts)
                 if len(j_out) != len(t_out):
                     raise AssertionError(f"{s.label}: jax returns {len(j_out)} outputs, torch {len(t_out)}")
