@@ -55,6 +55,23 @@ def _usage_error(console: Console, msg: str) -> int:
     return EXIT_USAGE
 
 
+def _concepts_on_device(args, err: Console):
+    """The concepts named in args (or an exit code for a usage error), with the device checked."""
+    from parity import precision, registry
+    try:
+        concepts = registry.select(args.names)
+    except registry.UnknownConcept as e:
+        return _usage_error(err, str(e))
+    if args.device == "cuda" and not precision.cuda_available():
+        return _usage_error(err, "--device cuda: CUDA is not available to both JAX and PyTorch here")
+    return concepts
+
+
+def _progress(err: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
 def cmd_list(args, out: Console) -> int:
     from parity.registry import all_concepts
     concepts = all_concepts()
@@ -69,16 +86,12 @@ def cmd_list(args, out: Console) -> int:
 
 
 def cmd_check(args, out: Console, err: Console) -> int:
-    from parity import precision, registry, report, runner
-    try:
-        concepts = registry.select(args.names)
-    except registry.UnknownConcept as e:
-        return _usage_error(err, str(e))
-    if args.device == "cuda" and not precision.cuda_available():
-        return _usage_error(err, "--device cuda: CUDA is not available to both JAX and PyTorch here")
+    from parity import report, runner
+    concepts = _concepts_on_device(args, err)
+    if isinstance(concepts, int):
+        return concepts
     results = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as prog:
+    with _progress(err) as prog:
         task = prog.add_task("checking", total=len(concepts))
         for c in concepts:
             prog.update(task, description=f"checking {c.name}")
@@ -126,17 +139,13 @@ def cmd_show(args, out: Console, err: Console) -> int:
 def cmd_audit(args, out: Console, err: Console) -> int:
     from pathlib import Path
 
-    from parity import audit, precision, registry, report
+    from parity import audit, precision, report
     if args.deterministic:
         precision.deterministic()
-    try:
-        concepts = registry.select(args.names)
-    except registry.UnknownConcept as e:
-        return _usage_error(err, str(e))
-    if args.device == "cuda" and not precision.cuda_available():
-        return _usage_error(err, "--device cuda: CUDA is not available to both JAX and PyTorch here")
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err, transient=True) as prog:
+    concepts = _concepts_on_device(args, err)
+    if isinstance(concepts, int):
+        return concepts
+    with _progress(err) as prog:
         task = prog.add_task("auditing", total=len(concepts))
         a = audit.run_audit(concepts, args.device, progress=lambda c: prog.advance(task))
     stem = Path(args.out) / f"audit-{args.device}{'-deterministic' if args.deterministic else ''}"
