@@ -55,7 +55,7 @@ def flax_module(cls, params: dict, **kwargs):
 
 def flax_state(module) -> dict:
     """A module's whole state as a nested pure dict of arrays."""
-    return nnx.state(module).to_pure_dict()
+    return nnx.to_pure_dict(nnx.state(module))
 
 
 def torch_call(module: torch.nn.Module, params: dict, *args):
