@@ -1,4 +1,4 @@
-"""Layers in Flax NNX: the single neuron and Linear (SEEDS.md §3–4).
+"""Layers in Flax NNX: the single neuron, Linear, Flatten and Dropout (SEEDS.md §3–4).
 
 Flax stores a Linear's `kernel` as (in, out) and computes x @ kernel + bias; torch stores
 `weight` as (out, in) and computes x @ weight.T + bias (trap 2). Flax initialises with
@@ -44,3 +44,71 @@ class Linear(nnx.Module):
                              f"got shape {tuple(x.shape)}")
         y = x @ self.kernel[...]
         return y + self.bias[...] if self.bias is not None else y
+
+
+@jax.jit
+def _flatten(x):
+    return x.reshape(x.shape[0], -1)
+
+
+class Flatten(nnx.Module):
+    """The seed's x.view(x.shape[0], -1): everything after the batch axis in one axis.
+
+    On NHWC input the order is (H, W, C), torch's is (C, H, W): a following Linear converts (trap 4).
+    """
+
+    def __init__(self):
+        pass
+
+    def __call__(self, x):
+        if jnp.ndim(x) < 2:
+            raise ValueError(f"Flatten: expected an input with a batch axis (at least 2-D), "
+                             f"got shape {tuple(jnp.shape(x))}")
+        return _flatten(x)
+
+
+@jax.jit
+def _masked(x, mask, scale):
+    return x * mask.astype(x.dtype) * scale.astype(x.dtype)
+
+
+@jax.jit
+def _zeroed(x):
+    return x * jnp.zeros((), x.dtype)  # torch's p = 1 rule: zeros that keep a (zero) gradient
+
+
+@jax.jit
+def _random_masked(x, key, p):
+    return _masked(x, jax.random.bernoulli(key, 1.0 - p, x.shape), 1.0 / (1.0 - p))
+
+
+class Dropout(nnx.Module):
+    """Zero each element with probability p in training and scale survivors by 1/(1 − p).
+
+    Masks come from the NNX `dropout` stream (torch's from its global RNG; trap 18). The hook: pass
+    `mask` (keep = True/1, the input's shape and layout) to apply that mask instead of drawing one.
+    `.eval()` (deterministic=True) makes it the identity, as torch's eval mode.
+    """
+
+    def __init__(self, p=0.5, *, rngs=None):
+        if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.deterministic = False  # training mode by default, as torch modules
+        if rngs is not None and not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"Dropout: rngs must be an nnx.Rngs or None, got {type(rngs).__name__}")
+        self.rngs = rngs["dropout"].fork() if rngs is not None else nnx.data(None)
+
+    def __call__(self, x, mask=None):
+        if self.deterministic or self.p == 0.0:
+            return x
+        if mask is not None and tuple(jnp.shape(mask)) != tuple(jnp.shape(x)):
+            raise ValueError(f"Dropout: mask must have the input's shape {tuple(jnp.shape(x))}, "
+                             f"got {tuple(jnp.shape(mask))}")
+        if self.p == 1.0:
+            return _zeroed(x)
+        if mask is None:
+            if self.rngs is None:
+                raise ValueError("Dropout: training mode needs rngs=nnx.Rngs(dropout=...) or a mask")
+            return _random_masked(x, self.rngs(), jnp.asarray(self.p))
+        return _masked(x, mask, jnp.asarray(1.0 / (1.0 - self.p)))

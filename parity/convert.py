@@ -1,7 +1,7 @@
 """Weight and layout conversions between PyTorch and Flax NNX, both directions.
 
 Canonical parameters are torch `state_dict`s of NumPy arrays; Flax parameters are nested pure
-dicts (what `nnx.State.to_pure_dict()` returns). Conversions are transposes only: exact in any dtype.
+dicts (what `nnx.to_pure_dict(nnx.state(model))` returns). Conversions are transposes only: exact in any dtype.
 """
 from __future__ import annotations
 
@@ -21,4 +21,149 @@ def linear_flax_to_torch(p: dict) -> dict:
     out = {"weight": np.ascontiguousarray(np.asarray(p["kernel"]).T)}
     if p.get("bias") is not None:
         out["bias"] = np.asarray(p["bias"])
+    return out
+
+
+# ---------------------------------------------------------------- layouts (NumPy or JAX arrays)
+def nchw_to_nhwc(x):
+    """Activations (N, C, H, W) → (N, H, W, C) (trap 3); works on NumPy and JAX arrays alike."""
+    return x.transpose(0, 2, 3, 1)
+
+
+def nhwc_to_nchw(x):
+    """Activations (N, H, W, C) → (N, C, H, W)."""
+    return x.transpose(0, 3, 1, 2)
+
+
+def _with_bias(out: dict, src: dict, key: str = "bias") -> dict:
+    if src.get(key) is not None:
+        out["bias"] = np.asarray(src[key])
+    return out
+
+
+# ---------------------------------------------------------------- Conv2d
+def conv_torch_to_flax(sd: dict) -> dict:
+    """torch Conv2d {weight (O, I/groups, kh, kw), bias} → Flax {kernel (kh, kw, I/groups, O), bias}.
+
+    The same transpose serves grouped convolutions: both frameworks keep each group's output
+    channels contiguous along O.
+    """
+    return _with_bias({"kernel": np.ascontiguousarray(np.asarray(sd["weight"]).transpose(2, 3, 1, 0))}, sd)
+
+
+def conv_flax_to_torch(p: dict) -> dict:
+    """Flax Conv2d {kernel (kh, kw, I/groups, O), bias} → torch {weight (O, I/groups, kh, kw), bias}."""
+    return _with_bias({"weight": np.ascontiguousarray(np.asarray(p["kernel"]).transpose(3, 2, 0, 1))}, p)
+
+
+# ---------------------------------------------------------------- BatchNorm2d
+_BN_TORCH_TO_FLAX = {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var",
+                     "num_batches_tracked": "num_batches_tracked"}
+_BN_FLAX_TO_TORCH = {v: k for k, v in _BN_TORCH_TO_FLAX.items()}
+
+
+def batchnorm_torch_to_flax(sd: dict) -> dict:
+    """torch BatchNorm2d {weight, bias, running_mean, running_var, num_batches_tracked} → Flax
+    {scale, bias, mean, var, num_batches_tracked}; whatever subset is present (gradients: two).
+
+    Renames only: jax_impl's BatchNorm2d stores torch's unbiased running variance (trap 12).
+    """
+    unknown = set(sd) - set(_BN_TORCH_TO_FLAX)
+    if unknown:
+        raise KeyError(f"batchnorm_torch_to_flax: unexpected keys {sorted(unknown)}")
+    return {_BN_TORCH_TO_FLAX[k]: np.asarray(v) for k, v in sd.items() if v is not None}
+
+
+def batchnorm_flax_to_torch(p: dict) -> dict:
+    """Flax BatchNorm2d {scale, bias, mean, var, num_batches_tracked} → torch names (any subset)."""
+    unknown = set(p) - set(_BN_FLAX_TO_TORCH)
+    if unknown:
+        raise KeyError(f"batchnorm_flax_to_torch: unexpected keys {sorted(unknown)}")
+    return {_BN_FLAX_TO_TORCH[k]: np.asarray(v) for k, v in p.items() if v is not None}
+
+
+# ---------------------------------------------------------------- Flatten → Linear
+def flatten_linear_torch_to_flax(sd: dict, chw: tuple[int, int, int]) -> dict:
+    """A torch Linear fed by Flatten of (C, H, W) maps → the Flax Linear fed by Flatten of (H, W, C).
+
+    torch flattens in (C, H, W) order and Flax's NHWC in (H, W, C) (trap 4): the weight's input
+    columns are permuted to Flax's order before the usual (out, in) → (in, out) transpose.
+    """
+    c, h, w = chw
+    weight = np.asarray(sd["weight"])
+    if weight.shape[1] != c * h * w:
+        raise ValueError(f"flatten_linear_torch_to_flax: weight has {weight.shape[1]} inputs, "
+                         f"expected C·H·W = {c}·{h}·{w} = {c * h * w}")
+    hwc = weight.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(-1, h * w * c)
+    return linear_torch_to_flax({**sd, "weight": hwc})
+
+
+def flatten_linear_flax_to_torch(p: dict, chw: tuple[int, int, int]) -> dict:
+    """The inverse of `flatten_linear_torch_to_flax`: Flax kernel rows in (H, W, C) order → torch."""
+    c, h, w = chw
+    out = linear_flax_to_torch(p)
+    if out["weight"].shape[1] != c * h * w:
+        raise ValueError(f"flatten_linear_flax_to_torch: kernel has {out['weight'].shape[1]} inputs, "
+                         f"expected C·H·W = {c}·{h}·{w} = {c * h * w}")
+    chw_w = out["weight"].reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(-1, c * h * w)
+    return {**out, "weight": np.ascontiguousarray(chw_w)}
+
+
+# ---------------------------------------------------------------- whole models
+_LAYER_TO_FLAX = {"linear": linear_torch_to_flax, "conv": conv_torch_to_flax,
+                  "batchnorm": batchnorm_torch_to_flax, "flatten_linear": flatten_linear_torch_to_flax}
+_LAYER_TO_TORCH = {"linear": linear_flax_to_torch, "conv": conv_flax_to_torch,
+                   "batchnorm": batchnorm_flax_to_torch, "flatten_linear": flatten_linear_flax_to_torch}
+
+
+def _kind(layer: str, spec) -> tuple[str, tuple]:
+    """A layer spec: "linear", "conv", "batchnorm", or ("flatten_linear", (C, H, W))."""
+    kind, args = (spec[0], tuple(spec[1:])) if isinstance(spec, tuple) else (spec, ())
+    if kind not in _LAYER_TO_FLAX:
+        raise ValueError(f"layer {layer!r}: unknown kind {kind!r}; known: {sorted(_LAYER_TO_FLAX)}")
+    if (kind == "flatten_linear") != bool(args):
+        raise ValueError(f"layer {layer!r}: 'flatten_linear' and only it takes (kind, (C, H, W))")
+    return kind, args
+
+
+def _path(name: str) -> tuple:
+    """'features.0' → ('features', 0): NNX pure dicts key list entries by int."""
+    return tuple(int(p) if p.isdigit() else p for p in name.split("."))
+
+
+def model_torch_to_flax(sd: dict, layers: dict) -> dict:
+    """A whole model's torch state_dict → the nested Flax NNX pure dict of its twin.
+
+    `layers` maps each parametrised layer's dotted name (the same attribute names in both twins)
+    to its kind; every key of `sd` must belong to one of them, so nothing is dropped silently.
+    """
+    out: dict = {}
+    left = set(sd)
+    for name, spec in layers.items():
+        kind, args = _kind(name, spec)
+        part = {k[len(name) + 1:]: v for k, v in sd.items() if k.startswith(name + ".")}
+        if not part:
+            raise KeyError(f"model_torch_to_flax: no parameters under {name!r} in the state_dict")
+        left -= {f"{name}.{k}" for k in part}
+        node = out
+        for key in _path(name):
+            node = node.setdefault(key, {})
+        node.update(_LAYER_TO_FLAX[kind](part, *args))
+    if left:
+        raise KeyError(f"model_torch_to_flax: state_dict keys of no listed layer: {sorted(left)}")
+    return out
+
+
+def model_flax_to_torch(params: dict, layers: dict) -> dict:
+    """The nested Flax NNX pure dict of a model → its twin's torch state_dict (inverse of the above)."""
+    out: dict = {}
+    for name, spec in layers.items():
+        kind, args = _kind(name, spec)
+        node = params
+        for key in _path(name):
+            if key not in node:
+                raise KeyError(f"model_flax_to_torch: no layer {name!r} in the Flax parameters")
+            node = node[key]
+        part = {k: v for k, v in node.items() if v is not None}
+        out.update({f"{name}.{k}": v for k, v in _LAYER_TO_TORCH[kind](part, *args).items()})
     return out

@@ -1,4 +1,4 @@
-"""Layers in PyTorch: the single neuron and Linear (SEEDS.md §3–4).
+"""Layers in PyTorch: the single neuron, Linear, Flatten and Dropout (SEEDS.md §3–4).
 
 torch stores a Linear's `weight` as (out, in) and computes x @ weight.T + bias; Flax stores
 `kernel` as (in, out) (trap 2). Default inits differ between the frameworks (trap 16).
@@ -32,3 +32,45 @@ class Linear(nn.Linear):
             raise ValueError(f"Linear: input's last axis must be in_features={self.in_features}, "
                              f"got shape {tuple(x.shape)}")
         return super().forward(x)
+
+
+class Flatten(nn.Flatten):
+    """The seed's x.view(x.shape[0], -1): everything after the batch axis in one axis.
+
+    On NCHW input the order is (C, H, W), Flax's NHWC twin gives (H, W, C) (trap 4).
+    """
+
+    def __init__(self):
+        super().__init__(start_dim=1, end_dim=-1)
+
+    def forward(self, x):
+        if x.dim() < 2:
+            raise ValueError(f"Flatten: expected an input with a batch axis (at least 2-D), "
+                             f"got shape {tuple(x.shape)}")
+        return super().forward(x)
+
+
+class Dropout(nn.Dropout):
+    """Zero each element with probability p in training and scale survivors by 1/(1 − p).
+
+    Masks come from torch's global RNG (Flax's from a key; trap 18). The hook: pass `mask`
+    (keep = True/1, the input's shape and layout) to apply that mask instead of drawing one.
+    `.eval()` makes it the identity.
+    """
+
+    def __init__(self, p=0.5):
+        if not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        super().__init__(float(p))
+
+    def forward(self, x, mask=None):
+        if not self.training or self.p == 0.0:
+            return x
+        if mask is not None and tuple(mask.shape) != tuple(x.shape):
+            raise ValueError(f"Dropout: mask must have the input's shape {tuple(x.shape)}, "
+                             f"got {tuple(mask.shape)}")
+        if self.p == 1.0:
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)  # torch's own p=1 rule
+        if mask is None:
+            return super().forward(x)
+        return x * mask.to(x.dtype) * torch.tensor(1.0 / (1.0 - self.p), dtype=x.dtype, device=x.device)

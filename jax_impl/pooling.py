@@ -1,0 +1,148 @@
+"""Pooling in Flax NNX on NHWC input: max, average and adaptive average, with torch's rules.
+
+Flax's pooling functions default to stride 1 and have no ceil_mode (traps 7, 8); these layers
+implement torch's output-size formula, its last-window rule and its divisors themselves.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jax_impl.conv import _at_least, _check_input, _pair
+
+
+def _pool_args(layer, kernel_size, stride, padding, dilation):
+    kernel = _at_least(layer, "kernel_size", _pair(layer, "kernel_size", kernel_size), 1)
+    stride = kernel if stride is None else _at_least(layer, "stride", _pair(layer, "stride", stride), 1)
+    padding = _at_least(layer, "padding", _pair(layer, "padding", padding), 0)
+    dilation = _at_least(layer, "dilation", _pair(layer, "dilation", dilation), 1)
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{layer}: padding must be at most half of kernel_size (as in torch), "
+                         f"got padding={padding} for kernel_size={kernel}")
+    return kernel, stride, padding, dilation
+
+
+def _out_size(layer, axis, n, k, s, p, d, ceil_mode) -> int:
+    """torch's pooling output size; in ceil_mode the last window must start inside input or left padding."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    if out < 1:
+        raise ValueError(f"{layer}: kernel_size {k} (dilated extent {d * (k - 1) + 1}) is larger than "
+                         f"the padded input {axis} {n + 2 * p} (output size would be {out})")
+    for o in range(out):  # only a dilated window can skip over the whole input
+        start = o * s - p
+        if not any(0 <= start + j * d < n for j in range(k)):
+            raise ValueError(f"{layer}: with dilation {d}, the window at output {axis} index {o} reads "
+                             f"only padding (input {axis} {n}); torch returns -inf there and its "
+                             f"gradient writes out of bounds, so both twins reject it")
+    return out
+
+
+def _geometry(layer, x, kernel, stride, padding, dilation, ceil_mode):
+    """Output size and the (low, high) padding that covers every window, per spatial axis."""
+    _check_input(layer, x, None)
+    outs, pads = [], []
+    for axis, n, k, s, p, d in zip(("height", "width"), x.shape[1:3], kernel, stride, padding, dilation):
+        o = _out_size(layer, axis, n, k, s, p, d, ceil_mode)
+        outs.append(o)
+        pads.append((p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p)))
+    return tuple(outs), tuple(pads)
+
+
+@partial(jax.jit, static_argnames=("kernel", "stride", "pads", "dilation", "out"))
+def _max_pool2d(x, kernel, stride, pads, dilation, out):
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)), constant_values=-jnp.inf)
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
+    windows = jnp.stack([xp[:, i * dh:i * dh + (oh - 1) * sh + 1:sh, j * dw:j * dw + (ow - 1) * sw + 1:sw]
+                         for i in range(kh) for j in range(kw)], axis=3)
+    # The first maximum in the window (row-major), as torch: the gradient goes to that one element.
+    first = jnp.argmax(windows, axis=3, keepdims=True)
+    return jnp.where(jnp.arange(kh * kw)[:, None] == first, windows, 0).sum(axis=3)
+
+
+class MaxPool2d(nnx.Module):
+    """Max over (dilated) windows of NHWC input; stride defaults to the kernel, padding is −inf.
+
+    Flax has no ceil_mode and no VJP for dilated max windows: torch's rule is implemented here.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
+        self.kernel_size, self.stride, self.padding, self.dilation = _pool_args(
+            "MaxPool2d", kernel_size, stride, padding, dilation)
+        self.ceil_mode = bool(ceil_mode)
+
+    def __call__(self, x):
+        out, pads = _geometry("MaxPool2d", x, self.kernel_size, self.stride, self.padding,
+                              self.dilation, self.ceil_mode)
+        return _max_pool2d(x, self.kernel_size, self.stride, pads, self.dilation, out)
+
+
+def _divisors(n, k, s, p, out, count_include_pad) -> np.ndarray:
+    """torch's avg-pool divisor per window: padding counts only inside [−p, n + p), never ceil's extra."""
+    start = np.arange(out) * s - p
+    end = np.minimum(start + k, n + p)
+    if count_include_pad:
+        return end - start
+    return np.minimum(end, n) - np.maximum(start, 0)
+
+
+@partial(jax.jit, static_argnames=("kernel", "stride", "padding", "pads", "out", "count_include_pad"))
+def _avg_pool2d(x, kernel, stride, padding, pads, out, count_include_pad):
+    sums = jax.lax.reduce_window(x, np.zeros((), x.dtype), jax.lax.add, (1, *kernel, 1),
+                                 (1, *stride, 1), ((0, 0), *pads, (0, 0)))
+    dh, dw = (_divisors(n, k, s, p, o, count_include_pad)
+              for n, k, s, p, o in zip(x.shape[1:3], kernel, stride, padding, out))
+    return sums / jnp.asarray(np.outer(dh, dw)[None, :, :, None], x.dtype)
+
+
+class AvgPool2d(nnx.Module):
+    """Mean over windows of NHWC input; stride defaults to the kernel.
+
+    Implements torch's ceil_mode and its count_include_pad divisor, which Flax's avg_pool lacks.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+        self.kernel_size, self.stride, self.padding, _ = _pool_args(
+            "AvgPool2d", kernel_size, stride, padding, 1)
+        self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
+
+    def __call__(self, x):
+        out, pads = _geometry("AvgPool2d", x, self.kernel_size, self.stride, self.padding, (1, 1),
+                              self.ceil_mode)
+        return _avg_pool2d(x, self.kernel_size, self.stride, self.padding, pads, out,
+                           self.count_include_pad)
+
+
+@partial(jax.jit, static_argnames=("out",))
+def _adaptive_avg_pool2d(x, out):
+    (h, w), (oh, ow) = x.shape[1:3], out
+    rows = []
+    for i in range(oh):
+        h0, h1 = i * h // oh, -(-(i + 1) * h // oh)
+        rows.append(jnp.stack([x[:, h0:h1, j * w // ow:-(-(j + 1) * w // ow)].mean(axis=(1, 2))
+                               for j in range(ow)], axis=1))
+    return jnp.stack(rows, axis=1)
+
+
+class AdaptiveAvgPool2d(nnx.Module):
+    """Mean over torch's adaptive windows [⌊i·H/out⌋, ⌈(i+1)·H/out⌉) to a fixed NHWC output size.
+
+    Flax has no adaptive pooling; None in output_size keeps that input size, as in torch.
+    """
+
+    def __init__(self, output_size):
+        size = _pair("AdaptiveAvgPool2d", "output_size", output_size, allow_none=True)
+        _at_least("AdaptiveAvgPool2d", "output_size", tuple(1 if s is None else s for s in size), 1)
+        self.output_size = size
+
+    def __call__(self, x):
+        _check_input("AdaptiveAvgPool2d", x, None)
+        out = tuple(n if s is None else s for n, s in zip(x.shape[1:3], self.output_size))
+        if 0 in x.shape[1:3]:
+            raise ValueError(f"AdaptiveAvgPool2d: expected a non-empty input, got shape {tuple(x.shape)}")
+        return _adaptive_avg_pool2d(x, out)

@@ -1,0 +1,33 @@
+"""Batch normalisation in PyTorch over NCHW input, with input validation.
+
+Flax's twin keeps torch's meaning of momentum and torch's unbiased running variance (traps 11–13).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torch_impl.conv import _check_input
+
+
+class BatchNorm2d(nn.BatchNorm2d):
+    """Per-channel batch normalisation of NCHW input with running mean and variance.
+
+    nn.BatchNorm2d with validation (always tracking running statistics); momentum 0.1 is Flax's 0.9.
+    """
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=torch.float32):
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(f"BatchNorm2d: num_features must be an int >= 1, got {num_features!r}")
+        if not eps > 0:
+            raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
+        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] (torch's meaning), got {momentum!r}")
+        super().__init__(num_features, float(eps), float(momentum), affine, dtype=dtype)
+
+    def forward(self, x):
+        _check_input("BatchNorm2d", x, self.num_features, "num_features")
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
+            raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, "
+                             f"got input shape {tuple(x.shape)}")
+        return super().forward(x)
