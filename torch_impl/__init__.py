@@ -1,4 +1,6 @@
 """The PyTorch twin: torch.nn modules, NCHW layouts, torch.optim optimisers."""
-from torch_impl import activations, autograd, layers, losses, tensors
+from torch_impl import (activations, autograd, conv, layers, losses, models, normalization, optim, pooling,
+                        tensors, train)
 
-__all__ = ["activations", "autograd", "layers", "losses", "tensors"]
+__all__ = ["activations", "autograd", "conv", "layers", "losses", "models", "normalization",
+           "optim", "pooling", "tensors", "train"]

@@ -1,0 +1,78 @@
+"""The seeds' models in Flax NNX: linear regression, LinearNet, SimpleNet and a small CNN (NHWC).
+
+Images arrive as (N, H, W, C); torch's twins take (N, C, H, W). Flattening NHWC orders features
+(H, W, C), torch's (C, H, W) (trap 4): equal for one channel, so only SmallCNN's first Linear needs
+its rows permuted when weights are converted (parity/convert.py).
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_impl.conv import Conv2d
+from jax_impl.layers import Flatten, Linear
+from jax_impl.pooling import MaxPool2d
+
+
+class LinearRegression(nnx.Module):
+    """d2l's linear regression from scratch: ŷ = x·w + b with w (in, 1) ~ N(0, 0.01²), b = 0."""
+
+    def __init__(self, in_features=2, *, dtype=jnp.float32, rngs):
+        self.w = nnx.Param(0.01 * jax.random.normal(rngs.params(), (in_features, 1), dtype))
+        self.b = nnx.Param(jnp.zeros((1,), dtype))
+
+    def __call__(self, x):
+        return x @ self.w[...] + self.b[...]
+
+
+class LinearNet(nnx.Module):
+    """Softmax regression: flatten the image, then one Linear to the class logits."""
+
+    def __init__(self, in_features=784, num_classes=10, *, dtype=jnp.float32, rngs):
+        self.flatten = Flatten()
+        self.linear = Linear(in_features, num_classes, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return self.linear(self.flatten(x))
+
+
+class SimpleNet(nnx.Module):
+    """The seed's MLP: flatten, Linear(in, hidden), ReLU, Linear(hidden, classes)."""
+
+    def __init__(self, in_features=784, hidden=128, num_classes=10, *, dtype=jnp.float32, rngs):
+        self.flatten = Flatten()
+        self.fc1 = Linear(in_features, hidden, dtype=dtype, rngs=rngs)
+        self.fc2 = Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return self.fc2(jax.nn.relu(self.fc1(self.flatten(x))))
+
+
+def _cnn_features(image_size, channels, padding):
+    size = image_size
+    for _ in channels:  # conv 3×3 (stride 1), then max-pool 2
+        size = (size + 2 * padding - 2) // 2
+    if size < 1:
+        raise ValueError(f"SmallCNN: a {image_size}×{image_size} image shrinks to nothing with "
+                         f"padding={padding}; use padding=1 for small images such as 8×8 digits")
+    return size * size * channels[-1]
+
+
+class SmallCNN(nnx.Module):
+    """(Conv 3×3 → ReLU → MaxPool 2) × 2, flatten, Linear → ReLU → Linear, on NHWC images.
+
+    28×28 with padding 0 gives 64·5·5 = 1600 features; the 8×8 digits need padding=1 (64·2·2).
+    """
+
+    def __init__(self, in_channels=1, image_size=28, channels=(32, 64), hidden=128, num_classes=10,
+                 padding=0, *, dtype=jnp.float32, rngs):
+        c1, c2 = channels
+        self.conv1 = Conv2d(in_channels, c1, 3, padding=padding, dtype=dtype, rngs=rngs)
+        self.conv2 = Conv2d(c1, c2, 3, padding=padding, dtype=dtype, rngs=rngs)
+        self.pool, self.flatten = MaxPool2d(2), Flatten()
+        self.fc1 = Linear(_cnn_features(image_size, channels, padding), hidden, dtype=dtype, rngs=rngs)
+        self.fc2 = Linear(hidden, num_classes, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = self.pool(jax.nn.relu(self.conv1(x)))
+        x = self.pool(jax.nn.relu(self.conv2(x)))
+        return self.fc2(jax.nn.relu(self.fc1(self.flatten(x))))

@@ -1,0 +1,65 @@
+"""Training in JAX: one jitted, buffer-donating step over the split state of an NNX model.
+
+The model is split once (`nnx.split`) into a graph definition and arrays; the step is a pure
+function of (params, rest, optimizer state) that `jax.jit` compiles once and whose input buffers
+it reuses (`donate_argnums`). torch's twin mutates the module and its optimiser in place.
+"""
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jax_impl.optim import apply_updates
+
+
+class Trainer:
+    """Trains `model` with an optax-style `optimizer` on `loss_fn(outputs, targets)`.
+
+    Data stays on the device; a step returns its loss as a device scalar, so nothing waits on the
+    host until losses are read. The caller's model is copied, never donated.
+    """
+
+    def __init__(self, model, optimizer, loss_fn):
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        params, rest = jax.tree.map(jnp.copy, (params, rest))  # the step donates these buffers
+        # all of the state committed to the parameters' device, as the step's outputs will be:
+        # otherwise the second call (uncommitted → committed inputs) compiles the step again
+        device = jax.tree.leaves(params)[0].device
+        self.graphdef, self.state = graphdef, jax.device_put((params, rest, optimizer.init(params)), device)
+
+        def train_step(state, x, y, idx):
+            params, rest, opt_state = state
+            xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+
+            def loss_of(p):
+                return loss_fn(nnx.merge(graphdef, p, rest)(xb), yb)
+
+            loss, grads = jax.value_and_grad(loss_of)(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return (apply_updates(params, updates), rest, opt_state), loss
+
+        def predict(params, rest, x):
+            return nnx.merge(graphdef, params, rest)(x)
+
+        self._step = jax.jit(train_step, donate_argnums=0)
+        self._predict = jax.jit(predict)
+
+    def step(self, x, y, idx=None):
+        """One update on the batch x[idx], y[idx] (all of x, y when idx is None); returns the loss."""
+        if idx is not None:
+            idx = jnp.asarray(idx, jnp.int32)
+        self.state, loss = self._step(self.state, x, y, idx)
+        return loss
+
+    def predict(self, x):
+        """The model's outputs for x under the current parameters."""
+        return self._predict(self.state[0], self.state[1], x)
+
+    def accuracy(self, x, y):
+        """Fraction of rows of x whose largest output is at the label in y."""
+        return int(jnp.sum(jnp.argmax(self.predict(x), axis=-1) == y)) / len(y)
+
+    @property
+    def model(self):
+        """A fresh module holding a copy of the current parameters."""
+        params, rest, _ = self.state
+        return nnx.merge(self.graphdef, jax.tree.map(jnp.copy, params), rest)

@@ -1,0 +1,90 @@
+"""`parity train`: per-epoch output, TensorBoard event files for both frameworks under one log
+directory, a PNG of both loss curves, checkpoints in each framework's format, and cross-loading."""
+import json
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from parity import data, training
+from parity.cli import main
+from parity.tolerances import lookup
+
+
+def _scalars(folder, tag):
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def _train(tmp_path, *args):
+    return main(["train", *args, "--epochs", "1", "--log-dir", str(tmp_path), "--name", "t"])
+
+
+@pytest.mark.parametrize("model,data_spec,batch", [("mlp", "digits", "64"), ("cnn", "synthetic", "256")])
+def test_train_writes_events_plot_checkpoints_and_cross_loads(tmp_path, capsys, model, data_spec, batch):
+    assert _train(tmp_path, "--model", model, "--data", data_spec, "--batch-size", batch) == 0
+    out = capsys.readouterr().out
+    assert "epoch   1: jax loss" in out and "| torch loss" in out
+    assert "largest per-step loss difference over" in out and "within" in out
+    run = tmp_path / "t"
+    summary = json.loads((run / "summary.json").read_text())
+    steps = summary["steps"]
+    for fw in ("jax", "torch"):  # runs/<name>/jax and runs/<name>/torch
+        assert len(_scalars(run / fw, "loss/train_step")) == steps
+        assert _scalars(run / fw, "epoch/accuracy") == [np.float32(summary["epochs"][0][fw]["accuracy"])]
+    np.testing.assert_allclose(_scalars(run / "jax", "loss/train_step"), _scalars(run / "torch", "loss/train_step"),
+                               rtol=summary["tolerance"]["rtol"], atol=summary["tolerance"]["atol"])
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["max_loss_diff"]["within_tolerance"] and summary["accuracy_equal"]
+    assert not list(run.rglob(".*.tmp")), "temporary file left behind"
+
+    # checkpoints: torch's own format and Flax's msgpack; each loads into the other framework
+    ds = data.load(data_spec)
+    tol = lookup("float32", "cpu")
+    cfg = training.Config(model=model).resolved()
+    kwargs = training.model_kwargs(model, ds)
+    x = ds.x_test
+    preds = {}
+    for ckpt in (run / "torch" / "model.pt", run / "jax" / "model.msgpack"):
+        jm, tm = training.build(model, kwargs, "jax", cfg.dtype), training.build(model, kwargs, "torch", cfg.dtype)
+        training.load_checkpoint(ckpt, jm)
+        training.load_checkpoint(ckpt, tm)
+        pj, pt = training.predict(jm, x), training.predict(tm, x)
+        np.testing.assert_allclose(pj, pt, rtol=tol.rtol, atol=tol.atol, err_msg=f"{ckpt}: {tol.source}")
+        assert np.mean(pj.argmax(-1) == ds.y_test) == np.mean(pt.argmax(-1) == ds.y_test)
+        preds[ckpt.parent.name] = pt
+    for k, rec in summary["cross_load"].items():
+        assert rec["accuracy_src"] == rec["accuracy_dst"], k
+    # the two frameworks' trained models predict alike too (one epoch, float32)
+    np.testing.assert_allclose(preds["jax"], preds["torch"], rtol=tol.rtol, atol=tol.atol)
+
+
+def test_train_one_framework_and_linreg(tmp_path, capsys):
+    assert _train(tmp_path, "--model", "linreg", "--framework", "torch", "--optimizer", "sgd") == 0
+    out = capsys.readouterr().out
+    assert "torch: w = [" in out and "jax loss" not in out and "jax: w" not in out
+    assert "cross-load torch->jax" in out  # a torch checkpoint still loads into the JAX twin
+    run = tmp_path / "t"
+    assert (run / "torch" / "model.pt").is_file() and not (run / "jax").exists()
+    assert len(_scalars(run / "torch", "loss/train_step")) == 80  # 800 examples, batch 10, one epoch
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--data", "mnist:/no/such/folder"], "MNIST folder not found"),
+    (["--model", "linreg", "--data", "digits"], "linreg trains on feature vectors"),
+    (["--data", "cifar"], "unknown data"),
+    (["--batch-size", "100000"], "batch_size must lie in"),
+])
+def test_bad_options_are_usage_errors(tmp_path, capsys, args, match):
+    assert _train(tmp_path, *args) == 2
+    assert match in " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+
+
+def test_missing_or_foreign_checkpoint(tmp_path):
+    model = training.build("mlp", {"in_features": 64}, "torch", "float32")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        training.load_checkpoint(tmp_path / "absent.pt", model)
+    (tmp_path / "x.ckpt").write_bytes(b"")
+    with pytest.raises(ValueError, match="unknown checkpoint format"):
+        training.load_checkpoint(tmp_path / "x.ckpt", model)

@@ -1,0 +1,130 @@
+"""Optimisers in PyTorch: SGD, Adam and AdamW from scratch as pure (init, update) pairs.
+
+`update(grads, state, params)` returns new tensors (updates to add, and the new state) over a
+tuple or dict of tensors, like optax, instead of mutating `.grad` and buffers as torch.optim does.
+`from_library` builds the torch.optim optimiser on its fast path (fused on CUDA, foreach on CPU).
+"""
+from collections import namedtuple
+from functools import partial
+
+import torch
+
+_NAMES = ("sgd", "adam", "adamw")
+_Transformation = namedtuple("_Transformation", "init update")  # fields of optax's GradientTransformation
+
+
+def _map(fn, *trees):
+    """fn over matching leaves of tuples/lists or dicts of tensors (None stays None)."""
+    first = trees[0]
+    if isinstance(first, dict):
+        return {k: fn(*(t[k] for t in trees)) for k in first}
+    return tuple(fn(*leaves) for leaves in zip(*trees))
+
+
+def _check(lr, momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8,
+           weight_decay=0.0):
+    if lr < 0 or momentum < 0 or weight_decay < 0 or eps < 0:
+        raise ValueError(f"lr, momentum, weight_decay and eps must be >= 0, got lr={lr}, "
+                         f"momentum={momentum}, weight_decay={weight_decay}, eps={eps}")
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas must lie in [0, 1), got {betas}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
+
+
+@torch.no_grad()
+def apply_updates(params, updates):
+    """params + updates, leaf by leaf, as new tensors (the inputs are left unchanged)."""
+    return _map(lambda p, u: (p + u).to(p.dtype), params, updates)
+
+
+def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    """SGD as torch.optim.SGD: buf ← μ·buf + (1 − dampening)·g, and buf ← g on the first step."""
+    _check(lr, momentum, dampening, nesterov, weight_decay=weight_decay)
+
+    def init(params):
+        return {"count": 0, "momentum": _map(torch.zeros_like, params) if momentum else None}
+
+    @torch.no_grad()
+    def update(grads, state, params):
+        if weight_decay:
+            grads = _map(lambda g, p: g + weight_decay * p, grads, params)
+        buf = state["momentum"]
+        if momentum:
+            if state["count"] == 0:
+                buf = _map(torch.clone, grads)
+            else:
+                buf = _map(lambda b, g: momentum * b + (1 - dampening) * g, buf, grads)
+            grads = _map(lambda g, b: g + momentum * b, grads, buf) if nesterov else buf
+        updates = _map(lambda g: -lr * g, grads)
+        return updates, {"count": state["count"] + 1, "momentum": buf}
+
+    return _Transformation(init, update)
+
+
+def _adam(lr, betas, eps, weight_decay, decoupled):
+    _check(lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    b1, b2 = betas
+
+    def init(params):
+        return {"count": 0, "mu": _map(torch.zeros_like, params), "nu": _map(torch.zeros_like, params)}
+
+    @torch.no_grad()
+    def update(grads, state, params):
+        if weight_decay and not decoupled:  # Adam: L2 added to the gradient
+            grads = _map(lambda g, p: g + weight_decay * p, grads, params)
+        count = state["count"] + 1
+        mu = _map(lambda m, g: b1 * m + (1 - b1) * g, state["mu"], grads)
+        nu = _map(lambda v, g: b2 * v + (1 - b2) * g * g, state["nu"], grads)
+        bc1, bc2 = 1 - b1 ** count, 1 - b2 ** count  # Python floats (double precision)
+
+        def step(m, v, p):
+            u = -lr * (m / bc1) / (torch.sqrt(v / bc2) + eps)
+            return u - lr * weight_decay * p if decoupled and weight_decay else u
+
+        return _map(step, mu, nu, params), {"count": count, "mu": mu, "nu": nu}
+
+    return _Transformation(init, update)
+
+
+def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """Adam (Kingma & Ba) with bias correction and eps outside the root: m̂ / (√v̂ + eps).
+
+    weight_decay is coupled L2 (added to the gradient), as in torch.optim.Adam.
+    """
+    return _adam(lr, betas, eps, weight_decay, decoupled=False)
+
+
+def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    """AdamW: Adam plus decoupled decay p ← p − lr·wd·p, torch's default wd 1e-2."""
+    return _adam(lr, betas, eps, weight_decay, decoupled=True)
+
+
+def _fast_path(params):
+    """fused on CUDA (one kernel for all parameters), foreach elsewhere (one op per group)."""
+    on_cuda = all(p.is_cuda for p in params)
+    return {"fused": True} if on_cuda else {"foreach": True}
+
+
+def _build(cls, hyper, params):
+    params = list(params)
+    return cls(params, **hyper, **_fast_path(params))
+
+
+def from_library(name, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
+                 eps=1e-8, weight_decay=None):
+    """A factory `params -> torch.optim.<name>` with these settings on the fast path.
+
+    weight_decay None means torch's default (0, or 1e-2 for AdamW).
+    """
+    if name not in _NAMES:
+        raise ValueError(f"optimizer must be one of {_NAMES}, got {name!r}")
+    wd = (1e-2 if name == "adamw" else 0.0) if weight_decay is None else weight_decay
+    _check(lr, momentum, dampening, nesterov, betas, eps, wd)
+    if name == "sgd":
+        cls, hyper = torch.optim.SGD, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                           nesterov=nesterov, weight_decay=wd)
+    else:
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        hyper = dict(lr=lr, betas=betas, eps=eps, weight_decay=wd)
+    return partial(_build, cls, hyper)

@@ -1,0 +1,59 @@
+"""Training in PyTorch: zero_grad(set_to_none) → forward → loss → backward → step, in place.
+
+The optimiser runs on its fast path (foreach on the CPU, fused on CUDA; `optim.from_library`);
+a pure (init, update) pair from `optim` works too. JAX's twin jits a pure step with donated buffers.
+"""
+import torch
+
+from torch_impl.optim import _Transformation
+
+
+class Trainer:
+    """Trains `model` with `optimizer` on `loss_fn(outputs, targets)`.
+
+    `optimizer` is a factory `params -> torch.optim.Optimizer` (as `optim.from_library` returns),
+    an Optimizer already built on the model's parameters, or a pure (init, update) pair.
+    """
+
+    def __init__(self, model, optimizer, loss_fn):
+        self.model, self.loss_fn = model.train(), loss_fn
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self._pure = isinstance(optimizer, _Transformation)
+        if self._pure:
+            self.optimizer, self.opt_state = optimizer, optimizer.init(tuple(p.detach() for p in self.params))
+        elif isinstance(optimizer, torch.optim.Optimizer):
+            self.optimizer = optimizer
+        else:
+            self.optimizer = optimizer(self.params)
+
+    def step(self, x, y, idx=None):
+        """One update on the batch x[idx], y[idx] (all of x, y when idx is None); returns the loss."""
+        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
+        if self._pure:
+            for p in self.params:
+                p.grad = None
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(xb), yb)
+        loss.backward()
+        if self._pure:
+            with torch.no_grad():
+                updates, self.opt_state = self.optimizer.update(
+                    tuple(p.grad for p in self.params), self.opt_state, tuple(p.detach() for p in self.params))
+                torch._foreach_add_(self.params, list(updates))
+        else:
+            self.optimizer.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def predict(self, x):
+        """The model's outputs for x under the current parameters (eval mode)."""
+        self.model.eval()
+        try:
+            return self.model(x)
+        finally:
+            self.model.train()
+
+    def accuracy(self, x, y):
+        """Fraction of rows of x whose largest output is at the label in y."""
+        return int((self.predict(x).argmax(dim=-1) == y).sum()) / len(y)
