@@ -47,6 +47,41 @@ def build_parser() -> argparse.ArgumentParser:
                     help="turn on XLA's deterministic ops and torch.use_deterministic_algorithms")
     au.add_argument("--out", metavar="DIR", default="parity/reports",
                     help="writes audit-<device>[-deterministic].json and .md here")
+    tr = sub.add_parser("train", help="train a model in both frameworks from the same weights and batches")
+    tr.add_argument("--model", choices=("linreg", "softmax", "mlp", "cnn"), default="mlp")
+    tr.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="adam")
+    tr.add_argument("--epochs", type=int, help="default 10 (linreg: 3)")
+    tr.add_argument("--framework", choices=("jax", "torch", "both"), default="both")
+    tr.add_argument("--data", metavar="digits|mnist:PATH|synthetic|synthetic-linear",
+                    help="default digits (linreg: synthetic-linear); nothing is downloaded")
+    tr.add_argument("--batch-size", type=int, help="default 64 (linreg: 10)")
+    tr.add_argument("--lr", type=float, help="default: sgd 0.05, adam/adamw 1e-3 (linreg: 0.03, 0.1)")
+    tr.add_argument("--momentum", type=float, default=0.0, help="SGD momentum")
+    tr.add_argument("--weight-decay", type=float, help="default: torch's (0; AdamW 1e-2)")
+    tr.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    tr.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    tr.add_argument("--seed", type=int, default=0, help="weights, data split and batch order")
+    tr.add_argument("--torch-threads", type=int, default=1, help="torch's CPU threads while training "
+                    "(default 1: small steps gain nothing from more; 0 keeps torch's own setting)")
+    tr.add_argument("--log-dir", default="runs", help="writes <log-dir>/<name>/{jax,torch}, loss.png")
+    tr.add_argument("--name", help="run name (default: model-optimizer-data-dtype)")
+    from benchmarks.modes import MODES
+    be = sub.add_parser("bench", help="time workloads: JAX jit vs op by op vs torch eager vs torch.compile")
+    be.add_argument("names", nargs="*", metavar="NAME",
+                    help="workloads or prefixes such as 'train' (default: a smoke subset; all with --full)")
+    be.add_argument("--modes", nargs="+", choices=list(MODES), metavar="MODE",
+                    help=f"default: every mode that applies ({', '.join(MODES)})")
+    be.add_argument("--sizes", nargs="+", type=int, metavar="N", help="sizes instead of each workload's sweep")
+    be.add_argument("--full", action="store_true", help="full size sweeps (default: a few small sizes)")
+    be.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    be.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    be.add_argument("--precision", choices=("strict", "defaults"), default="strict")
+    be.add_argument("--repeats", type=int, default=25, help="steady-state samples per measurement")
+    be.add_argument("--max-time", type=float, default=5.0, help="seconds of sampling per measurement at most")
+    be.add_argument("--repeat-runs", type=int, default=1, help="run everything N times; reports how medians repeat")
+    be.add_argument("--out", metavar="DIR", default="bench-out",
+                    help="writes bench-<device>.json, .md and <device>-<workload>.png here")
+    be.add_argument("--list", action="store_true", help="list the workloads and exit")
     return p
 
 
@@ -171,6 +206,12 @@ def main(argv=None) -> int:
         return cmd_show(args, out, err)
     if args.command == "audit":
         return cmd_audit(args, out, err)
+    if args.command == "train":
+        from parity.training import cmd_train
+        return cmd_train(args, out, err)
+    if args.command == "bench":
+        from parity.bench import main as cmd_bench
+        return cmd_bench(args, out, err)
     return EXIT_USAGE
 
 

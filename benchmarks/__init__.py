@@ -1,0 +1,1 @@
+"""Benchmarks of the twins: workloads from the registry, a timing harness, plots (`parity bench`)."""

@@ -1,0 +1,125 @@
+"""Timing: the first call (compile) on its own, warm-up, then steady-state samples with statistics.
+
+One sample times `number` back-to-back calls and synchronises once at the end (calls pipeline as
+they do in a training loop); `number` is calibrated so a sample lasts at least `min_sample_s`.
+Every wait for the device goes through `sync`, so tests can check that it is called.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import torch
+
+from benchmarks.modes import MODES
+
+SPEEDUPS = {"jit×": ("jax-eager", "jax-jit"), "compile×": ("torch-eager", "torch-compile")}
+
+
+def modes_for(kind: str, device: str) -> list[str]:
+    """The modes that apply to a workload kind ("op" or "train") on a device, in MODES order."""
+    skip = set() if kind == "train" else {"jax-scan", "torch-graph"}
+    if device != "cuda":
+        skip |= {"torch-compile-ro", "torch-graph"}
+    return [m for m in MODES if m not in skip]
+
+
+clock = time.perf_counter  # a test may replace it with a fake clock
+
+
+@dataclass
+class Runner:
+    """One mode of one workload at one size, ready to time: `call()` does `steps` units of work."""
+
+    call: Callable[[], Any]
+    framework: str  # "jax" or "torch": which wait `sync` uses
+    steps: int = 1
+    context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+
+
+@dataclass
+class Settings:
+    repeats: int = 25
+    warmup: int = 3
+    min_sample_s: float = 0.01  # calls per sample grow until a sample lasts this long
+    max_time_s: float = 5.0  # stop sampling after this long (at least `min_repeats` samples)
+    min_repeats: int = 3
+
+
+@dataclass
+class Timing:
+    """The first call's seconds (with compilation), then steady-state seconds per step."""
+
+    first_call_s: float
+    samples_s: list[float] = field(default_factory=list)
+    number: int = 1
+    steps: int = 1
+
+    def stats(self) -> dict:
+        s = np.asarray(self.samples_s)
+        q25, med, q75 = np.percentile(s, [25, 50, 75])
+        return {"first_call_s": self.first_call_s, "compile_s": max(self.first_call_s - med * self.steps, 0.0),
+                "median_s": med, "min_s": s.min(), "max_s": s.max(), "q25_s": q25, "q75_s": q75,
+                "iqr_s": q75 - q25, "spread": (q75 - q25) / med if med > 0 else 0.0,
+                "repeats": len(s), "number": self.number, "steps": self.steps,
+                "samples_s": [float(f"{x:.4g}") for x in s]}
+
+
+def sync(out, framework: str, device: str) -> None:
+    """Wait until `out` is computed: jax.block_until_ready, or torch.cuda.synchronize on CUDA."""
+    if framework == "jax":
+        jax.block_until_ready(out)
+    elif device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(runner: Runner, device: str, number: int) -> float:
+    t0 = clock()
+    for _ in range(number):
+        out = runner.call()
+    sync(out, runner.framework, device)
+    return clock() - t0
+
+
+def measure(runner: Runner, device: str, settings: Settings = Settings()) -> Timing:
+    """Time a runner: first call (with compilation) alone, warm-up, calibration, samples."""
+    with runner.context():
+        first = _timed(runner, device, 1)
+        one, start = first, clock()
+        for _ in range(settings.warmup):  # a slow mode (JAX op by op) warms up for a bounded time
+            one = _timed(runner, device, 1)
+            if clock() - start > settings.max_time_s / 4:
+                break
+        number = max(1, min(10_000, math.ceil(settings.min_sample_s / max(one, 1e-9))))
+        t = Timing(first, number=number, steps=runner.steps)
+        start = clock()
+        while len(t.samples_s) < settings.repeats:
+            t.samples_s.append(_timed(runner, device, number) / (number * runner.steps))
+            if len(t.samples_s) >= settings.min_repeats and clock() - start > settings.max_time_s:
+                break
+    return t
+
+
+# ---------------------------------------------------------------- building runners for the modes
+def op_runners(jax_fn, jax_args: tuple, torch_fn, torch_args: tuple, device: str) -> dict:
+    """Mode → factory of a Runner, for a pure function given in both frameworks."""
+    def compiled(mode):
+        torch.compiler.reset()  # a fresh cache: the first call shows the whole compilation
+        f = torch.compile(torch_fn, mode=mode, dynamic=False)
+        return Runner(lambda: f(*torch_args), "torch", context=torch.inference_mode)
+
+    jitted = jax.jit(jax_fn)
+    out = {
+        "jax-jit": lambda: Runner(lambda: jitted(*jax_args), "jax"),
+        "jax-eager": lambda: Runner(lambda: jax_fn(*jax_args), "jax", context=jax.disable_jit),
+        "torch-eager": lambda: Runner(lambda: torch_fn(*torch_args), "torch", context=torch.inference_mode),
+        "torch-compile": lambda: compiled(None),
+    }
+    if device == "cuda":
+        out["torch-compile-ro"] = lambda: compiled("reduce-overhead")
+    return out

@@ -1,0 +1,330 @@
+"""What the benchmarks run: single ops built from the registry's concepts at a swept size, and whole
+training steps of `jax_impl.train.Trainer` / `torch_impl.train.Trainer`.
+
+Each workload counts its FLOPs (multiply and add counted apart; exp, max, compare count 1) and the
+fewest bytes it must move (inputs read once, outputs written once), so a time becomes a rate.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import jax
+import numpy as np
+import torch
+from flax import nnx
+
+import jax_impl as J
+import torch_impl as T
+from benchmarks.harness import Runner, op_runners
+from parity import bridge, convert, registry
+from parity.precision import torch_device
+from parity.registry import Sample
+
+SEED = 20261123
+BATCHES = (1, 16, 128, 1024, 8192)
+IMAGES = (8, 16, 32, 64, 128)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # "op" or "train"
+    summary: str
+    size_name: str  # what the swept size is: "batch", "n", "image"
+    sizes: tuple[int, ...]  # the full sweep
+    smoke_sizes: tuple[int, ...]
+    build: Callable[[int, str, str], dict]  # (size, device, dtype) → {mode: () → Runner}
+    count: Callable[[int, int], tuple[float, float]]  # (size, bytes per element) → (FLOPs, bytes)
+    cpu_max: int | None = None  # sizes above this are left out of the CPU sweep (too slow there)
+
+    def sweep(self, device: str, full: bool) -> tuple[int, ...]:
+        if not full:
+            return self.smoke_sizes
+        return tuple(s for s in self.sizes if device != "cpu" or self.cpu_max is None or s <= self.cpu_max)
+
+
+WORKLOADS: dict[str, Workload] = {}
+SMOKE = ("tensors.matmul", "activations.relu", "losses.cross_entropy", "layers.conv2d",
+         "train.simplenet.adam")
+
+
+def _add(w: Workload) -> None:
+    WORKLOADS[w.name] = w
+
+
+# ---------------------------------------------------------------- single ops from the registry
+def _concept_case(name: str, sample_at: Callable[[np.random.Generator, int, np.dtype], Sample]):
+    """Build a concept's own adapters on a sample of the swept size (function concepts)."""
+    def build(n, device, dtype):
+        c = registry.get(name)
+        s = sample_at(np.random.default_rng(SEED), n, np.dtype(dtype))
+        jp = c.params_to_jax(s.params) if c.params_to_jax else dict(s.params)
+        jargs = (bridge.to_jax(jp, device), bridge.to_jax(dict(s.inputs), device))
+        targs = (bridge.to_torch(s.params, device), bridge.to_torch(dict(s.inputs), device))
+        return op_runners(partial(c.jax, **s.kwargs), jargs, partial(c.torch, **s.kwargs), targs, device)
+    return build
+
+
+def _module_case(name: str, sample_at):
+    """Build the leaf class a layer concept covers once, with the sample's weights.
+
+    The concept's adapters build a module on every call, right for parity and wrong for timing;
+    each framework here gets its own layout (NHWC for JAX), as a user would feed it.
+    """
+    def build(n, device, dtype):
+        c = registry.get(name)
+        s = sample_at(np.random.default_rng(SEED), n, np.dtype(dtype))
+        mod, cls = c.covers[0].split(".")
+        kw = dict(s.kwargs)
+        dt = kw.pop("dtype", None)
+        tm = getattr(getattr(T, mod), cls)(**kw, **({"dtype": getattr(torch, dt)} if dt else {}))
+        tm = tm.to(torch_device(device)).eval()
+        if s.params:
+            tm.load_state_dict(bridge.to_torch(s.params, device))
+            jm = bridge.flax_module(getattr(getattr(J, mod), cls),
+                                    c.params_to_jax(s.params) if c.params_to_jax else dict(s.params),
+                                    **kw, **({"dtype": dt} if dt else {}))
+        else:
+            jm = getattr(getattr(J, mod), cls)(**kw)
+        x = s.inputs["x"]
+        jx = bridge.to_jax(convert.nchw_to_nhwc(x) if x.ndim == 4 else x, device)
+        tx = bridge.to_torch({"x": x}, device)["x"]
+        graphdef, state = nnx.split(jm)
+        runners = op_runners(lambda st, v: nnx.merge(graphdef, st)(v), (state, jx),
+                             tm, (tx,), device)
+        runners["jax-eager"] = lambda: Runner(lambda: jm(jx), "jax", context=jax.disable_jit)
+        return runners
+    return build
+
+
+def _randn(rng, shape, dt):
+    return rng.standard_normal(shape).astype(dt)
+
+
+_add(Workload(
+    "tensors.matmul", "op", "n×n @ n×n", "n", (16, 64, 256, 1024, 2048), (64, 256),
+    _concept_case("tensors.matmul", lambda rng, n, dt: Sample(
+        f"n={n}", {"a": _randn(rng, (n, n), dt), "b": _randn(rng, (n, n), dt)})),
+    lambda n, b: (2.0 * n ** 3, 3.0 * n * n * b)))
+
+# FLOPs per element of each activation, as written (exp, log, max, compare count 1)
+_ACT_FLOPS = {"relu": 1, "sigmoid": 3, "log_sigmoid": 4, "tanh": 1, "softmax": 4, "log_softmax": 4}
+for _a, _f in _ACT_FLOPS.items():
+    _add(Workload(
+        f"activations.{_a}", "op", f"{_a} on (batch, 1024)", "batch", BATCHES, (16, 1024),
+        _concept_case(f"activations.{_a}", lambda rng, n, dt: Sample(
+            f"batch={n}", {"x": _randn(rng, (n, 1024), dt)})),
+        lambda n, b, _f=_f: (_f * n * 1024.0, 2.0 * n * 1024 * b)))
+
+_add(Workload(
+    "losses.mse", "op", "mean squared error on (batch, 1024)", "batch", BATCHES, (16, 1024),
+    _concept_case("losses.mse", lambda rng, n, dt: Sample(
+        f"batch={n}", {"y_hat": _randn(rng, (n, 1024), dt), "y": _randn(rng, (n, 1024), dt)},
+        kwargs={"reduction": "mean"})),
+    lambda n, b: (3.0 * n * 1024, 2.0 * n * 1024 * b)))
+
+_add(Workload(
+    "losses.cross_entropy", "op", "cross-entropy of (batch, 1000) logits", "batch", BATCHES, (16, 1024),
+    _concept_case("losses.cross_entropy", lambda rng, n, dt: Sample(
+        f"batch={n}", {"logits": _randn(rng, (n, 1000), dt),
+                       "labels": rng.integers(0, 1000, (n,)).astype(np.int64)},
+        kwargs={"reduction": "mean"})),
+    lambda n, b: (4.0 * n * 1000, n * 1000.0 * b + 8.0 * n)))
+
+
+def _conv_sample(rng, n, dt):
+    bound = 1 / np.sqrt(3 * 9)
+    return Sample(f"{n}x{n}", {"x": _randn(rng, (16, 3, n, n), dt)},
+                  {"weight": rng.uniform(-bound, bound, (32, 3, 3, 3)).astype(dt),
+                   "bias": rng.uniform(-bound, bound, (32,)).astype(dt)},
+                  dict(in_channels=3, out_channels=32, kernel_size=3, padding=1, dtype=dt.name))
+
+
+_add(Workload(
+    "layers.conv2d", "op", "Conv2d(3, 32, 3, padding=1) on 16 images n×n", "image", IMAGES, (8, 32),
+    _module_case("layers.conv2d", _conv_sample),
+    lambda n, b: (2.0 * 16 * 32 * n * n * 3 * 9, (16 * 3 * n * n + 32 * 27 + 32 + 16 * 32 * n * n) * b)))
+
+_add(Workload(
+    "layers.max_pool2d", "op", "MaxPool2d(2) on (16, 32, n, n)", "image", IMAGES, (8, 32),
+    _module_case("layers.max_pool2d", lambda rng, n, dt: Sample(
+        f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2})),
+    lambda n, b: (3.0 * 16 * 32 * (n // 2) ** 2, 16 * 32 * (n * n + (n // 2) ** 2) * b)))
+
+_add(Workload(
+    "layers.linear", "op", "Linear(784, 128) on (batch, 784)", "batch", BATCHES, (16, 1024),
+    _module_case("layers.linear", lambda rng, n, dt: Sample(
+        f"batch={n}", {"x": _randn(rng, (n, 784), dt)},
+        {"weight": rng.uniform(-0.036, 0.036, (128, 784)).astype(dt),
+         "bias": rng.uniform(-0.036, 0.036, (128,)).astype(dt)},
+        dict(in_features=784, out_features=128, bias=True, dtype=dt.name))),
+    lambda n, b: (2.0 * n * 784 * 128 + n * 128, (n * 784 + 784 * 128 + 128 + n * 128) * b)))
+
+
+# ---------------------------------------------------------------- whole training steps
+# model → (forward FLOPs per image, parameters); MNIST-sized 1×28×28 inputs, 10 classes
+_MODELS = {
+    "linearnet": ("LinearNet", 2 * 784 * 10, 7_850),
+    "simplenet": ("SimpleNet", 2 * (784 * 128 + 128 * 10), 101_770),
+    "cnn": ("SmallCNN", 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 32 * 9 + 1600 * 128 + 128 * 10), 225_034),
+}
+# optimiser → (hyperparameters, FLOPs per parameter, state tensors per parameter)
+_OPTIMS = {"sgd": ({"lr": 0.05, "momentum": 0.9}, 4, 1), "adam": ({"lr": 1e-3}, 12, 2)}
+
+
+def _scan_steps(batch: int) -> int:
+    return max(2, min(10, 4096 // batch))
+
+
+def _train_case(model: str, opt: str):
+    cls, _, _ = _MODELS[model]
+    hyper = _OPTIMS[opt][0]
+
+    def build(n, device, dtype):
+        rng = np.random.default_rng(SEED)
+        k = _scan_steps(n)
+        xs = rng.random((k, n, 1, 28, 28)).astype(dtype)
+        ys = rng.integers(0, 10, (k, n)).astype(np.int64)
+        jxs, jys = bridge.to_jax((xs.transpose(0, 1, 3, 4, 2), ys), device)  # NHWC for JAX
+        jx, jy = jxs[0], jys[0]
+        tx, ty = (bridge.to_torch({"v": v}, device)["v"] for v in (xs[0], ys[0]))
+
+        def jax_trainer():
+            m = getattr(J.models, cls)(dtype=dtype, rngs=nnx.Rngs(0))
+            return J.train.Trainer(m, J.optim.from_library(opt, **hyper), J.losses.cross_entropy)
+
+        def torch_model():
+            torch.manual_seed(0)
+            return getattr(T.models, cls)(dtype=getattr(torch, dtype)).to(torch_device(device))
+
+        def torch_trainer():
+            return T.train.Trainer(torch_model(), T.optim.from_library(opt, **hyper), T.losses.cross_entropy)
+
+        def jit(context=contextlib.nullcontext):
+            tr = jax_trainer()
+            return Runner(lambda: tr.step(jx, jy), "jax", context=context)
+
+        def scan():
+            tr = jax_trainer()
+            step = tr._step.__wrapped__  # the pure step the Trainer jits
+
+            # XLA:CPU runs convolutions inside a while loop ~9× slower (measured on the CNN step),
+            # so on the CPU the few steps are unrolled; on a GPU the loop stays rolled
+            @partial(jax.jit, donate_argnums=0)
+            def epoch(state, xs, ys):
+                return jax.lax.scan(lambda st, b: step(st, b[0], b[1], None), state, (xs, ys),
+                                    unroll=device == "cpu")
+
+            def call():
+                tr.state, losses = epoch(tr.state, jxs, jys)
+                return losses
+            return Runner(call, "jax", steps=k)
+
+        def eager():
+            tr = torch_trainer()
+            return Runner(lambda: tr.step(tx, ty), "torch")
+
+        def compiled(mode=None):
+            tr = torch_trainer()
+            torch.compiler.reset()
+            f = torch.compile(tr.step, mode=mode)
+            return Runner(lambda: f(tx, ty), "torch")
+
+        out = {"jax-jit": jit, "jax-eager": partial(jit, jax.disable_jit), "jax-scan": scan,
+               "torch-eager": eager, "torch-compile": compiled}
+        if device == "cuda":
+            out["torch-compile-ro"] = partial(compiled, "reduce-overhead")
+            out["torch-graph"] = lambda: Runner(_graphed_step(torch_model().train(), opt, hyper, tx, ty), "torch")
+        return out
+    return build
+
+
+def _graphed_step(model, opt, hyper, x, y):
+    """A zero-argument step whose first call captures the whole step in one CUDA graph, then replays.
+
+    Capture cannot contain a host sync, so the loss is F.cross_entropy without torch_impl's label
+    range check, and Adam keeps its step count on the GPU (capturable=True).
+    """
+    params = list(model.parameters())
+    o = (torch.optim.Adam(params, **hyper, fused=True, capturable=True) if opt == "adam"
+         else torch.optim.SGD(params, **hyper, foreach=True))
+    loss_fn = torch.nn.functional.cross_entropy
+    graph, loss = None, None
+
+    def step():
+        nonlocal graph, loss
+        if graph is None:
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):  # warm-up outside the graph, as torch's docs prescribe
+                for _ in range(3):
+                    o.zero_grad(set_to_none=True)
+                    loss_fn(model(x), y).backward()
+                    o.step()
+            torch.cuda.current_stream().wait_stream(s)
+            graph = torch.cuda.CUDAGraph()
+            o.zero_grad(set_to_none=True)
+            with torch.cuda.graph(graph):
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                o.step()
+        graph.replay()
+        return loss
+    return step
+
+
+def _train_count(model: str, opt: str):
+    _, fwd, n_params = _MODELS[model]
+    _, opt_flops, n_state = _OPTIMS[opt]
+    # forward + backward ≈ 3 × forward; bytes: the batch, parameters read twice, and the update
+    # reading and writing parameters, gradients and optimiser state once each
+    return lambda n, b: (3.0 * fwd * n + opt_flops * n_params,
+                         n * (784 * b + 8.0) + n_params * b * (2 + 2 * (2 + n_state)))
+
+
+for _m, _mcap in (("linearnet", None), ("simplenet", None), ("cnn", 1024)):
+    for _o in _OPTIMS:
+        _add(Workload(
+            f"train.{_m}.{_o}", "train", f"one {_MODELS[_m][0]} + {_o} step on MNIST-sized data", "batch",
+            (1, 64, 1024, 8192) if _m != "cnn" else (1, 16, 64, 256, 1024, 8192),
+            (64,), _train_case(_m, _o), _train_count(_m, _o), cpu_max=_mcap))
+
+
+def all_workloads() -> list[Workload]:
+    return list(WORKLOADS.values())
+
+
+def select(names: list[str] | None, full: bool = False) -> list[Workload]:
+    """Workloads by name or prefix ("train", "activations"); with no names, SMOKE (all when `full`)."""
+    ws = list(WORKLOADS.values())
+    if not names:
+        return ws if full else [w for w in ws if w.name in SMOKE]
+    chosen: list[Workload] = []
+    for n in names:
+        hit = [w for w in ws if w.name == n or w.name.startswith(n + ".")]
+        if not hit:
+            raise UnknownWorkload(n, close_names(n))
+        chosen += [w for w in hit if w not in chosen]
+    return chosen
+
+
+class UnknownWorkload(KeyError):
+    def __init__(self, name: str, close: list[str]):
+        self.name, self.close = name, close
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        super().__init__(f"unknown workload {name!r}{hint} (parity bench --list shows them)")
+
+    def __str__(self):
+        return self.args[0]
+
+
+def close_names(name: str) -> list[str]:
+    ws = all_workloads()
+    keys = {w.name: w.name for w in ws}
+    keys.update({w.name.split(".", 1)[1]: w.name for w in ws})
+    keys.update({w.name.split(".", 1)[0]: w.name.split(".", 1)[0] for w in ws})
+    return list(dict.fromkeys(keys[h] for h in difflib.get_close_matches(name, list(keys), n=5, cutoff=0.6)))

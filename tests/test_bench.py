@@ -1,0 +1,201 @@
+"""The benchmark harness's mechanics: synchronisation, compile time kept apart, the JSON schema,
+the outputs and usage errors. Tiny sizes and repeats; nothing asserts on wall time."""
+import json
+
+import jax
+import numpy as np
+import pytest
+import torch
+
+from benchmarks import harness, workloads
+from benchmarks.harness import Runner, Settings
+from parity import bench
+from parity.cli import main
+
+TINY = ["--repeats", "3", "--max-time", "0.2"]
+
+
+class FakeClock:
+    """A clock that moves only when the fake work says so."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def fake_runner(clock, first=10.0, then=1.0, steps=1):
+    calls = []
+
+    def call():
+        clock.t += first if not calls else then
+        calls.append(1)
+        return "out"
+    return Runner(call, "jax", steps=steps), calls
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    c = FakeClock()
+    monkeypatch.setattr(harness, "clock", c)
+    return c
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    seen = []
+    monkeypatch.setattr(harness, "sync", lambda out, fw, dev: seen.append((out, fw, dev)))
+    return seen
+
+
+def test_first_call_is_kept_apart_from_the_steady_state(clock, syncs):
+    runner, calls = fake_runner(clock)
+    t = harness.measure(runner, "cpu", Settings(repeats=5, warmup=2, min_sample_s=0.5)).stats()
+    assert t["first_call_s"] == 10.0 and t["compile_s"] == 9.0
+    assert t["median_s"] == t["min_s"] == t["max_s"] == 1.0 and t["iqr_s"] == 0.0
+    assert t["repeats"] == 5 and t["number"] == 1 and len(calls) == 1 + 2 + 5
+
+
+def test_per_step_times_for_a_call_of_several_steps(clock, syncs):
+    runner, _ = fake_runner(clock, first=10.0, then=4.0, steps=4)
+    t = harness.measure(runner, "cpu", Settings(repeats=3, warmup=1, min_sample_s=0.1)).stats()
+    assert t["median_s"] == 1.0 and t["steps"] == 4
+    assert t["first_call_s"] == 10.0 and t["compile_s"] == 6.0  # first call minus one call's steps
+
+
+def test_calls_per_sample_are_calibrated_and_sampling_time_is_capped(clock, syncs):
+    ms = 2.0 ** -10  # exact in binary, so the calibration's division is too
+    runner, _ = fake_runner(clock, first=1.0, then=ms)
+    t = harness.measure(runner, "cpu", Settings(repeats=4, warmup=1, min_sample_s=10 * ms)).stats()
+    assert t["number"] == 10 and t["median_s"] == pytest.approx(ms)
+    slow, _ = fake_runner(clock, first=1.0, then=1.0)
+    t = harness.measure(slow, "cpu", Settings(repeats=100, warmup=1, max_time_s=2.5, min_repeats=3)).stats()
+    assert 3 <= t["repeats"] < 100
+
+
+def test_every_timed_sample_is_synchronised(clock, syncs):
+    runner, calls = fake_runner(clock, first=1.0, then=0.001)
+    t = harness.measure(runner, "cuda", Settings(repeats=4, warmup=2, min_sample_s=0.01)).stats()
+    assert len(syncs) == 1 + 2 + 4  # the first call, each warm-up call, each sample (of `number` calls)
+    assert len(calls) == 1 + 2 + 4 * t["number"]
+    assert all(s == ("out", "jax", "cuda") for s in syncs)
+
+
+def test_sync_waits_the_right_way(monkeypatch):
+    seen = []
+    monkeypatch.setattr(jax, "block_until_ready", lambda x: seen.append("jax") or x)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: seen.append("cuda"))
+    harness.sync(1, "jax", "cpu")
+    harness.sync(1, "torch", "cpu")  # CPU torch ops are synchronous: nothing to wait for
+    harness.sync(1, "torch", "cuda")
+    assert seen == ["jax", "cuda"]
+
+
+def test_real_runners_are_synchronised(syncs):
+    w = workloads.WORKLOADS["activations.relu"]
+    runners = w.build(2, "cpu", "float32")
+    for mode in ("jax-jit", "torch-eager"):
+        harness.measure(runners[mode](), "cpu", Settings(repeats=2, warmup=1, min_sample_s=0))
+    assert [fw for _, fw, _ in syncs] == ["jax"] * 4 + ["torch"] * 4
+    assert isinstance(syncs[0][0], jax.Array)
+
+
+def test_torch_compile_mode_and_static_shapes(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda f, **kw: seen.append(kw) or f)
+    runners = workloads.WORKLOADS["activations.relu"].build(2, "cpu", "float32")
+    runner = runners["torch-compile"]()
+    assert seen == [{"mode": None, "dynamic": False}]
+    with runner.context():
+        assert runner.call().shape == (2, 1024)
+
+
+def test_every_workload_offers_its_modes_and_counts_work():
+    for w in workloads.all_workloads():
+        n = w.sweep("cpu", full=True)[0]
+        assert set(w.build(n, "cpu", "float32")) == set(harness.modes_for(w.kind, "cpu")), w.name
+        flops, nbytes = w.count(n, 4)
+        assert flops > 0 and nbytes > 0, w.name
+    assert set(workloads.SMOKE) <= set(workloads.WORKLOADS)
+
+
+@pytest.mark.parametrize("name", [w.name for w in workloads.all_workloads() if w.kind == "op"])
+def test_op_workloads_compute_the_same_in_both_frameworks(name):
+    w = workloads.WORKLOADS[name]
+    runners = w.build(w.sizes[0], "cpu", "float32")
+    j, t = runners["jax-jit"](), runners["torch-eager"]()
+    a = np.asarray(j.call())
+    with t.context():
+        b = t.call().numpy()
+    a = a.transpose(0, 3, 1, 2) if a.ndim == 4 else a  # the JAX layer ran on NHWC
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_training_workload_scans_a_whole_epoch():
+    runners = workloads.WORKLOADS["train.linearnet.sgd"].build(2, "cpu", "float32")
+    scan = runners["jax-scan"]()
+    losses = scan.call()
+    assert scan.steps == workloads._scan_steps(2) == losses.shape[0]
+    assert np.isfinite(np.asarray(losses)).all()
+    for mode in ("jax-jit", "torch-eager"):
+        r = runners[mode]()
+        assert np.isfinite(float(r.call()))
+
+
+def test_bench_writes_json_table_and_plots(tmp_path, capsys):
+    code = main(["bench", "activations.relu", "train.linearnet.sgd", "--sizes", "2", "4",
+                 "--modes", "jax-jit", "jax-scan", "torch-eager", "--repeat-runs", "2",
+                 "--out", str(tmp_path), *TINY])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "activations.relu" in out and "jax-jit" in out and "repeatability over 2 runs" in out
+    doc = json.loads((tmp_path / "bench-cpu.json").read_text())
+    assert doc["schema"] == bench.SCHEMA
+    assert {"cpu", "jax", "torch", "torch_threads", "device", "loadavg_start", "loadavg_end"} <= set(doc["environment"])
+    assert {"repeats", "dtype", "precision", "repeat_runs"} <= set(doc["settings"])
+    rs = doc["results"]
+    # relu: 2 sizes × 2 modes; the training step: 2 sizes × 3 modes; twice over
+    assert len(rs) == 2 * (2 * 2 + 2 * 3)
+    keys = {"workload", "kind", "size", "size_name", "mode", "run", "flops", "bytes", "first_call_s",
+            "compile_s", "median_s", "min_s", "max_s", "q25_s", "q75_s", "iqr_s", "spread", "repeats",
+            "number", "steps", "samples_s", "gflop_s", "gbyte_s", "error"}
+    for r in rs:
+        assert keys <= set(r) and r["error"] == ""
+        assert r["min_s"] <= r["median_s"] <= r["max_s"] and len(r["samples_s"]) == r["repeats"]
+    assert {r["mode"] for r in rs if r["workload"] == "activations.relu"} == {"jax-jit", "torch-eager"}
+    assert doc["repeatability"]["pairs"] == len(rs) // 2
+    md = (tmp_path / "bench-cpu.md").read_text()
+    assert md.startswith("parity bench — float32 on cpu") and "| workload |" in md and "repeatability" in md
+    for name in ("activations.relu", "train.linearnet.sgd"):
+        assert (tmp_path / f"cpu-{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_failing_mode_is_recorded_and_exits_1(tmp_path, monkeypatch, capsys):
+    def boom(*a, **kw):
+        raise RuntimeError("no compiler here")
+    monkeypatch.setattr(torch, "compile", boom)
+    code = main(["bench", "activations.relu", "--sizes", "2", "--modes", "torch-compile",
+                 "--out", str(tmp_path), *TINY])
+    assert code == 1
+    doc = json.loads((tmp_path / "bench-cpu.json").read_text())
+    assert doc["results"][0]["error"] == "RuntimeError: no compiler here"
+    assert "no compiler here" in capsys.readouterr().out
+
+
+def test_repeatability_summary():
+    rs = [{"workload": "w", "size": s, "mode": "m", "run": k, "median_s": v, "error": ""}
+          for k, vals in enumerate(([1.0, 2.0], [1.02, 2.2])) for s, v in zip((1, 2), vals)]
+    rep = bench.repeatability(rs)
+    assert rep["pairs"] == 2 and rep["max_abs"] == pytest.approx(0.1) and rep["within_5pct"] == 0.5
+    assert rep["worst"]["size"] == 2
+    assert bench.repeatability(rs[:2]) is None
+
+
+def test_usage_errors(capsys):
+    assert main(["bench", "activations.rleu"]) == 2
+    assert "activations.relu" in capsys.readouterr().err
+    assert main(["bench", "tensors.matmul", "--modes", "torch-graph"]) == 2
+    assert "--device cuda" in capsys.readouterr().err
+    assert main(["bench", "--list"]) == 0
+    assert "train.cnn.adam" in capsys.readouterr().out
