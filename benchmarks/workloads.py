@@ -15,6 +15,7 @@ from typing import Callable
 import jax
 import numpy as np
 import torch
+import torch.nn.functional as F
 from flax import nnx
 
 import jax_impl as J
@@ -202,7 +203,9 @@ def _train_case(model: str, opt: str):
             return getattr(T.models, cls)(dtype=getattr(torch, dtype)).to(torch_device(device))
 
         def torch_trainer():
-            return T.train.Trainer(torch_model(), T.optim.from_library(opt, **hyper), T.losses.cross_entropy)
+            # F.cross_entropy, as `parity train` does: the labels are made in range above, and
+            # torch_impl's check reads them back to the host (a sync and a graph break per step)
+            return T.train.Trainer(torch_model(), T.optim.from_library(opt, **hyper), F.cross_entropy)
 
         def jit(context=contextlib.nullcontext):
             tr = jax_trainer()
@@ -210,7 +213,7 @@ def _train_case(model: str, opt: str):
 
         def scan():
             tr = jax_trainer()
-            step = tr._step.__wrapped__  # the pure step the Trainer jits
+            step = tr.step_fn  # the pure step the Trainer jits
 
             # XLA:CPU runs convolutions inside a while loop ~9× slower (measured on the CNN step),
             # so on the CPU the few steps are unrolled; on a GPU the loop stays rolled

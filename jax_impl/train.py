@@ -2,7 +2,8 @@
 
 The model is split once (`nnx.split`) into a graph definition and arrays; the step is a pure
 function of (params, rest, optimizer state) that `jax.jit` compiles once and whose input buffers
-it reuses (`donate_argnums`). torch's twin mutates the module and its optimiser in place.
+it reuses (`donate_argnums`); non-parameter state the forward pass updates (BatchNorm's running
+statistics) comes back from it as the step's new `rest`. torch's twin mutates the module and its optimiser in place.
 """
 import jax
 import jax.numpy as jnp
@@ -30,16 +31,21 @@ class Trainer:
             params, rest, opt_state = state
             xb, yb = (x, y) if idx is None else (x[idx], y[idx])
 
-            def loss_of(p):
-                return loss_fn(nnx.merge(graphdef, p, rest)(xb), yb)
-
-            loss, grads = jax.value_and_grad(loss_of)(params)
+            model = nnx.merge(graphdef, params, rest)
+            # nnx's transform (not jax's) so the forward pass may update non-parameter state
+            # (BatchNorm's running statistics); gradients are taken for the Params only
+            loss, grads = nnx.value_and_grad(lambda m: loss_fn(m(xb), yb),
+                                             argnums=nnx.DiffState(0, nnx.Param))(model)
+            rest = nnx.split(model, nnx.Param, ...)[2]
             updates, opt_state = optimizer.update(grads, opt_state, params)
             return (apply_updates(params, updates), rest, opt_state), loss
 
         def predict(params, rest, x):
             return nnx.merge(graphdef, params, rest)(x)
 
+        #: the pure step `(state, x, y, idx) -> (state, loss)`, unjitted: compose it (e.g. in
+        #: `lax.scan` over a whole epoch) and jit the result; `step` below is its jitted form
+        self.step_fn = train_step
         self._step = jax.jit(train_step, donate_argnums=0)
         self._predict = jax.jit(predict)
 

@@ -9,7 +9,7 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from parity import convert
-from parity.tolerances import lookup
+from parity.tolerances import lookup, training_curve
 
 TOL = lookup("float32", "cpu")
 
@@ -146,3 +146,22 @@ def test_whole_model_conversion_drops_nothing_silently():
         convert.model_torch_to_flax(sd, {k: v for k, v in LAYERS.items() if k != "bn1"})
     with pytest.raises(ValueError, match="unknown kind 'dense'"):
         convert.model_torch_to_flax(sd, {**LAYERS, "fc": "dense"})
+
+
+def test_trainers_update_batchnorm_running_statistics_alike():
+    """Both Trainers carry BatchNorm's running statistics through their steps: the JAX step returns
+    the state the forward pass updated (not the state it started from), torch mutates the buffers."""
+    tnet, fnet = _twins()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((8, 3, 7, 7)).astype(np.float32)
+    y = rng.integers(0, 5, 8)
+    jtr = J.train.Trainer(fnet, J.optim.from_library("sgd", lr=0.1, momentum=0.9), J.losses.cross_entropy)
+    ttr = T.train.Trainer(tnet, T.optim.from_library("sgd", lr=0.1, momentum=0.9), torch.nn.functional.cross_entropy)
+    jx, jy, tx, ty = jnp.asarray(convert.nchw_to_nhwc(x)), jnp.asarray(y), torch.from_numpy(x), torch.from_numpy(y)
+    losses = np.array([(float(jtr.step(jx, jy)), float(ttr.step(tx, ty))) for _ in range(5)])
+    tol = training_curve("float32", "sgd")
+    np.testing.assert_allclose(losses[:, 0], losses[:, 1], rtol=tol.rtol, atol=tol.atol, err_msg=tol.source)
+    back = convert.model_flax_to_torch(nnx.to_pure_dict(nnx.state(jtr.model)), LAYERS)
+    assert int(back["bn1.num_batches_tracked"]) == 7 + 5  # five steps counted, from _twins' 7
+    for k in ("bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"):
+        np.testing.assert_allclose(back[k], _sd(tnet)[k], rtol=tol.rtol, atol=tol.atol, err_msg=k)
