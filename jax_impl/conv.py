@@ -12,24 +12,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from shape_rules import check_fits, conv_args, conv_pads
+
 # --------------------------------------------------------------- validation shared by the layers
-# (the same messages as torch_impl's, with the layout named for each side)
-
-
-def _pair(layer: str, name: str, v, allow_none: bool = False) -> tuple:
-    """An int or a pair of ints as a pair; a clear TypeError otherwise."""
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    ok = len(vals) == 2 and all((x is None and allow_none) or
-                                (isinstance(x, int) and not isinstance(x, bool)) for x in vals)
-    if not ok:
-        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
-    return vals
-
-
-def _at_least(layer: str, name: str, vals: tuple, lo: int) -> tuple:
-    if any(x < lo for x in vals):
-        raise ValueError(f"{layer}: {name} must be >= {lo}, got {vals[0] if vals[0] == vals[1] else vals}")
-    return vals
+# (the layout-free checks and torch's size rules live in shape_rules, shared with the twin)
 
 
 def _check_input(layer: str, x, channels: int | None, channels_name: str = "in_channels"):
@@ -40,20 +26,6 @@ def _check_input(layer: str, x, channels: int | None, channels_name: str = "in_c
     if channels is not None and x.shape[-1] != channels:
         raise ValueError(f"{layer}: expected {channels_name}={channels} channels on the last axis "
                          f"(NHWC), got {x.shape[-1]} (input shape {tuple(x.shape)})")
-
-
-def _check_fits(layer: str, size: tuple, pads: tuple, kernel: tuple, dilation: tuple):
-    """The (dilated) kernel fits in the padded input, as torch requires."""
-    for axis, n, (lo, hi), k, d in zip(("height", "width"), size, pads, kernel, dilation):
-        extent = d * (k - 1) + 1
-        if extent > n + lo + hi:
-            raise ValueError(f"{layer}: kernel_size {k} (dilated extent {extent}) is larger than the "
-                             f"padded input {axis} {n + lo + hi} ({n} + padding {lo}+{hi})")
-
-
-def _same_padding(kernel: tuple, dilation: tuple) -> tuple:
-    """torch's padding='same': total d·(k−1) per axis, the odd pixel on the right/bottom (trap 6)."""
-    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
 
 
 # --------------------------------------------------------------- the layer
@@ -83,38 +55,19 @@ class Conv2d(nnx.Module):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, *, dtype=jnp.float32, rngs):
-        name = "Conv2d"
-        _at_least(name, "in_channels", (in_channels, in_channels), 1)
-        _at_least(name, "out_channels", (out_channels, out_channels), 1)
-        self.kernel_size = _at_least(name, "kernel_size", _pair(name, "kernel_size", kernel_size), 1)
-        self.stride = _at_least(name, "stride", _pair(name, "stride", stride), 1)
-        self.dilation = _at_least(name, "dilation", _pair(name, "dilation", dilation), 1)
-        if not isinstance(groups, int) or groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups must be a positive int dividing in_channels={in_channels} "
-                             f"and out_channels={out_channels}, got groups={groups!r}")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-            if padding == "same" and self.stride != (1, 1):
-                raise ValueError(f"{name}: padding='same' needs stride=1 (as in torch), got stride={stride}")
-            self.padding = padding
-        else:
-            self.padding = _at_least(name, "padding", _pair(name, "padding", padding), 0)
+        self.kernel_size, self.stride, self.padding, self.dilation = conv_args(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         shape = (*self.kernel_size, in_channels // groups, out_channels)
         self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, dtype))
         self.bias = nnx.Param(jnp.zeros((out_channels,), dtype)) if bias else None
 
     def _pads(self) -> tuple:
-        if self.padding == "same":
-            return _same_padding(self.kernel_size, self.dilation)
-        if self.padding == "valid":
-            return ((0, 0), (0, 0))
-        return tuple((p, p) for p in self.padding)
+        return conv_pads(self.padding, self.kernel_size, self.dilation)
 
     def __call__(self, x):
         _check_input("Conv2d", x, self.in_channels)
         pads = self._pads()
-        _check_fits("Conv2d", x.shape[1:3], pads, self.kernel_size, self.dilation)
+        check_fits("Conv2d", x.shape[1:3], pads, self.kernel_size, self.dilation)
         bias = None if self.bias is None else self.bias[...]
         return _conv2d(x, self.kernel[...], bias, self.stride, pads, self.dilation, self.groups)

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from shape_rules import check_batchnorm_args
+
 from jax_impl.conv import _check_input
 
 
@@ -48,12 +50,7 @@ class BatchNorm2d(nnx.Module):
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=jnp.float32):
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"BatchNorm2d: num_features must be an int >= 1, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
-        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] (torch's meaning), got {momentum!r}")
+        check_batchnorm_args(num_features, eps, momentum)
         self.num_features, self.eps, self.momentum = num_features, float(eps), float(momentum)
         self.use_running_average = False  # training mode by default, as torch modules
         self.scale = nnx.Param(jnp.ones((num_features,), dtype)) if affine else None

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from shape_rules import check_optimizer_args
+
 _NAMES = ("sgd", "adam", "adamw")
 
 
@@ -24,17 +26,6 @@ class _AdamState(NamedTuple):
     nu: Any
 
 
-def _check(lr, momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8,
-           weight_decay=0.0):
-    if lr < 0 or momentum < 0 or weight_decay < 0 or eps < 0:
-        raise ValueError(f"lr, momentum, weight_decay and eps must be >= 0, got lr={lr}, "
-                         f"momentum={momentum}, weight_decay={weight_decay}, eps={eps}")
-    if not all(0.0 <= b < 1.0 for b in betas):
-        raise ValueError(f"betas must lie in [0, 1), got {betas}")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
-
-
 def apply_updates(params, updates):
     """params + updates, leaf by leaf, keeping each parameter's dtype."""
     return jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, updates)
@@ -45,7 +36,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
 
     optax's `trace` has no dampening and starts from zeros, so it equals this only at dampening 0.
     """
-    _check(lr, momentum, dampening, nesterov, weight_decay=weight_decay)
+    check_optimizer_args(lr, momentum, dampening, nesterov, weight_decay=weight_decay)
 
     def init(params):
         buf = jax.tree.map(jnp.zeros_like, params) if momentum else None
@@ -67,7 +58,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
 
 
 def _adam(lr, betas, eps, weight_decay, decoupled):
-    _check(lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    check_optimizer_args(lr, betas=betas, eps=eps, weight_decay=weight_decay)
     b1, b2 = betas
 
     def init(params):  # two separate trees: a donating step must not see one buffer twice
@@ -116,7 +107,7 @@ def from_library(name, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, bet
     if name not in _NAMES:
         raise ValueError(f"optimizer must be one of {_NAMES}, got {name!r}")
     wd = (1e-2 if name == "adamw" else 0.0) if weight_decay is None else weight_decay
-    _check(lr, momentum, dampening, nesterov, betas, eps, wd)
+    check_optimizer_args(lr, momentum, dampening, nesterov, betas, eps, wd)
     b1, b2 = betas
     if name == "adamw":
         return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)

@@ -12,35 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jax_impl.conv import _at_least, _check_input, _pair
+from shape_rules import at_least, pair, pool_args, pool_out_size
 
-
-def _pool_args(layer, kernel_size, stride, padding, dilation):
-    kernel = _at_least(layer, "kernel_size", _pair(layer, "kernel_size", kernel_size), 1)
-    stride = kernel if stride is None else _at_least(layer, "stride", _pair(layer, "stride", stride), 1)
-    padding = _at_least(layer, "padding", _pair(layer, "padding", padding), 0)
-    dilation = _at_least(layer, "dilation", _pair(layer, "dilation", dilation), 1)
-    if any(p > k // 2 for p, k in zip(padding, kernel)):
-        raise ValueError(f"{layer}: padding must be at most half of kernel_size (as in torch), "
-                         f"got padding={padding} for kernel_size={kernel}")
-    return kernel, stride, padding, dilation
-
-
-def _out_size(layer, axis, n, k, s, p, d, ceil_mode) -> int:
-    """torch's pooling output size; in ceil_mode the last window must start inside input or left padding."""
-    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    if out < 1:
-        raise ValueError(f"{layer}: kernel_size {k} (dilated extent {d * (k - 1) + 1}) is larger than "
-                         f"the padded input {axis} {n + 2 * p} (output size would be {out})")
-    for o in range(out):  # only a dilated window can skip over the whole input
-        start = o * s - p
-        if not any(0 <= start + j * d < n for j in range(k)):
-            raise ValueError(f"{layer}: with dilation {d}, the window at output {axis} index {o} reads "
-                             f"only padding (input {axis} {n}); torch returns -inf there and its "
-                             f"gradient writes out of bounds, so both twins reject it")
-    return out
+from jax_impl.conv import _check_input
 
 
 def _geometry(layer, x, kernel, stride, padding, dilation, ceil_mode):
@@ -48,7 +22,7 @@ def _geometry(layer, x, kernel, stride, padding, dilation, ceil_mode):
     _check_input(layer, x, None)
     outs, pads = [], []
     for axis, n, k, s, p, d in zip(("height", "width"), x.shape[1:3], kernel, stride, padding, dilation):
-        o = _out_size(layer, axis, n, k, s, p, d, ceil_mode)
+        o = pool_out_size(layer, axis, n, k, s, p, d, ceil_mode)
         outs.append(o)
         pads.append((p, max(p, (o - 1) * s + d * (k - 1) + 1 - n - p)))
     return tuple(outs), tuple(pads)
@@ -72,7 +46,7 @@ class MaxPool2d(nnx.Module):
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False):
-        self.kernel_size, self.stride, self.padding, self.dilation = _pool_args(
+        self.kernel_size, self.stride, self.padding, self.dilation = pool_args(
             "MaxPool2d", kernel_size, stride, padding, dilation)
         self.ceil_mode = bool(ceil_mode)
 
@@ -107,7 +81,7 @@ class AvgPool2d(nnx.Module):
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
-        self.kernel_size, self.stride, self.padding, _ = _pool_args(
+        self.kernel_size, self.stride, self.padding, _ = pool_args(
             "AvgPool2d", kernel_size, stride, padding, 1)
         self.ceil_mode, self.count_include_pad = bool(ceil_mode), bool(count_include_pad)
 
@@ -136,8 +110,8 @@ class AdaptiveAvgPool2d(nnx.Module):
     """
 
     def __init__(self, output_size):
-        size = _pair("AdaptiveAvgPool2d", "output_size", output_size, allow_none=True)
-        _at_least("AdaptiveAvgPool2d", "output_size", tuple(1 if s is None else s for s in size), 1)
+        size = pair("AdaptiveAvgPool2d", "output_size", output_size, allow_none=True)
+        at_least("AdaptiveAvgPool2d", "output_size", tuple(1 if s is None else s for s in size), 1)
         self.output_size = size
 
     def __call__(self, x):

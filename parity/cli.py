@@ -207,7 +207,7 @@ def main(argv=None) -> int:
     if args.command == "audit":
         return cmd_audit(args, out, err)
     if args.command == "train":
-        from parity.training import cmd_train
+        from parity.train_cmd import cmd_train
         return cmd_train(args, out, err)
     if args.command == "bench":
         from parity.bench import main as cmd_bench

@@ -37,8 +37,8 @@ def test_mutant_conv_kernel_flipped(monkeypatch):
 
 def test_mutant_ceil_mode_ignored(monkeypatch):
     """Pooling that always uses the floor output size, as Flax's pooling does."""
-    right = J.pooling._out_size
-    monkeypatch.setattr(J.pooling, "_out_size", lambda layer, axis, n, k, s, p, d, ceil_mode:
+    right = J.pooling.pool_out_size  # shape_rules.pool_out_size, as the JAX leaf sees it
+    monkeypatch.setattr(J.pooling, "pool_out_size", lambda layer, axis, n, k, s, p, d, ceil_mode:
                         right(layer, axis, n, k, s, p, d, False))
     for name in ("layers.max_pool2d", "layers.avg_pool2d"):
         res = _fails(registry.get(name), "ceil_mode ignored")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from parity import data, training
+from parity import data, train_cmd, training
 from parity.cli import main
 from parity.tolerances import lookup
 
@@ -48,8 +48,8 @@ def test_train_writes_events_plot_checkpoints_and_cross_loads(tmp_path, capsys, 
     preds = {}
     for ckpt in (run / "torch" / "model.pt", run / "jax" / "model.msgpack"):
         jm, tm = training.build(model, kwargs, "jax", cfg.dtype), training.build(model, kwargs, "torch", cfg.dtype)
-        training.load_checkpoint(ckpt, jm)
-        training.load_checkpoint(ckpt, tm)
+        train_cmd.load_checkpoint(ckpt, jm)
+        train_cmd.load_checkpoint(ckpt, tm)
         pj, pt = training.predict(jm, x), training.predict(tm, x)
         np.testing.assert_allclose(pj, pt, rtol=tol.rtol, atol=tol.atol, err_msg=f"{ckpt}: {tol.source}")
         assert np.mean(pj.argmax(-1) == ds.y_test) == np.mean(pt.argmax(-1) == ds.y_test)
@@ -84,7 +84,7 @@ def test_bad_options_are_usage_errors(tmp_path, capsys, args, match):
 def test_missing_or_foreign_checkpoint(tmp_path):
     model = training.build("mlp", {"in_features": 64}, "torch", "float32")
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        training.load_checkpoint(tmp_path / "absent.pt", model)
+        train_cmd.load_checkpoint(tmp_path / "absent.pt", model)
     (tmp_path / "x.ckpt").write_bytes(b"")
     with pytest.raises(ValueError, match="unknown checkpoint format"):
-        training.load_checkpoint(tmp_path / "x.ckpt", model)
+        train_cmd.load_checkpoint(tmp_path / "x.ckpt", model)

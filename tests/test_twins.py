@@ -55,3 +55,12 @@ def test_leaves_do_not_import_each_other_or_parity():
             src = inspect.getsource(importlib.import_module(f"{pkg.__name__}.{m}"))
             assert "import parity" not in src and "from parity" not in src, f"{pkg.__name__}.{m} imports parity"
             assert f"import {other}" not in src and f"from {other}" not in src, f"{pkg.__name__}.{m} imports {other}"
+
+
+def test_shared_shape_rules_import_no_framework():
+    """shape_rules is the one place both leaves share: plain Python, so it cannot tie them together."""
+    import subprocess
+    import sys
+    code = ("import sys, shape_rules; bad = {'jax', 'torch', 'flax', 'numpy', 'jax_impl', 'torch_impl', "
+            "'parity'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,24 +7,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shape_rules import check_fits, conv_args, conv_pads
+
 # --------------------------------------------------------------- validation shared by the layers
-# (the same messages as jax_impl's, with the layout named for each side)
-
-
-def _pair(layer: str, name: str, v, allow_none: bool = False) -> tuple:
-    """An int or a pair of ints as a pair; a clear TypeError otherwise."""
-    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    ok = len(vals) == 2 and all((x is None and allow_none) or
-                                (isinstance(x, int) and not isinstance(x, bool)) for x in vals)
-    if not ok:
-        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
-    return vals
-
-
-def _at_least(layer: str, name: str, vals: tuple, lo: int) -> tuple:
-    if any(x < lo for x in vals):
-        raise ValueError(f"{layer}: {name} must be >= {lo}, got {vals[0] if vals[0] == vals[1] else vals}")
-    return vals
+# (the layout-free checks and torch's size rules live in shape_rules, shared with the twin)
 
 
 def _check_input(layer: str, x: torch.Tensor, channels: int | None, channels_name: str = "in_channels"):
@@ -35,20 +21,6 @@ def _check_input(layer: str, x: torch.Tensor, channels: int | None, channels_nam
     if channels is not None and x.shape[1] != channels:
         raise ValueError(f"{layer}: expected {channels_name}={channels} channels on axis 1 "
                          f"(NCHW), got {x.shape[1]} (input shape {tuple(x.shape)})")
-
-
-def _check_fits(layer: str, size: tuple, pads: tuple, kernel: tuple, dilation: tuple):
-    """The (dilated) kernel fits in the padded input, as torch requires."""
-    for axis, n, (lo, hi), k, d in zip(("height", "width"), size, pads, kernel, dilation):
-        extent = d * (k - 1) + 1
-        if extent > n + lo + hi:
-            raise ValueError(f"{layer}: kernel_size {k} (dilated extent {extent}) is larger than the "
-                             f"padded input {axis} {n + lo + hi} ({n} + padding {lo}+{hi})")
-
-
-def _same_padding(kernel: tuple, dilation: tuple) -> tuple:
-    """torch's padding='same': total d·(k−1) per axis, the odd pixel on the right/bottom (trap 6)."""
-    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
 
 
 # --------------------------------------------------------------- the layer
@@ -62,33 +34,15 @@ class Conv2d(nn.Conv2d):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
                  groups=1, bias=True, *, dtype=torch.float32):
-        name = "Conv2d"
-        _at_least(name, "in_channels", (in_channels, in_channels), 1)
-        _at_least(name, "out_channels", (out_channels, out_channels), 1)
-        kernel_size = _at_least(name, "kernel_size", _pair(name, "kernel_size", kernel_size), 1)
-        stride = _at_least(name, "stride", _pair(name, "stride", stride), 1)
-        dilation = _at_least(name, "dilation", _pair(name, "dilation", dilation), 1)
-        if not isinstance(groups, int) or groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: groups must be a positive int dividing in_channels={in_channels} "
-                             f"and out_channels={out_channels}, got groups={groups!r}")
-        if isinstance(padding, str):
-            if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
-            if padding == "same" and stride != (1, 1):
-                raise ValueError(f"{name}: padding='same' needs stride=1 (as in torch), got stride={stride}")
-        else:
-            padding = _at_least(name, "padding", _pair(name, "padding", padding), 0)
+        kernel_size, stride, padding, dilation = conv_args(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, dtype=dtype)
 
     def _pads(self) -> tuple:
-        if self.padding == "same":
-            return _same_padding(self.kernel_size, self.dilation)
-        if self.padding == "valid":
-            return ((0, 0), (0, 0))
-        return tuple((p, p) for p in self.padding)
+        return conv_pads(self.padding, self.kernel_size, self.dilation)
 
     def forward(self, x):
         _check_input("Conv2d", x, self.in_channels)
-        _check_fits("Conv2d", tuple(x.shape[2:]), self._pads(), self.kernel_size, self.dilation)
+        check_fits("Conv2d", tuple(x.shape[2:]), self._pads(), self.kernel_size, self.dilation)
         return super().forward(x)

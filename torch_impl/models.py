@@ -6,6 +6,8 @@ order (trap 4).
 import torch
 from torch import nn
 
+from shape_rules import cnn_features
+
 from torch_impl.conv import Conv2d
 from torch_impl.layers import Flatten, Linear
 from torch_impl.pooling import MaxPool2d
@@ -48,16 +50,6 @@ class SimpleNet(nn.Module):
         return self.fc2(torch.relu(self.fc1(self.flatten(x))))
 
 
-def _cnn_features(image_size, channels, padding):
-    size = image_size
-    for _ in channels:  # conv 3×3 (stride 1), then max-pool 2
-        size = (size + 2 * padding - 2) // 2
-    if size < 1:
-        raise ValueError(f"SmallCNN: a {image_size}×{image_size} image shrinks to nothing with "
-                         f"padding={padding}; use padding=1 for small images such as 8×8 digits")
-    return size * size * channels[-1]
-
-
 class SmallCNN(nn.Module):
     """(Conv 3×3 → ReLU → MaxPool 2) × 2, flatten, Linear → ReLU → Linear, on NCHW images.
 
@@ -71,7 +63,7 @@ class SmallCNN(nn.Module):
         self.conv1 = Conv2d(in_channels, c1, 3, padding=padding, dtype=dtype)
         self.conv2 = Conv2d(c1, c2, 3, padding=padding, dtype=dtype)
         self.pool, self.flatten = MaxPool2d(2), Flatten()
-        self.fc1 = Linear(_cnn_features(image_size, channels, padding), hidden, dtype=dtype)
+        self.fc1 = Linear(cnn_features(image_size, channels, padding), hidden, dtype=dtype)
         self.fc2 = Linear(hidden, num_classes, dtype=dtype)
 
     def forward(self, x):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from shape_rules import check_batchnorm_args
+
 from torch_impl.conv import _check_input
 
 
@@ -17,12 +19,7 @@ class BatchNorm2d(nn.BatchNorm2d):
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=torch.float32):
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(f"BatchNorm2d: num_features must be an int >= 1, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
-        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] (torch's meaning), got {momentum!r}")
+        check_batchnorm_args(num_features, eps, momentum)
         super().__init__(num_features, float(eps), float(momentum), affine, dtype=dtype)
 
     def forward(self, x):

@@ -9,6 +9,8 @@ from functools import partial
 
 import torch
 
+from shape_rules import check_optimizer_args
+
 _NAMES = ("sgd", "adam", "adamw")
 _Transformation = namedtuple("_Transformation", "init update")  # fields of optax's GradientTransformation
 
@@ -21,17 +23,6 @@ def _map(fn, *trees):
     return tuple(fn(*leaves) for leaves in zip(*trees))
 
 
-def _check(lr, momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8,
-           weight_decay=0.0):
-    if lr < 0 or momentum < 0 or weight_decay < 0 or eps < 0:
-        raise ValueError(f"lr, momentum, weight_decay and eps must be >= 0, got lr={lr}, "
-                         f"momentum={momentum}, weight_decay={weight_decay}, eps={eps}")
-    if not all(0.0 <= b < 1.0 for b in betas):
-        raise ValueError(f"betas must lie in [0, 1), got {betas}")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
-
-
 @torch.no_grad()
 def apply_updates(params, updates):
     """params + updates, leaf by leaf, as new tensors (the inputs are left unchanged)."""
@@ -40,7 +31,7 @@ def apply_updates(params, updates):
 
 def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
     """SGD as torch.optim.SGD: buf ← μ·buf + (1 − dampening)·g, and buf ← g on the first step."""
-    _check(lr, momentum, dampening, nesterov, weight_decay=weight_decay)
+    check_optimizer_args(lr, momentum, dampening, nesterov, weight_decay=weight_decay)
 
     def init(params):
         return {"count": 0, "momentum": _map(torch.zeros_like, params) if momentum else None}
@@ -63,7 +54,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
 
 
 def _adam(lr, betas, eps, weight_decay, decoupled):
-    _check(lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    check_optimizer_args(lr, betas=betas, eps=eps, weight_decay=weight_decay)
     b1, b2 = betas
 
     def init(params):
@@ -120,7 +111,7 @@ def from_library(name, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, bet
     if name not in _NAMES:
         raise ValueError(f"optimizer must be one of {_NAMES}, got {name!r}")
     wd = (1e-2 if name == "adamw" else 0.0) if weight_decay is None else weight_decay
-    _check(lr, momentum, dampening, nesterov, betas, eps, wd)
+    check_optimizer_args(lr, momentum, dampening, nesterov, betas, eps, wd)
     if name == "sgd":
         cls, hyper = torch.optim.SGD, dict(lr=lr, momentum=momentum, dampening=dampening,
                                            nesterov=nesterov, weight_decay=wd)

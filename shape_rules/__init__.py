@@ -1,0 +1,132 @@
+"""Framework-free rules both leaves follow: argument checks and torch's output-size arithmetic.
+
+Pure Python that imports neither framework, so `jax_impl` and `torch_impl` share one copy of each
+rule and of its error message (the leaves still never import each other). Each leaf keeps what is
+layout-specific, such as checking an NHWC or an NCHW input.
+"""
+from __future__ import annotations
+
+AXES = ("height", "width")
+
+
+def pair(layer: str, name: str, v, allow_none: bool = False) -> tuple:
+    """An int or a pair of ints as a pair; a clear TypeError otherwise."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    ok = len(vals) == 2 and all((x is None and allow_none) or
+                                (isinstance(x, int) and not isinstance(x, bool)) for x in vals)
+    if not ok:
+        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
+    return vals
+
+
+def at_least(layer: str, name: str, vals: tuple, lo: int) -> tuple:
+    """`vals` unchanged when every entry is >= lo; a ValueError naming the parameter otherwise."""
+    if any(x < lo for x in vals):
+        raise ValueError(f"{layer}: {name} must be >= {lo}, got {vals[0] if vals[0] == vals[1] else vals}")
+    return vals
+
+
+def check_fits(layer: str, size: tuple, pads: tuple, kernel: tuple, dilation: tuple) -> None:
+    """The (dilated) kernel fits in the padded input, as torch requires."""
+    for axis, n, (lo, hi), k, d in zip(AXES, size, pads, kernel, dilation):
+        extent = d * (k - 1) + 1
+        if extent > n + lo + hi:
+            raise ValueError(f"{layer}: kernel_size {k} (dilated extent {extent}) is larger than the "
+                             f"padded input {axis} {n + lo + hi} ({n} + padding {lo}+{hi})")
+
+
+def same_padding(kernel: tuple, dilation: tuple) -> tuple:
+    """torch's padding='same': total d·(k−1) per axis, the odd pixel on the right/bottom (trap 6)."""
+    return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
+
+
+def conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups) -> tuple:
+    """Conv2d's (kernel_size, stride, padding, dilation) as pairs ('same'/'valid' kept), validated."""
+    name = "Conv2d"
+    at_least(name, "in_channels", (in_channels, in_channels), 1)
+    at_least(name, "out_channels", (out_channels, out_channels), 1)
+    kernel_size = at_least(name, "kernel_size", pair(name, "kernel_size", kernel_size), 1)
+    stride = at_least(name, "stride", pair(name, "stride", stride), 1)
+    dilation = at_least(name, "dilation", pair(name, "dilation", dilation), 1)
+    if not isinstance(groups, int) or groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(f"{name}: groups must be a positive int dividing in_channels={in_channels} "
+                         f"and out_channels={out_channels}, got groups={groups!r}")
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise ValueError(f"{name}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+        if padding == "same" and stride != (1, 1):
+            raise ValueError(f"{name}: padding='same' needs stride=1 (as in torch), got stride={stride}")
+    else:
+        padding = at_least(name, "padding", pair(name, "padding", padding), 0)
+    return kernel_size, stride, padding, dilation
+
+
+def conv_pads(padding, kernel: tuple, dilation: tuple) -> tuple:
+    """(low, high) padding per spatial axis for a Conv2d padding of a pair, 'same' or 'valid'."""
+    if padding == "same":
+        return same_padding(kernel, dilation)
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    return tuple((p, p) for p in padding)
+
+
+def pool_args(layer, kernel_size, stride, padding, dilation) -> tuple:
+    """(kernel, stride, padding, dilation) as pairs, validated; stride defaults to the kernel."""
+    kernel = at_least(layer, "kernel_size", pair(layer, "kernel_size", kernel_size), 1)
+    stride = kernel if stride is None else at_least(layer, "stride", pair(layer, "stride", stride), 1)
+    padding = at_least(layer, "padding", pair(layer, "padding", padding), 0)
+    dilation = at_least(layer, "dilation", pair(layer, "dilation", dilation), 1)
+    if any(p > k // 2 for p, k in zip(padding, kernel)):
+        raise ValueError(f"{layer}: padding must be at most half of kernel_size (as in torch), "
+                         f"got padding={padding} for kernel_size={kernel}")
+    return kernel, stride, padding, dilation
+
+
+def pool_out_size(layer, axis, n, k, s, p, d, ceil_mode) -> int:
+    """torch's pooling output size; in ceil_mode the last window must start inside input or left padding."""
+    out = (n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    if out < 1:
+        raise ValueError(f"{layer}: kernel_size {k} (dilated extent {d * (k - 1) + 1}) is larger than "
+                         f"the padded input {axis} {n + 2 * p} (output size would be {out})")
+    for o in range(out):  # only a dilated window can skip over the whole input
+        start = o * s - p
+        if not any(0 <= start + j * d < n for j in range(k)):
+            raise ValueError(f"{layer}: with dilation {d}, the window at output {axis} index {o} reads "
+                             f"only padding (input {axis} {n}); torch returns -inf there and its "
+                             f"gradient writes out of bounds, so both twins reject it")
+    return out
+
+
+def cnn_features(image_size, channels, padding) -> int:
+    """SmallCNN's flattened width: each block is a 3×3 conv (stride 1) then a 2×2 max-pool."""
+    size = image_size
+    for _ in channels:
+        size = (size + 2 * padding - 2) // 2
+    if size < 1:
+        raise ValueError(f"SmallCNN: a {image_size}×{image_size} image shrinks to nothing with "
+                         f"padding={padding}; use padding=1 for small images such as 8×8 digits")
+    return size * size * channels[-1]
+
+
+def check_batchnorm_args(num_features, eps, momentum) -> None:
+    """BatchNorm2d's constructor arguments, with momentum in torch's meaning (weight of the new batch)."""
+    if not isinstance(num_features, int) or num_features < 1:
+        raise ValueError(f"BatchNorm2d: num_features must be an int >= 1, got {num_features!r}")
+    if not eps > 0:
+        raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
+    if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] (torch's meaning), got {momentum!r}")
+
+
+def check_optimizer_args(lr, momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8,
+                         weight_decay=0.0) -> None:
+    """SGD/Adam/AdamW hyper-parameters in the ranges torch.optim accepts."""
+    if lr < 0 or momentum < 0 or weight_decay < 0 or eps < 0:
+        raise ValueError(f"lr, momentum, weight_decay and eps must be >= 0, got lr={lr}, "
+                         f"momentum={momentum}, weight_decay={weight_decay}, eps={eps}")
+    if not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas must lie in [0, 1), got {betas}")
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
