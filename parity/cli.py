@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="run concepts in both frameworks and compare")
     ck.add_argument("names", nargs="*", metavar="NAME", help="concepts or groups (default: all)")
     ck.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ck.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    ck.add_argument("--dtype", choices=("float32", "float64"), nargs="+", default=["float32", "float64"],
+                    help="one or both (default: both)")
     ck.add_argument("--precision", choices=("strict", "defaults"), default="strict",
                     help="strict: TF32 off in both; defaults: each framework's own (matters on GPU)")
     ck.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
@@ -125,14 +126,16 @@ def cmd_check(args, out: Console, err: Console) -> int:
     concepts = _concepts_on_device(args, err)
     if isinstance(concepts, int):
         return concepts
+    dtypes = list(dict.fromkeys(args.dtype))  # in the order given, once each
     results = []
     with _progress(err) as prog:
-        task = prog.add_task("checking", total=len(concepts))
-        for c in concepts:
-            prog.update(task, description=f"checking {c.name}")
-            results.append(runner.run_concept(c, args.dtype, args.device, args.precision))
-            prog.advance(task)
-    out.print(report.results_table(results, title=f"parity check — {args.dtype} on {args.device}, "
+        task = prog.add_task("checking", total=len(concepts) * len(dtypes))
+        for dtype in dtypes:
+            for c in concepts:
+                prog.update(task, description=f"checking {c.name} ({dtype})")
+                results.append(runner.run_concept(c, dtype, args.device, args.precision))
+                prog.advance(task)
+    out.print(report.results_table(results, title=f"parity check — {' and '.join(dtypes)} on {args.device}, "
                                                   f"precision {args.precision}"))
     n_fail = sum(not r.passed for r in results)
     for line in report.failure_lines(results):

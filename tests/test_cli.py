@@ -34,6 +34,13 @@ def test_check_passes_and_writes_json(tmp_path, capsys):
     assert not list(path.parent.glob(".*.tmp")), "temporary file left behind"
 
 
+def test_check_runs_both_dtypes_by_default(tmp_path, capsys):
+    path = tmp_path / "results.json"
+    assert main(["check", "losses.mse", "--json", str(path)]) == 0
+    assert [r["dtype"] for r in json.loads(path.read_text())["results"]] == ["float32", "float64"]
+    assert "float32 and float64" in capsys.readouterr().out
+
+
 def test_unknown_name_is_a_usage_error_with_close_names(capsys):
     assert main(["check", "softmx"]) == 2
     cap = capsys.readouterr()
@@ -60,7 +67,7 @@ def test_broken_sigmoid_fails_parity_naming_concept_and_error(monkeypatch, capsy
     fail_lines = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert fail_lines and all("activations.sigmoid" in line for line in fail_lines)
     assert "max abs err" in fail_lines[0]
-    assert "1 passed, 1 failed" in out
+    assert "2 passed, 2 failed" in out  # sigmoid fails and relu passes, in float32 and in float64
 
 
 def test_exception_inside_a_concept_is_a_failure(monkeypatch, capsys):
