@@ -7,6 +7,7 @@ Every wait for the device goes through `sync`, so tests can check that it is cal
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -97,12 +98,27 @@ def measure(runner: Runner, device: str, settings: Settings = Settings()) -> Tim
                 break
         number = max(1, min(10_000, math.ceil(settings.min_sample_s / max(one, 1e-9))))
         t = Timing(first, number=number, steps=runner.steps)
-        start = clock()
-        while len(t.samples_s) < settings.repeats:
-            t.samples_s.append(_timed(runner, device, number) / (number * runner.steps))
-            if len(t.samples_s) >= settings.min_repeats and clock() - start > settings.max_time_s:
-                break
+        with _no_gc():
+            start = clock()
+            while len(t.samples_s) < settings.repeats:
+                t.samples_s.append(_timed(runner, device, number) / (number * runner.steps))
+                if len(t.samples_s) >= settings.min_repeats and clock() - start > settings.max_time_s:
+                    break
     return t
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Python's garbage collector off while sampling, after one full collection, as `timeit` does:
+    a collection pass over the heap that compilation leaves behind would land inside one sample."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # ---------------------------------------------------------------- building runners for the modes

@@ -1,9 +1,11 @@
 """`parity bench`: time workloads in each mode and size; a table, a JSON file and PNG plots."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -133,10 +135,14 @@ def markdown(results: list[dict], modes: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@contextlib.contextmanager
 def _cold_compile():
     """Every torch.compile compiles from scratch, as every new jax.jit does (no inductor caches)."""
     import torch
-    return torch.compiler.config.patch(force_disable_caches=True)
+    with torch.compiler.config.patch(force_disable_caches=True), warnings.catch_warnings():
+        # the switch itself makes dynamo warn once per compile that its profile cache is off
+        warnings.filterwarnings("ignore", message="dynamo_pgo force disabled", category=UserWarning)
+        yield
 
 
 def main(args, out, err) -> int:

@@ -199,7 +199,7 @@ def cmd_audit(args, out: Console, err: Console) -> int:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     # Piped output (CI logs, files) gets a wide page instead of rich's 80-column fallback.
-    out = Console() if sys.stdout.isatty() else Console(width=150)
+    out = Console() if sys.stdout.isatty() else Console(width=200)  # wide tables stay whole in files
     err = Console(stderr=True)
     if args.command == "list":
         return cmd_list(args, out)
