@@ -64,3 +64,11 @@ def test_shared_shape_rules_import_no_framework():
     code = ("import sys, shape_rules; bad = {'jax', 'torch', 'flax', 'numpy', 'jax_impl', 'torch_impl', "
             "'parity'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_lists_every_group():
+    """The README's table of concept groups keeps up with the registry."""
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [g for g in registry.groups() if f"| {g} |" not in readme]
+    assert not missing, f"README.md's concept table lacks the groups {sorted(missing)}"
