@@ -150,7 +150,7 @@ def cmd_train(args, out, err) -> int:
         return 2
     name = args.name or run_name(cfg)
     folder = Path(args.log_dir) / name
-    tol = training_curve(cfg.dtype, cfg.optimizer)
+    tol = training_curve(cfg.dtype, cfg.optimizer, convolutional=cfg.model == "cnn")
     steps = cfg.epochs * (len(ds.x_train) // cfg.batch_size) * len(cfg.frameworks)
     metric = "test_loss" if cfg.model == "linreg" else "accuracy"
     out.print(f"training {cfg.model} with {cfg.optimizer} (lr {cfg.lr:g}, batch {cfg.batch_size}, "

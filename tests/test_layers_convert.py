@@ -159,7 +159,7 @@ def test_trainers_update_batchnorm_running_statistics_alike():
     ttr = T.train.Trainer(tnet, T.optim.from_library("sgd", lr=0.1, momentum=0.9), torch.nn.functional.cross_entropy)
     jx, jy, tx, ty = jnp.asarray(convert.nchw_to_nhwc(x)), jnp.asarray(y), torch.from_numpy(x), torch.from_numpy(y)
     losses = np.array([(float(jtr.step(jx, jy)), float(ttr.step(tx, ty))) for _ in range(5)])
-    tol = training_curve("float32", "sgd")
+    tol = training_curve("float32", "sgd", convolutional=True)
     np.testing.assert_allclose(losses[:, 0], losses[:, 1], rtol=tol.rtol, atol=tol.atol, err_msg=tol.source)
     back = convert.model_flax_to_torch(nnx.to_pure_dict(nnx.state(jtr.model)), LAYERS)
     assert int(back["bn1.num_batches_tracked"]) == 7 + 5  # five steps counted, from _twins' 7

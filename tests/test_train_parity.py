@@ -40,6 +40,18 @@ def test_mlp_loss_curves_agree_for_200_steps(digits, optimizer, dtype):
         assert acc[0] > 0.9  # the issue's target: over 90% test accuracy
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cnn_loss_curves_agree_for_200_steps(digits, dtype):
+    """The small CNN (8×8 digits, padding 1) with Adam: float64 to 1e-12; float32 within the wider
+    convolutional bound, whose reason (Adam's eps amplifying rounding) is in parity.tolerances."""
+    run = training.train(training.Config(model="cnn", optimizer="adam", dtype=dtype), digits)
+    tol = training_curve(dtype, "adam", convolutional=True)
+    assert len(run.losses["jax"]) >= 200
+    assert run.curves_agree(tol), f"loss curves differ by {run.curve_difference()} (abs, rel); {tol.source}"
+    acc = [run.epochs[-1][fw]["accuracy"] for fw in ("jax", "torch")]
+    assert acc[0] == acc[1], f"final accuracies differ: jax {acc[0]}, torch {acc[1]}"
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_linear_regression_recovers_w_and_b(optimizer):
     """d2l's minibatch SGD (batch 10, 3 epochs, shuffled indices) recovers w and b in both frameworks."""
