@@ -43,6 +43,14 @@ TABLE: dict[tuple[str, str, str], Tolerance] = {
 }
 
 
+# Separation bounds for showing trap 1 (TF32) on a GPU: the relative error (Frobenius norm, against
+# float64) of a float32 matmul/convolution lies above TF32_SEEN when TF32 ran and below FP32_SEEN
+# when full float32 ran. Measured on an H100 (1024² matmul): TF32 2.9e-4, float32 5.7e-7
+# (BASELINES.md); TF32's unit roundoff is 2^-11 ≈ 4.9e-4.
+TF32_SEEN = 1e-4
+FP32_SEEN = 1e-5
+
+
 def lookup(dtype: str, device: str, precision: str = "strict") -> Tolerance:
     try:
         return TABLE[(dtype, device, precision)]

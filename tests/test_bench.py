@@ -11,6 +11,7 @@ from benchmarks import harness, workloads
 from benchmarks.harness import Runner, Settings
 from parity import bench
 from parity.cli import main
+from parity.tolerances import lookup
 
 TINY = ["--repeats", "3", "--max-time", "0.2"]
 
@@ -129,7 +130,8 @@ def test_op_workloads_compute_the_same_in_both_frameworks(name):
     with t.context():
         b = t.call().numpy()
     a = a.transpose(0, 3, 1, 2) if a.ndim == 4 else a  # the JAX layer ran on NHWC
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    tol = lookup("float32", "cpu")
+    np.testing.assert_allclose(a, b, rtol=tol.rtol, atol=tol.atol, err_msg=tol.source)
 
 
 def test_training_workload_scans_a_whole_epoch():

@@ -42,8 +42,11 @@ def test_mutant_ceil_mode_ignored(monkeypatch):
                         right(layer, axis, n, k, s, p, d, False))
     for name in ("layers.max_pool2d", "layers.avg_pool2d"):
         res = _fails(registry.get(name), "ceil_mode ignored")
-        # the output shapes differ, so the gradient's cotangent no longer fits: either is a failure
-        assert "shape mismatch" in "\n".join(res.failures) or "shape" in res.error
+        # caught by the output shapes (torch's ceil_mode adds a row or column), or by the mutant
+        # refusing an input on which torch's ceil_mode still fits one window and the floor fits none
+        by_shape = not res.error and any("out[0]" in f and "shape mismatch" in f for f in res.failures)
+        by_refusal = res.error.startswith("ValueError") and "output size would be 0" in res.error
+        assert by_shape or by_refusal, res.failures
 
 
 def test_mutant_count_include_pad_swapped(monkeypatch):
@@ -111,5 +114,10 @@ def test_mutant_wrong_weight_conversion(wrong):
         def swapped(sd):  # OIHW → WHIO instead of HWIO
             p = convert.conv_torch_to_flax(sd)
             return {**p, "kernel": p["kernel"].transpose(1, 0, 2, 3)}
-        c = dataclasses.replace(registry.get("layers.conv2d"), params_to_jax=swapped)
-    _fails(c, wrong)
+
+        def square_kernels(rng, dt):  # a non-square swap changes shapes; square ones show the values
+            return [s for s in conv.samples(rng, dt) if s.params["weight"].shape[2] == s.params["weight"].shape[3]]
+        conv = registry.get("layers.conv2d")
+        c = dataclasses.replace(conv, params_to_jax=swapped, samples=square_kernels)
+    res = _fails(c, wrong)
+    assert not res.error and any("out[0]" in f and "max abs err" in f for f in res.failures)

@@ -104,6 +104,13 @@ def test_trap06_same_with_even_kernel_pads_the_odd_pixel_right():
     assert close(right, want) and not close(left, want)
     load_conv(jc, tc)
     assert close(on_nchw(jc, x), want)
+    # Flax's own 'SAME' at stride 1 also puts the odd pixel after (XLA: low = total // 2), so here
+    # the frameworks agree; they part at stride > 1 (the next test)
+    fc = nnx.Conv(2, 3, (4, 4), padding="SAME", use_bias=False, dtype=jnp.float32, param_dtype=jnp.float32,
+                  rngs=nnx.Rngs(0))
+    fc.kernel[...] = jnp.asarray(convert.conv_torch_to_flax({"weight": tnp(tc.weight)})["kernel"])
+    flax_same = on_nchw(fc, x)
+    assert flax_same.shape == want.shape and close(flax_same, want)
 
 
 def test_trap06_same_with_stride_2_torch_rejects_flax_accepts():
@@ -177,6 +184,8 @@ def _twin_bn_step(x):
 
 def test_trap11_momentum_is_the_weight_of_the_new_batch_in_torch():
     x = _randn(4, 3, 3, 3) + 2
+    (t_mean, _), (f_mean, _) = _bn_step(x, use_fast_variance=False)  # both defaults: 0.1 and 0.99
+    assert not close(f_mean, t_mean)
     (t_mean, _), (f_mean, _) = _bn_step(x, momentum=0.1, use_fast_variance=False)  # torch's number
     assert not close(f_mean, t_mean)
     (t_mean, _), (f_mean, _) = _bn_step(x, momentum=0.9, use_fast_variance=False)  # 1 − torch's

@@ -13,6 +13,7 @@ import torch
 from conftest import HAS_CUDA
 from parity import audit, precision, registry, runner
 from parity.cli import main
+from parity.tolerances import FP32_SEEN, TF32_SEEN
 
 gpu = [pytest.mark.gpu, pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA visible to both JAX and PyTorch")]
 
@@ -96,7 +97,25 @@ def test_trap01_tf32_on_gpu(dummy):
         default_err = rel(jnp.matmul(ja, jb))
     with precision.policy("strict"):
         strict_err = rel(jnp.matmul(ja, jb))
-    assert default_err > 1e-4 > 1e-5 > strict_err  # TF32 ≈ 3e-4; float32 ≈ 6e-7 (BASELINES.md)
+    assert default_err > TF32_SEEN, f"JAX's default matmul did not use TF32 ({default_err:.2g})"
+    assert strict_err < FP32_SEEN, f"strict JAX matmul is not full float32 ({strict_err:.2g})"
+
+
+@pytest.mark.parametrize("dummy", [pytest.param(0, marks=gpu)])
+def test_trap01_torch_cudnn_convolutions_allow_tf32_by_default(dummy):
+    """torch's matmul default is full float32, but its cuDNN convolutions allow TF32; strict turns it off."""
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((8, 64, 32, 32)), rng.standard_normal((64, 64, 3, 3))
+    ref = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w)).numpy()
+    dev = precision.torch_device("cuda")
+    tx, tw = (torch.from_numpy(v.astype(np.float32)).to(dev) for v in (x, w))
+    rel = lambda y: np.linalg.norm(y.double().cpu().numpy() - ref) / np.linalg.norm(ref)
+    with precision.policy("defaults"):
+        default_err = rel(torch.nn.functional.conv2d(tx, tw))
+    with precision.policy("strict"):
+        strict_err = rel(torch.nn.functional.conv2d(tx, tw))
+    assert default_err > TF32_SEEN, f"torch's default cuDNN convolution did not use TF32 ({default_err:.2g})"
+    assert strict_err < FP32_SEEN, f"strict torch convolution is not full float32 ({strict_err:.2g})"
 
 
 @pytest.mark.parametrize("dummy", [pytest.param(0, marks=gpu)])

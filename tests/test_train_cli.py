@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from parity import data, train_cmd, training
 from parity.cli import main
-from parity.tolerances import lookup
+from parity.tolerances import lookup, training_curve
 
 
 def _scalars(folder, tag):
@@ -33,8 +33,11 @@ def test_train_writes_events_plot_checkpoints_and_cross_loads(tmp_path, capsys, 
     for fw in ("jax", "torch"):  # runs/<name>/jax and runs/<name>/torch
         assert len(_scalars(run / fw, "loss/train_step")) == steps
         assert _scalars(run / fw, "epoch/accuracy") == [np.float32(summary["epochs"][0][fw]["accuracy"])]
+    cfg = training.Config(model=model).resolved()
+    curve = training_curve(cfg.dtype, cfg.optimizer, convolutional=model == "cnn")
+    assert (summary["tolerance"]["rtol"], summary["tolerance"]["atol"]) == (curve.rtol, curve.atol)
     np.testing.assert_allclose(_scalars(run / "jax", "loss/train_step"), _scalars(run / "torch", "loss/train_step"),
-                               rtol=summary["tolerance"]["rtol"], atol=summary["tolerance"]["atol"])
+                               rtol=curve.rtol, atol=curve.atol, err_msg=curve.source)
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert summary["max_loss_diff"]["within_tolerance"] and summary["accuracy_equal"]
     assert not list(run.rglob(".*.tmp")), "temporary file left behind"
@@ -42,7 +45,6 @@ def test_train_writes_events_plot_checkpoints_and_cross_loads(tmp_path, capsys, 
     # checkpoints: torch's own format and Flax's msgpack; each loads into the other framework
     ds = data.load(data_spec)
     tol = lookup("float32", "cpu")
-    cfg = training.Config(model=model).resolved()
     kwargs = training.model_kwargs(model, ds)
     x = ds.x_test
     preds = {}
@@ -56,8 +58,8 @@ def test_train_writes_events_plot_checkpoints_and_cross_loads(tmp_path, capsys, 
         preds[ckpt.parent.name] = pt
     for k, rec in summary["cross_load"].items():
         assert rec["accuracy_src"] == rec["accuracy_dst"], k
-    # the two frameworks' trained models predict alike too (one epoch, float32)
-    np.testing.assert_allclose(preds["jax"], preds["torch"], rtol=tol.rtol, atol=tol.atol)
+    # the two frameworks' trained models predict alike too, within the drift training allows
+    np.testing.assert_allclose(preds["jax"], preds["torch"], rtol=curve.rtol, atol=curve.atol, err_msg=curve.source)
 
 
 def test_train_one_framework_and_linreg(tmp_path, capsys):

@@ -30,7 +30,7 @@ def test_trap02_linear_weight_layout():
     tl = T.layers.Linear(4, 3)
     jl = J.layers.Linear(4, 3, rngs=nnx.Rngs(0))
     w = tl.weight.detach().numpy()
-    with pytest.raises(Exception):  # (3,4) where (4,3) is expected: the shapes do not even agree
+    with pytest.raises(ValueError, match="broadcast"):  # (3,4) where (4,3) is expected: shapes disagree
         jl.kernel[...] = jnp.asarray(w)
         jl(jnp.ones((2, 4)))
     sq_t, sq_j = T.layers.Linear(3, 3), J.layers.Linear(3, 3, rngs=nnx.Rngs(0))
