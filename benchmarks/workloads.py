@@ -113,12 +113,13 @@ _add(Workload(
     lambda n, b: (2.0 * n ** 3, 3.0 * n * n * b)))
 
 # FLOPs per element of each activation, as written (exp, log, max, compare count 1)
-_ACT_FLOPS = {"relu": 1, "sigmoid": 3, "log_sigmoid": 4, "tanh": 1, "softmax": 4, "log_softmax": 4}
+_ACT_FLOPS = {"relu": 1, "sigmoid": 3, "log_sigmoid": 4, "tanh": 1, "softmax": 4, "log_softmax": 4, "gelu": 5}
+_ACT_KWARGS = {"gelu": {"approximate": "none"}}  # torch's default, the exact erf form
 for _a, _f in _ACT_FLOPS.items():
     _add(Workload(
         f"activations.{_a}", "op", f"{_a} on (batch, 1024)", "batch", BATCHES, (16, 1024),
-        _concept_case(f"activations.{_a}", lambda rng, n, dt: Sample(
-            f"batch={n}", {"x": _randn(rng, (n, 1024), dt)})),
+        _concept_case(f"activations.{_a}", lambda rng, n, dt, _a=_a: Sample(
+            f"batch={n}", {"x": _randn(rng, (n, 1024), dt)}, kwargs=_ACT_KWARGS.get(_a, {}))),
         lambda n, b, _f=_f: (_f * n * 1024.0, 2.0 * n * 1024 * b)))
 
 _add(Workload(

@@ -48,3 +48,18 @@ def log_softmax(x, axis=-1):
     """x_i − log Σ_j e^{x_j} along `axis`, with the max subtracted inside the log-sum-exp."""
     z = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     return z - jnp.log(jnp.sum(jnp.exp(z), axis=axis, keepdims=True))
+
+
+@partial(jax.jit, static_argnames=("tanh_form",))
+def _gelu(x, tanh_form):
+    return jax.nn.gelu(x, approximate=tanh_form)
+
+
+def gelu(x, approximate="none"):
+    """x·Φ(x), exact (with erf) or torch's approximate='tanh' form.
+
+    `jax.nn.gelu` defaults to the tanh form and torch to the exact one (trap 15); this follows torch.
+    """
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _gelu(x, approximate == "tanh")

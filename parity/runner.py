@@ -87,8 +87,10 @@ def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, nonfinite_ok: bool,
     a64, b64 = a.astype(np.float64), b.astype(np.float64)
     diff = np.abs(a64 - b64)
     max_abs = float(diff.max(initial=0.0))
-    denom = np.maximum(np.abs(b64), np.finfo(b.dtype).tiny)
-    max_rel = float((diff / denom).max(initial=0.0))
+    # relative error where it means something: beside references larger than atol (near zero the
+    # atol term decides, and |a − b| / |b| would only report how close to zero b is)
+    big = np.abs(b64) > tol.atol
+    max_rel = float((diff[big] / np.abs(b64[big])).max(initial=0.0))
     ok = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(b64)))
     problem = "" if ok else (f"max abs err {max_abs:.3g}, max rel err {max_rel:.3g} "
                              f"> rtol {tol.rtol:g} / atol {tol.atol:g}")

@@ -71,3 +71,10 @@ def test_linear_rejects_wrong_input_width_and_sizes(fw):
         make(10, 5)(arr(f32(3, 7)))
     with pytest.raises(ValueError, match="in_features and out_features must be >= 1"):
         make(0, 5)
+
+
+@pytest.mark.parametrize("fw", FW)
+def test_gelu_rejects_an_unknown_approximation(fw):
+    L, arr = fw
+    with pytest.raises(ValueError, match=r"gelu: approximate must be 'none' or 'tanh', got 'erf'"):
+        L.activations.gelu(arr(f32(3)), "erf")

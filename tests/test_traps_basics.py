@@ -193,3 +193,14 @@ def test_seed_sigmoid_formula_is_log_sigmoid():
     for L, arr in ((J, jnp.asarray), (T, torch.from_numpy)):
         assert _close(L.activations.log_sigmoid(arr(x)), seed_formula, tol64)
         assert not _close(L.activations.sigmoid(arr(x)), seed_formula, tol64)
+
+
+def test_trap15_gelu_default_is_exact_in_torch_and_tanh_in_jax():
+    """jax.nn.gelu defaults to the tanh approximation, torch to the exact erf form (gap ≈ 4.7e-4)."""
+    x = np.linspace(-4, 4, 81, dtype=np.float32)
+    want = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    assert not _close(jax.nn.gelu(jnp.asarray(x)), want)
+    assert _close(jax.nn.gelu(jnp.asarray(x), approximate=False), want)
+    assert _close(J.activations.gelu(jnp.asarray(x)), want)  # the twin follows torch's default
+    tanh_form = torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()
+    assert _close(J.activations.gelu(jnp.asarray(x), "tanh"), tanh_form)

@@ -39,3 +39,10 @@ def log_softmax(x, axis=-1):
     """x_i − log Σ_j e^{x_j} along `axis`, with the max subtracted inside the log-sum-exp."""
     z = x - torch.amax(x, dim=axis, keepdim=True).detach()
     return z - torch.log(torch.sum(torch.exp(z), dim=axis, keepdim=True))
+
+
+def gelu(x, approximate="none"):
+    """x·Φ(x), exact (with erf) or approximate='tanh'; Flax's `jax.nn.gelu` defaults to tanh (trap 15)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return torch.nn.functional.gelu(x, approximate=approximate)

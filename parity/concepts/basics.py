@@ -4,6 +4,8 @@ Each adapter maps the runner's (params, inputs, **kwargs) onto the leaf's own si
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -158,6 +160,16 @@ for _name, _summary in (("relu", "max(0, x); gradient 0 at exactly 0 in both"),
         jax=lambda p, x, _n=_name: getattr(J.activations, _n)(x["x"]),
         torch=lambda p, x, _n=_name: getattr(T.activations, _n)(x["x"]),
         covers=(f"activations.{_name}",), grad_inputs=("x",)))
+
+
+register(Concept(
+    name="activations.gelu", group="activations",
+    summary="x·Φ(x): exact (erf) by default as torch, and approximate='tanh', in both",
+    samples=lambda rng, dt: [dataclasses.replace(s, label=f"{s.label}, approximate={a}", kwargs={"approximate": a})
+                             for a in ("none", "tanh") for s in _activation_samples(rng, dt)],
+    jax=lambda p, x, approximate: J.activations.gelu(x["x"], approximate),
+    torch=lambda p, x, approximate: T.activations.gelu(x["x"], approximate),
+    covers=("activations.gelu",), grad_inputs=("x",)))
 
 
 # ---------------------------------------------------------------- the neuron and Linear
