@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
 from benchmarks.harness import MODES, SPEEDUPS  # noqa: E402
+from parity.console import write_bytes_atomic  # noqa: E402
 
 STYLE = {"jax-jit": ("tab:blue", "-o"), "jax-eager": ("tab:blue", ":o"), "jax-scan": ("tab:cyan", "-s"),
          "torch-eager": ("tab:red", ":^"), "torch-compile": ("tab:red", "-^"),
@@ -49,7 +50,7 @@ def plot_workload(results: list[dict], path: Path, title: str) -> None:
     for a in (ax, sp):
         a.set_xticks(sizes, [str(s) for s in sizes], minor=False)
         a.xaxis.set_minor_locator(NullLocator())
-    fig.savefig(path, dpi=72)
+    write_bytes_atomic(path, lambda f: fig.savefig(f, format="png", dpi=72))
     plt.close(fig)
 
 

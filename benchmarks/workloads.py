@@ -1,13 +1,15 @@
 """What the benchmarks run: single ops built from the registry's concepts at a swept size, and whole
 training steps of `jax_impl.train.Trainer` / `torch_impl.train.Trainer`.
 
-Each workload counts its FLOPs (multiply and add counted apart; exp, max, compare count 1) and the
-fewest bytes it must move (inputs read once, outputs written once), so a time becomes a rate.
+Each workload counts its FLOPs (multiply and add counted apart; exp, max, compare count 1; a training
+step's model FLOPs are read off the built model, `model_counts`) and the fewest bytes it must move
+(inputs read once, outputs written once), so a time becomes a rate.
 """
 from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -21,7 +23,7 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from benchmarks.harness import Runner, op_runners
-from parity import bridge, convert, registry
+from parity import bridge, convert, data, registry, training
 from parity.precision import torch_device
 from parity.registry import Sample
 
@@ -50,7 +52,7 @@ class Workload:
 
 WORKLOADS: dict[str, Workload] = {}
 SMOKE = ("tensors.matmul", "activations.relu", "losses.cross_entropy", "layers.conv2d",
-         "train.simplenet.adam")
+         "train.simple_net.adam")
 
 
 def _add(w: Workload) -> None:
@@ -157,25 +159,60 @@ _add(Workload(
         f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2})),
     lambda n, b: (3.0 * 16 * 32 * (n // 2) ** 2, 16 * 32 * (n * n + (n // 2) ** 2) * b)))
 
+LINEAR_IN, LINEAR_OUT = 784, 128  # SimpleNet's first layer on MNIST
 _add(Workload(
-    "layers.linear", "op", "Linear(784, 128) on (batch, 784)", "batch", BATCHES, (16, 1024),
+    "layers.linear", "op", f"Linear({LINEAR_IN}, {LINEAR_OUT}) on (batch, {LINEAR_IN})", "batch", BATCHES, (16, 1024),
     _module_case("layers.linear", lambda rng, n, dt: Sample(
-        f"batch={n}", {"x": _randn(rng, (n, 784), dt)},
-        {"weight": rng.uniform(-0.036, 0.036, (128, 784)).astype(dt),
-         "bias": rng.uniform(-0.036, 0.036, (128,)).astype(dt)},
-        dict(in_features=784, out_features=128, bias=True, dtype=dt.name))),
-    lambda n, b: (2.0 * n * 784 * 128 + n * 128, (n * 784 + 784 * 128 + 128 + n * 128) * b)))
+        f"batch={n}", {"x": _randn(rng, (n, LINEAR_IN), dt)},
+        {"weight": rng.uniform(-LINEAR_IN ** -0.5, LINEAR_IN ** -0.5, (LINEAR_OUT, LINEAR_IN)).astype(dt),
+         "bias": rng.uniform(-LINEAR_IN ** -0.5, LINEAR_IN ** -0.5, (LINEAR_OUT,)).astype(dt)},
+        dict(in_features=LINEAR_IN, out_features=LINEAR_OUT, bias=True, dtype=dt.name))),
+    # x·Wᵀ: 2 FLOPs per multiply-add, then the bias add
+    lambda n, b: (2.0 * n * LINEAR_IN * LINEAR_OUT + n * LINEAR_OUT,
+                  (n * LINEAR_IN + LINEAR_IN * LINEAR_OUT + LINEAR_OUT + n * LINEAR_OUT) * b)))
 
 
 # ---------------------------------------------------------------- whole training steps
-# model → (forward FLOPs per image, parameters); MNIST-sized 1×28×28 inputs, 10 classes
-_MODELS = {
-    "linearnet": ("LinearNet", 2 * 784 * 10, 7_850),
-    "simplenet": ("SimpleNet", 2 * (784 * 128 + 128 * 10), 101_770),
-    "cnn": ("SmallCNN", 2 * (26 * 26 * 32 * 9 + 11 * 11 * 64 * 32 * 9 + 1600 * 128 + 128 * 10), 225_034),
-}
-# optimiser → (hyperparameters, FLOPs per parameter, state tensors per parameter)
+# MNIST-sized data: 1×28×28 images, 10 classes. The models are the ones `parity train` builds for
+# such data (`training.model_kwargs`), so their sizes and FLOPs are read off the built models,
+# never written down.
+TRAIN_IMAGE = (1, 28, 28)
+TRAIN_CLASSES = 10
+TRAIN_MODELS = ("linear_net", "simple_net", "small_cnn")
+# optimiser → (hyperparameters, FLOPs per parameter of one update, state tensors per parameter)
 _OPTIMS = {"sgd": ({"lr": 0.05, "momentum": 0.9}, 4, 1), "adam": ({"lr": 1e-3}, 12, 2)}
+
+
+@dataclass(frozen=True)
+class ModelCounts:
+    """What one training workload's model costs, per example: `forward_flops` and
+    `train_flops` (forward + backward of the cross-entropy loss), as torch.utils.flop_counter counts
+    them on the built torch model (matmuls and convolutions, 2 FLOPs per multiply-add; the
+    elementwise bias adds, ReLUs and poolings are left out), and the parameters of the model."""
+
+    kwargs: dict
+    params: int
+    forward_flops: float
+    train_flops: float
+    input_elements: int
+
+
+@functools.cache
+def model_counts(model: str) -> ModelCounts:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n = 2  # every count here is linear in the batch; two examples, so nothing special-cases one
+    probe = data.Dataset("probe", np.zeros((n, *TRAIN_IMAGE), np.float32), np.array([0, TRAIN_CLASSES - 1]),
+                         np.zeros((1, *TRAIN_IMAGE), np.float32), np.array([0]))
+    kwargs = training.model_kwargs(model, probe)
+    tm = training.build(model, kwargs, "torch", "float32")
+    x, y = torch.as_tensor(probe.x_train), torch.as_tensor(probe.y_train)
+    with FlopCounterMode(display=False) as fwd:
+        tm(x)
+    with FlopCounterMode(display=False) as both:
+        F.cross_entropy(tm(x), y).backward()
+    return ModelCounts(kwargs, sum(p.numel() for p in tm.parameters()), fwd.get_total_flops() / n,
+                       both.get_total_flops() / n, int(np.prod(TRAIN_IMAGE)))
 
 
 def _scan_steps(batch: int) -> int:
@@ -183,25 +220,25 @@ def _scan_steps(batch: int) -> int:
 
 
 def _train_case(model: str, opt: str):
-    cls, _, _ = _MODELS[model]
     hyper = _OPTIMS[opt][0]
 
     def build(n, device, dtype):
         rng = np.random.default_rng(SEED)
         k = _scan_steps(n)
-        xs = rng.random((k, n, 1, 28, 28)).astype(dtype)
-        ys = rng.integers(0, 10, (k, n)).astype(np.int64)
+        kwargs = model_counts(model).kwargs
+        xs = rng.random((k, n, *TRAIN_IMAGE)).astype(dtype)
+        ys = rng.integers(0, TRAIN_CLASSES, (k, n)).astype(np.int64)
         jxs, jys = bridge.to_jax((xs.transpose(0, 1, 3, 4, 2), ys), device)  # NHWC for JAX
         jx, jy = jxs[0], jys[0]
         tx, ty = (bridge.to_torch({"v": v}, device)["v"] for v in (xs[0], ys[0]))
 
         def jax_trainer():
-            m = getattr(J.models, cls)(dtype=dtype, rngs=nnx.Rngs(0))
+            m = getattr(J.models, training.class_name(model))(**kwargs, dtype=dtype, rngs=nnx.Rngs(0))
             return J.train.Trainer(m, J.optim.from_library(opt, **hyper), J.losses.cross_entropy)
 
         def torch_model():
             torch.manual_seed(0)
-            return getattr(T.models, cls)(dtype=getattr(torch, dtype)).to(torch_device(device))
+            return training.build(model, kwargs, "torch", dtype).to(torch_device(device))
 
         def torch_trainer():
             # F.cross_entropy, as `parity train` does: the labels are made in range above, and
@@ -281,21 +318,30 @@ def _graphed_step(model, opt, hyper, x, y):
     return step
 
 
-def _train_count(model: str, opt: str):
-    _, fwd, n_params = _MODELS[model]
+def train_count(model: str, opt: str):
+    """(batch, bytes per element) → (FLOPs, bytes) of one training step.
+
+    FLOPs: forward and backward on the batch (`model_counts`) plus the optimiser's update of every
+    parameter. Bytes: the batch read once (images and int64 labels), the parameters read twice
+    (forward and backward), and the update reading and writing parameters, gradients and optimiser
+    state once each.
+    """
     _, opt_flops, n_state = _OPTIMS[opt]
-    # forward + backward ≈ 3 × forward; bytes: the batch, parameters read twice, and the update
-    # reading and writing parameters, gradients and optimiser state once each
-    return lambda n, b: (3.0 * fwd * n + opt_flops * n_params,
-                         n * (784 * b + 8.0) + n_params * b * (2 + 2 * (2 + n_state)))
+
+    def count(n, b):
+        c = model_counts(model)
+        return (c.train_flops * n + opt_flops * c.params,
+                n * (c.input_elements * b + 8.0) + c.params * b * (2 + 2 * (2 + n_state)))
+    return count
 
 
-for _m, _mcap in (("linearnet", None), ("simplenet", None), ("cnn", 1024)):
+for _m in TRAIN_MODELS:
     for _o in _OPTIMS:
         _add(Workload(
-            f"train.{_m}.{_o}", "train", f"one {_MODELS[_m][0]} + {_o} step on MNIST-sized data", "batch",
-            (1, 64, 1024, 8192) if _m != "cnn" else (1, 16, 64, 256, 1024, 8192),
-            (64,), _train_case(_m, _o), _train_count(_m, _o), cpu_max=_mcap))
+            f"train.{_m}.{_o}", "train",
+            f"one {training.class_name(_m)} + {_o} step on MNIST-sized data ({'×'.join(map(str, TRAIN_IMAGE))})",
+            "batch", (1, 16, 64, 256, 1024, 8192) if _m == "small_cnn" else (1, 64, 1024, 8192),
+            (64,), _train_case(_m, _o), train_count(_m, _o), cpu_max=1024 if _m == "small_cnn" else None))
 
 
 def all_workloads() -> list[Workload]:

@@ -14,21 +14,7 @@ from flax import nnx
 
 from shape_rules import check_fits, conv_args, conv_pads
 
-# --------------------------------------------------------------- validation shared by the layers
-# (the layout-free checks and torch's size rules live in shape_rules, shared with the twin)
-
-
-def _check_input(layer: str, x, channels: int | None, channels_name: str = "in_channels"):
-    """A 4-D NHWC input with the expected channel count, or a ValueError naming what was expected."""
-    if jnp.ndim(x) != 4:
-        raise ValueError(f"{layer}: expected a 4-D input (N, H, W, C), got a {jnp.ndim(x)}-D input "
-                         f"of shape {tuple(jnp.shape(x))}")
-    if channels is not None and x.shape[-1] != channels:
-        raise ValueError(f"{layer}: expected {channels_name}={channels} channels on the last axis "
-                         f"(NHWC), got {x.shape[-1]} (input shape {tuple(x.shape)})")
-
-
-# --------------------------------------------------------------- the layer
+from jax_impl.checks import check_input
 
 
 @partial(jax.jit, static_argnames=("stride", "padding", "dilation", "groups"))
@@ -66,7 +52,7 @@ class Conv2d(nnx.Module):
         return conv_pads(self.padding, self.kernel_size, self.dilation)
 
     def __call__(self, x):
-        _check_input("Conv2d", x, self.in_channels)
+        check_input("Conv2d", x, self.in_channels)
         pads = self._pads()
         check_fits("Conv2d", x.shape[1:3], pads, self.kernel_size, self.dilation)
         bias = None if self.bias is None else self.bias[...]

@@ -15,14 +15,18 @@ def _neuron(x, w, b):
 
 
 def neuron(x, w, b):
-    """One neuron a = sigmoid(x·w + b) for x (n, d), w (d, 1), b (1,).
+    """One neuron a = sigmoid(x·w + b) for x (n, d), w (d, 1), b (1,) or a scalar.
 
-    A weight of the wrong shape (the seed's (1, d)) is rejected; reshape it to (d, 1).
+    A weight of the wrong shape (the seed's (1, d)) is rejected; reshape it to (d, 1). A bias that
+    would broadcast the (n, 1) output to another shape, such as (d,), is rejected too.
     """
     if jnp.ndim(x) != 2 or jnp.ndim(w) != 2 or jnp.shape(w) != (jnp.shape(x)[1], 1):
         raise ValueError(f"neuron: w must have shape ({jnp.shape(x)[-1]}, 1) for x of shape "
                          f"{tuple(jnp.shape(x))}, got {tuple(jnp.shape(w))}; "
                          f"use w.reshape({jnp.shape(x)[-1]}, 1)")
+    if jnp.shape(b) not in ((), (w.shape[1],)):
+        raise ValueError(f"neuron: b must have shape ({w.shape[1]},) or be a scalar for w of shape "
+                         f"{tuple(w.shape)}, got {tuple(jnp.shape(b))}")
     return _neuron(x, w, b)
 
 

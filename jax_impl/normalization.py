@@ -14,7 +14,7 @@ from flax import nnx
 
 from shape_rules import check_batchnorm_args
 
-from jax_impl.conv import _check_input
+from jax_impl.checks import check_input
 
 
 def _flax_momentum(momentum: float) -> float:
@@ -61,7 +61,7 @@ class BatchNorm2d(nnx.Module):
         self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), counter))
 
     def __call__(self, x):
-        _check_input("BatchNorm2d", x, self.num_features, "num_features")
+        check_input("BatchNorm2d", x, self.num_features, "num_features")
         scale = None if self.scale is None else self.scale[...]
         bias = None if self.bias is None else self.bias[...]
         if self.use_running_average:

@@ -1,8 +1,9 @@
 """Optimisers in JAX: SGD, Adam and AdamW from scratch as optax-style (init, update) pairs.
 
-Each returns an `optax.GradientTransformation` whose `update(grads, state, params)` gives the
-updates to add (`apply_updates`); the math follows torch.optim's documented algorithms, so the
-hyperparameters mean what they mean there. `from_library` builds the optax equivalent (traps 19–21).
+Each returns a `Transformation` (an `optax.GradientTransformation`) whose `update(grads, state, params)`
+gives the updates to add (`apply_updates`); the math follows torch.optim's documented algorithms, so
+the hyperparameters mean what they mean there. `from_library` builds the optax equivalent (traps 19–21).
+A gradient tree unlike the parameters' (a leaf missing or extra, another shape) is refused at trace time.
 """
 from typing import Any, NamedTuple
 
@@ -10,9 +11,18 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from shape_rules import check_optimizer_args
+from shape_rules import check_like_params, check_optimizer_args
 
 _NAMES = ("sgd", "adam", "adamw")
+
+
+class Transformation(optax.GradientTransformation):
+    """A pure optimiser: `init(params) -> state`, `update(grads, state, params) -> (updates, state)`.
+
+    optax's GradientTransformation under the twin's name, so optax accepts it; torch's has its fields.
+    """
+
+    __slots__ = ()
 
 
 class _SgdState(NamedTuple):
@@ -26,8 +36,28 @@ class _AdamState(NamedTuple):
     nu: Any
 
 
+def _leaf_shapes(tree) -> dict:
+    """{path: shape} of a pytree's leaves, paths as `jax.tree_util.keystr` writes them (`['w']`, `[0]`)."""
+    return {jax.tree_util.keystr(path): tuple(jnp.shape(leaf))
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _check_like_params(name, tree, params):
+    """`tree` has the structure and shapes of `params` (static under jit, so checked while tracing).
+
+    Also its containers: jax.tree.map cannot pair a list with a tuple, which torch's twin zips alike.
+    """
+    if params is None:  # optax allows it where an update does not read the parameters
+        return
+    check_like_params(name, _leaf_shapes(params), _leaf_shapes(tree))
+    if jax.tree.structure(tree) != jax.tree.structure(params):  # same leaves in other containers
+        raise ValueError(f"{name}: structure differs from params: {jax.tree.structure(tree)} is not "
+                         f"{jax.tree.structure(params)}")
+
+
 def apply_updates(params, updates):
     """params + updates, leaf by leaf, keeping each parameter's dtype."""
+    _check_like_params("updates", updates, params)
     return jax.tree.map(lambda p, u: (p + u).astype(p.dtype), params, updates)
 
 
@@ -43,6 +73,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         return _SgdState(jnp.zeros([], jnp.int32), buf)
 
     def update(grads, state, params):
+        _check_like_params("grads", grads, params)
         if weight_decay:
             grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
         buf = state.momentum
@@ -54,7 +85,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         updates = jax.tree.map(lambda g: -lr * g, grads)
         return updates, _SgdState(state.count + 1, buf)
 
-    return optax.GradientTransformation(init, update)
+    return Transformation(init, update)
 
 
 def _adam(lr, betas, eps, weight_decay, decoupled):
@@ -66,6 +97,7 @@ def _adam(lr, betas, eps, weight_decay, decoupled):
                           jax.tree.map(jnp.zeros_like, params))
 
     def update(grads, state, params):
+        _check_like_params("grads", grads, params)
         if weight_decay and not decoupled:  # Adam: L2 added to the gradient
             grads = jax.tree.map(lambda g, p: g + weight_decay * p, grads, params)
         count = state.count + 1
@@ -81,7 +113,7 @@ def _adam(lr, betas, eps, weight_decay, decoupled):
 
         return jax.tree.map(step, mu, nu, params), _AdamState(count, mu, nu)
 
-    return optax.GradientTransformation(init, update)
+    return Transformation(init, update)
 
 
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):

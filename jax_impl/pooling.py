@@ -14,12 +14,12 @@ from flax import nnx
 
 from shape_rules import at_least, pair, pool_args, pool_out_size
 
-from jax_impl.conv import _check_input
+from jax_impl.checks import check_input
 
 
 def _geometry(layer, x, kernel, stride, padding, dilation, ceil_mode):
     """Output size and the (low, high) padding that covers every window, per spatial axis."""
-    _check_input(layer, x, None)
+    check_input(layer, x, None)
     outs, pads = [], []
     for axis, n, k, s, p, d in zip(("height", "width"), x.shape[1:3], kernel, stride, padding, dilation):
         o = pool_out_size(layer, axis, n, k, s, p, d, ceil_mode)
@@ -115,7 +115,7 @@ class AdaptiveAvgPool2d(nnx.Module):
         self.output_size = size
 
     def __call__(self, x):
-        _check_input("AdaptiveAvgPool2d", x, None)
+        check_input("AdaptiveAvgPool2d", x, None)
         out = tuple(n if s is None else s for n, s in zip(x.shape[1:3], self.output_size))
         if 0 in x.shape[1:3]:
             raise ValueError(f"AdaptiveAvgPool2d: expected a non-empty input, got shape {tuple(x.shape)}")

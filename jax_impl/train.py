@@ -4,6 +4,8 @@ The model is split once (`nnx.split`) into a graph definition and arrays; the st
 function of (params, rest, optimizer state) that `jax.jit` compiles once and whose input buffers
 it reuses (`donate_argnums`); non-parameter state the forward pass updates (BatchNorm's running
 statistics) comes back from it as the step's new `rest`. torch's twin mutates the module and its optimiser in place.
+Training and prediction differ only in static attributes (Dropout's `deterministic`, BatchNorm's
+`use_running_average`), so each mode has its own graph definition over the same state.
 """
 import jax
 import jax.numpy as jnp
@@ -16,10 +18,15 @@ class Trainer:
     """Trains `model` with an optax-style `optimizer` on `loss_fn(outputs, targets)`.
 
     Data stays on the device; a step returns its loss as a device scalar, so nothing waits on the
-    host until losses are read. The caller's model is copied, never donated.
+    host until losses are read. The caller's model is copied, never donated; steps run it in training
+    mode and `predict` in eval mode, as torch's twin switches its module.
     """
 
     def __init__(self, model, optimizer, loss_fn):
+        model = nnx.clone(model)  # switching modes below leaves the caller's module as it was
+        model.eval()
+        eval_graphdef = nnx.graphdef(model)
+        model.train()
         graphdef, params, rest = nnx.split(model, nnx.Param, ...)
         params, rest = jax.tree.map(jnp.copy, (params, rest))  # the step donates these buffers
         # all of the state committed to the parameters' device, as the step's outputs will be:
@@ -41,7 +48,7 @@ class Trainer:
             return (apply_updates(params, updates), rest, opt_state), loss
 
         def predict(params, rest, x):
-            return nnx.merge(graphdef, params, rest)(x)
+            return nnx.merge(eval_graphdef, params, rest)(x)
 
         #: the pure step `(state, x, y, idx) -> (state, loss)`, unjitted: compose it (e.g. in
         #: `lax.scan` over a whole epoch) and jit the result; `step` below is its jitted form
@@ -57,7 +64,7 @@ class Trainer:
         return loss
 
     def predict(self, x):
-        """The model's outputs for x under the current parameters."""
+        """The model's outputs for x under the current parameters (eval mode)."""
         return self._predict(self.state[0], self.state[1], x)
 
     def accuracy(self, x, y):

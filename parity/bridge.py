@@ -53,11 +53,6 @@ def flax_module(cls, params: dict, **kwargs):
     return nnx.merge(graphdef, state)
 
 
-def flax_state(module) -> dict:
-    """A module's whole state as a nested pure dict of arrays."""
-    return nnx.to_pure_dict(nnx.state(module))
-
-
 def torch_call(module: torch.nn.Module, params: dict, *args):
     """Call a torch module with the given parameter tensors (`torch.func.functional_call`)."""
     return torch.func.functional_call(module, params, args)

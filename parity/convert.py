@@ -9,7 +9,7 @@ import numpy as np
 
 
 def linear_torch_to_flax(sd: dict) -> dict:
-    """torch Linear {weight (out, in), bias (out,)} → Flax {kernel (in, out), bias (out,)} (trap 2)."""
+    """torch Linear {weight (out, in), bias (out,)} → Flax {kernel (in, out), bias (out,)} (docs/traps.md, trap 2)."""
     out = {"kernel": np.ascontiguousarray(np.asarray(sd["weight"]).T)}
     if sd.get("bias") is not None:
         out["bias"] = np.asarray(sd["bias"])
@@ -26,7 +26,7 @@ def linear_flax_to_torch(p: dict) -> dict:
 
 # ---------------------------------------------------------------- layouts (NumPy or JAX arrays)
 def nchw_to_nhwc(x):
-    """Activations (N, C, H, W) → (N, H, W, C) (trap 3); works on NumPy and JAX arrays alike."""
+    """Activations (N, C, H, W) → (N, H, W, C) (docs/traps.md, trap 3); works on NumPy and JAX arrays alike."""
     return x.transpose(0, 2, 3, 1)
 
 
@@ -66,7 +66,7 @@ def batchnorm_torch_to_flax(sd: dict) -> dict:
     """torch BatchNorm2d {weight, bias, running_mean, running_var, num_batches_tracked} → Flax
     {scale, bias, mean, var, num_batches_tracked}; whatever subset is present (gradients: two).
 
-    Renames only: jax_impl's BatchNorm2d stores torch's unbiased running variance (trap 12).
+    Renames only: jax_impl's BatchNorm2d stores torch's unbiased running variance (docs/traps.md, trap 12).
     """
     unknown = set(sd) - set(_BN_TORCH_TO_FLAX)
     if unknown:
@@ -86,7 +86,7 @@ def batchnorm_flax_to_torch(p: dict) -> dict:
 def flatten_linear_torch_to_flax(sd: dict, chw: tuple[int, int, int]) -> dict:
     """A torch Linear fed by Flatten of (C, H, W) maps → the Flax Linear fed by Flatten of (H, W, C).
 
-    torch flattens in (C, H, W) order and Flax's NHWC in (H, W, C) (trap 4): the weight's input
+    torch flattens in (C, H, W) order and Flax's NHWC in (H, W, C) (docs/traps.md, trap 4): the weight's input
     columns are permuted to Flax's order before the usual (out, in) → (in, out) transpose.
     """
     c, h, w = chw

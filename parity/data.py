@@ -8,7 +8,9 @@ labels are int64.
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,15 +48,6 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     return _split("digits", x, d.target.astype(np.int64), test_fraction, seed)
 
 
-def pad_images(x: np.ndarray, size: int = 28) -> np.ndarray:
-    """Zero-pad (N, C, H, W) images symmetrically to size × size (8×8 digits to MNIST's 28×28)."""
-    h, w = x.shape[-2:]
-    if h > size or w > size:
-        raise ValueError(f"pad_images: images of {h}×{w} are larger than {size}×{size}")
-    top, left = (size - h) // 2, (size - w) // 2
-    return np.pad(x, ((0, 0), (0, 0), (top, size - h - top), (left, size - w - left)))
-
-
 # ---------------------------------------------------------------- IDX files (MNIST's format)
 # magic = 0, 0, type code, number of dimensions; then one big-endian uint32 per dimension; then data
 _IDX_TYPES = {0x08: np.dtype(">u1"), 0x09: np.dtype(">i1"), 0x0B: np.dtype(">i2"),
@@ -81,7 +74,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with _open(path) as f:
             raw = f.read()
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zlib.error) as e:  # a broken gzip stream raises zlib.error or EOFError
         raise IdxFormatError(f"{path}: cannot be read as an IDX file: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise IdxFormatError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
@@ -95,7 +88,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise IdxFormatError(f"{path}: truncated header ({len(raw)} bytes for {ndim} dimensions)")
     shape = tuple(int(s) for s in np.frombuffer(raw, ">u4", ndim, 4))
     dtype = _IDX_TYPES[code]
-    want = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    want = math.prod(shape) * dtype.itemsize  # Python ints: a forged header cannot overflow
     if len(raw) - header != want:
         raise IdxFormatError(f"{path}: header says shape {shape} of {dtype.name} ({want} bytes of data), "
                              f"but the file holds {len(raw) - header}")
@@ -140,7 +133,9 @@ def load_mnist(folder: str | os.PathLike) -> Dataset:
         if img.ndim != 3 or lab.ndim != 1 or len(img) != len(lab):
             raise IdxFormatError(f"{folder}: {split} images {img.shape} and labels {lab.shape} do not "
                                  f"pair up (expected (N, H, W) and (N,))")
-        if lab.size and (lab.min() < 0 or lab.max() > 9):
+        if len(lab) == 0:
+            raise IdxFormatError(f"{folder}: the {split} split holds no examples")
+        if lab.min() < 0 or lab.max() > 9:
             raise IdxFormatError(f"{folder}: {split} labels outside 0–9 ({lab.min()}–{lab.max()})")
         scale = 255.0 if img.dtype == np.uint8 else 1.0
         parts[split] = ((img / scale).astype(np.float32)[:, None], lab.astype(np.int64))
@@ -173,7 +168,7 @@ class Shuffler:
     """One seeded NumPy generator of minibatch indices, served to both frameworks.
 
     Each epoch is a fresh permutation cut into full batches; the short remainder is dropped so that
-    every step has the same shape and a jitted step never recompiles (trap 29).
+    every step has the same shape and a jitted step never recompiles (docs/traps.md, trap 29).
     """
 
     def __init__(self, n: int, batch_size: int, seed: int = 0):

@@ -2,8 +2,8 @@
 
 `strict`: JAX matmul/conv precision "highest" and torch TF32 off (matmul and cuDNN), so float32
 parity holds at CPU-like tolerances on a GPU. `defaults`: whatever each framework does out of the
-box (JAX uses TF32 on Ampere/Hopper, torch's cuDNN convolutions allow TF32; trap 1).
-JAX's x64 mode is switched on at import so float64 really runs in float64 (trap 25); every array
+box (JAX uses TF32 on Ampere/Hopper, torch's cuDNN convolutions allow TF32; docs/traps.md, trap 1).
+JAX's x64 mode is switched on at import so float64 really runs in float64 (docs/traps.md, trap 25); every array
 the project creates names its dtype, so float32 runs stay float32.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-# Trap 28: JAX would grab 75% of GPU memory at first use and starve torch in the same process.
+# docs/traps.md, trap 28: JAX would grab 75% of GPU memory at first use and starve torch in the same process.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import jax  # noqa: E402

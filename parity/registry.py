@@ -1,79 +1,40 @@
-"""The registry of concepts: each one is data plus two implementations (like torch's OpInfo).
+"""The index of concepts: look up, select by name or group, suggest close names.
 
-A concept names its JAX and PyTorch adapters, a seeded generator of NumPy samples (in PyTorch's
-layout, the canonical one), how parameters convert, which gradients to compare, and which leaf
-functions it covers. Tests, the CLI and the benchmarks all iterate over this one registry.
+The concepts are a plain list (`parity.concepts.CONCEPTS`, one module per group family); this
+module only indexes it. Tests, the CLI and the benchmarks all iterate over this one list.
 """
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import functools
 
-import numpy as np
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One input case: NumPy inputs and torch-layout parameters, plus static options."""
-
-    label: str
-    inputs: dict[str, np.ndarray]
-    params: dict[str, np.ndarray] = field(default_factory=dict)
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    fd_ok: bool = True  # False where a kink (relu at 0) makes finite differences meaningless
-
-
-@dataclass(frozen=True)
-class Concept:
-    """A concept implemented twice.
-
-    `jax` and `torch` are adapters `f(params, inputs, **kwargs) -> array or tuple of arrays` that
-    take and return the canonical (torch) layout; layout changes happen inside the JAX adapter, so
-    gradients come back in the canonical layout too. Parameter gradients of the JAX side are in
-    Flax layout and go back through `grads_to_torch`.
-    """
-
-    name: str
-    group: str
-    summary: str
-    samples: Callable[[np.random.Generator, np.dtype], list[Sample]]
-    jax: Callable[..., Any]
-    torch: Callable[..., Any]
-    covers: tuple[str, ...]
-    grad_inputs: tuple[str, ...] = ()
-    differentiable: bool = True
-    params_to_jax: Callable[[dict], dict] | None = None
-    grads_to_torch: Callable[[dict], dict] | None = None
-    nonfinite_ok: bool = False
-    jit: bool = True  # the runner jits the JAX adapter; False only where tracing is impossible
-    tol_scale: float = 1.0
-    tol_reason: str = ""
-
-    def __post_init__(self):
-        if self.tol_scale != 1.0 and not self.tol_reason:
-            raise ValueError(f"concept {self.name}: a widened tolerance needs tol_reason")
-
-
-REGISTRY: dict[str, Concept] = {}
+from parity.concept import Concept, Sample  # noqa: F401  (re-exported: the types a caller needs)
 
 # Leaf functions that no parity comparison can cover, with the reason and where they are tested.
 NOT_COMPARED: dict[str, str] = {
-    "tensors.randn": "the frameworks' random streams differ by design (trap 17); "
+    "tensors.randn": "the frameworks' random streams differ by design (docs/traps.md, trap 17); "
                      "tests/test_goldens.py checks shape, dtype and moments in each",
+    "checks.check_input": "a shared input check, not a computation: its errors are checked through the layers "
+                          "that call it (Conv2d, BatchNorm2d, the pooling layers) in tests/test_layers_bad_input.py",
+    "optim.Transformation": "the (init, update) container the optimisers return, not a computation; "
+                            "tests/test_twins.py compares its fields, tests/test_twin_optim_checks.py and "
+                            "tests/test_train_parity.py drive it through both Trainers",
 }
 
 
-def register(concept: Concept) -> Concept:
-    if concept.name in REGISTRY:
-        raise ValueError(f"concept {concept.name!r} registered twice")
-    REGISTRY[concept.name] = concept
-    return concept
+@functools.cache
+def _index() -> dict[str, Concept]:
+    from parity.concepts import CONCEPTS
+    index: dict[str, Concept] = {}
+    for c in CONCEPTS:
+        if c.name in index:
+            raise ValueError(f"concept {c.name!r} is listed twice")
+        index[c.name] = c
+    return index
 
 
 def all_concepts() -> list[Concept]:
-    _load()
-    return list(REGISTRY.values())
+    return list(_index().values())
 
 
 def groups() -> list[str]:
@@ -91,7 +52,7 @@ class UnknownConcept(KeyError):
 
 
 def select(names: list[str] | None) -> list[Concept]:
-    """Concepts by name or group name (all when `names` is empty), in registry order."""
+    """Concepts by name or group name (all when `names` is empty), in list order."""
     concepts = all_concepts()
     if not names:
         return concepts
@@ -105,10 +66,10 @@ def select(names: list[str] | None) -> list[Concept]:
 
 
 def get(name: str) -> Concept:
-    _load()
-    if name not in REGISTRY:
+    index = _index()
+    if name not in index:
         raise UnknownConcept(name, close_names(name))
-    return REGISTRY[name]
+    return index[name]
 
 
 def close_names(name: str) -> list[str]:
@@ -119,7 +80,3 @@ def close_names(name: str) -> list[str]:
     by_key.update({g: g for g in groups()})
     hits = difflib.get_close_matches(name, list(by_key), n=5, cutoff=0.6)
     return list(dict.fromkeys(by_key[h] for h in hits))
-
-
-def _load():
-    import parity.concepts  # noqa: F401  (registers everything on import)

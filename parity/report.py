@@ -1,13 +1,11 @@
-"""Turns runner results into tables, JSON files and environment records."""
+"""Turns runner results into tables, JSON records and environment records (files: parity.console)."""
 from __future__ import annotations
 
-import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from parity.runner import Result
 
@@ -42,27 +40,9 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def write_text_atomic(text: str, path: str | os.PathLike) -> None:
-    """Write a file so that a reader never sees it half-written (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    """Write JSON atomically (see write_text_atomic)."""
-    write_text_atomic(json.dumps(obj, indent=2, default=float) + "\n", path)
-
-
-def results_json(results: list[Result]) -> dict:
-    return {"environment": environment(), "results": [r.to_dict() for r in results],
+def results_json(results: list[Result], complete: bool = True) -> dict:
+    """The JSON record of a check; `complete` is False for a run cut short (Ctrl-C)."""
+    return {"environment": environment(), "complete": complete, "results": [r.to_dict() for r in results],
             "passed": sum(r.passed for r in results), "failed": sum(not r.passed for r in results)}
 
 
@@ -70,16 +50,29 @@ def _e(x: float) -> str:
     return "—" if x == 0 else f"{x:.1e}"
 
 
+def _cells(r: Result, which: str) -> tuple[str, str]:
+    """The abs and rel cells of `which` ("out" or "grad"): "—" bitwise equal, "n/a" nothing compared;
+    integer outputs, compared exactly, show "equal" or "N differ" instead of an error size."""
+    n = getattr(r, f"n_{which}")
+    if n:
+        return _e(getattr(r, f"{which}_abs")), _e(getattr(r, f"{which}_rel"))
+    if which == "out" and r.exact_out:
+        return ("equal" if not r.exact_differ else f"{r.exact_differ} differ"), "n/a"
+    return "n/a", "n/a"
+
+
 def results_table(results: list[Result], title: str = "") -> Table:
+    """One row per result; cells hold data only, so nothing in them is read as markup."""
     t = Table(title=title, show_lines=False, header_style="bold")
     for col, just in (("concept", "left"), ("dtype", "left"), ("device", "left"), ("out abs", "right"),
                       ("out rel", "right"), ("grad abs", "right"), ("grad rel", "right"),
                       ("rtol/atol", "right"), ("cases", "right"), ("result", "center")):
         t.add_column(col, justify=just, no_wrap=True)
     for r in results:
-        verdict = "[green]PASS[/]" if r.passed else "[bold red]FAIL[/]"
-        t.add_row(r.concept, r.dtype, r.device, _e(r.out_abs), _e(r.out_rel), _e(r.grad_abs),
-                  _e(r.grad_rel), f"{r.rtol:.2g}/{r.atol:.2g}", str(r.n_samples), verdict)
+        verdict = Text("PASS", style="green") if r.passed else Text("FAIL", style="bold red")
+        cells = (r.concept, r.dtype, r.device, *_cells(r, "out"), *_cells(r, "grad"),
+                 f"{r.rtol:.2g}/{r.atol:.2g}", str(r.n_samples))
+        t.add_row(*map(Text, cells), verdict)
     return t
 
 

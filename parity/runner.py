@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
@@ -33,10 +34,19 @@ class Comparison:
     max_rel: float
     ok: bool
     problem: str = ""
+    exact: bool = False  # integer or bool values: compared for equality, `differ` elements differ
+    differ: int = 0
 
 
 @dataclass
 class Result:
+    """One concept in one dtype, device and precision mode.
+
+    The error columns aggregate the floating-point comparisons; `n_out`/`n_grad` count them (0: nothing
+    was compared, which a report prints as "n/a", not as "bitwise equal"). Integer and bool outputs
+    are compared exactly and counted in `exact_out`, with `exact_differ` differing elements.
+    """
+
     concept: str
     group: str
     dtype: str
@@ -47,6 +57,10 @@ class Result:
     out_rel: float = 0.0
     grad_abs: float = 0.0
     grad_rel: float = 0.0
+    n_out: int = 0
+    n_grad: int = 0
+    exact_out: int = 0
+    exact_differ: int = 0
     rtol: float = 0.0
     atol: float = 0.0
     tol_source: str = ""
@@ -59,9 +73,12 @@ class Result:
         return asdict(self)
 
 
-def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, nonfinite_ok: bool,
-            sample: str, what: str) -> Comparison:
-    """Compare a JAX result `a` with the torch result `b`; shapes must match exactly."""
+def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, sample: str, what: str) -> Comparison:
+    """Compare a JAX result `a` with the torch result `b`; shapes and dtypes must match exactly.
+
+    Non-finite values must sit at the same places with the same kind (nan, +inf, −inf) in both: torch
+    is the reference, so a nan torch also returns is agreement, a nan only one side returns is not.
+    """
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return Comparison(sample, what, b.shape, np.inf, np.inf, False,
@@ -70,21 +87,19 @@ def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, nonfinite_ok: bool,
         return Comparison(sample, what, b.shape, np.inf, np.inf, False,
                           f"dtype mismatch: jax {a.dtype} vs torch {b.dtype}")
     if a.dtype.kind not in "fc":
-        bad = a != b
-        n = int(bad.sum())
-        return Comparison(sample, what, b.shape, float(n), float(n), n == 0,
-                          f"{n} elements differ" if n else "")
+        n = int((a != b).sum())
+        return Comparison(sample, what, b.shape, 0.0, 0.0, n == 0,
+                          f"{n} of {b.size} elements differ" if n else "", exact=True, differ=n)
     fa, fb = np.isfinite(a), np.isfinite(b)
     if not (fa.all() and fb.all()):
-        if not nonfinite_ok:
-            return Comparison(sample, what, b.shape, np.inf, np.inf, False,
-                              f"non-finite values: jax {int((~fa).sum())}, torch {int((~fb).sum())}")
         same = np.array_equal(fa, fb) and np.array_equal(a[~fa], b[~fb], equal_nan=True)
         if not same:
             return Comparison(sample, what, b.shape, np.inf, np.inf, False,
-                              "non-finite values at different places or of different kinds")
+                              f"non-finite values differ: jax has {int((~fa).sum())}, torch {int((~fb).sum())}, "
+                              f"not at the same places with the same kind")
         a, b = a[fa], b[fb]
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    a64, b64 = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), \
+        b.astype(np.complex128 if b.dtype.kind == "c" else np.float64)
     diff = np.abs(a64 - b64)
     max_abs = float(diff.max(initial=0.0))
     # relative error where it means something: beside references larger than atol (near zero the
@@ -124,6 +139,8 @@ def run_torch(concept: Concept, s: Sample, device: str, cts=None, ct_seed: int |
         return np_outs, {}, None
     wrt = {f"grad[{k}]": inputs[k] for k in concept.grad_inputs}
     wrt.update({f"grad[{k}]": v for k, v in params.items()})
+    if not wrt:  # nothing to differentiate in this sample
+        return np_outs, {}, cts
     dev = precision.torch_device(device)
     scalar = sum((o * torch.tensor(c, device=dev)).sum() for o, c in zip(outs, cts))
     grads = torch.autograd.grad(scalar, list(wrt.values()), allow_unused=True)
@@ -165,8 +182,11 @@ def run_jax(concept: Concept, s: Sample, device: str, cts=None):
 
 def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
                 mode: str = "strict", seed: int = SEED) -> Result:
-    """Run every sample of a concept in both frameworks and compare; never raises."""
-    tol = lookup(dtype, device, mode).scaled(concept.tol_scale, concept.tol_reason)
+    """Run every sample of a concept in both frameworks and compare; never raises.
+
+    A concept that compares nothing fails: no samples, or (for a differentiable concept) no gradient.
+    """
+    tol = lookup(dtype, device, mode)
     res = Result(concept.name, concept.group, dtype, device, mode, passed=False,
                  rtol=tol.rtol, atol=tol.atol, tol_source=tol.source)
     t0 = time.perf_counter()
@@ -179,8 +199,7 @@ def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
                 j_out, j_grads = run_jax(concept, s, device, cts)
                 if len(j_out) != len(t_out):
                     raise AssertionError(f"{s.label}: jax returns {len(j_out)} outputs, torch {len(t_out)}")
-                comps += [compare(a, b, tol, concept.nonfinite_ok, s.label, f"out[{k}]")
-                          for k, (a, b) in enumerate(zip(j_out, t_out))]
+                comps += [compare(a, b, tol, s.label, f"out[{k}]") for k, (a, b) in enumerate(zip(j_out, t_out))]
                 if j_grads is None:
                     comps.append(Comparison(s.label, "grad[*]", (), np.inf, np.inf, False,
                                             "gradients not compared: the output shapes differ"))
@@ -188,16 +207,22 @@ def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
                 if set(j_grads) != set(t_grads):
                     raise AssertionError(f"{s.label}: gradient names differ: jax {sorted(j_grads)} "
                                          f"vs torch {sorted(t_grads)}")
-                comps += [compare(j_grads[k], t_grads[k], tol, concept.nonfinite_ok, s.label, k)
-                          for k in t_grads]
+                comps += [compare(j_grads[k], t_grads[k], tol, s.label, k) for k in t_grads]
         res.n_samples = len(samples)
-        outs = [c for c in comps if c.what.startswith("out")]
+        outs = [c for c in comps if c.what.startswith("out") and not c.exact]
         grads = [c for c in comps if c.what.startswith("grad")]
+        exact = [c for c in comps if c.exact]
+        res.n_out, res.n_grad, res.exact_out = len(outs), len(grads), len(exact)
+        res.exact_differ = sum(c.differ for c in exact)
         res.out_abs = max((c.max_abs for c in outs), default=0.0)
         res.out_rel = max((c.max_rel for c in outs), default=0.0)
         res.grad_abs = max((c.max_abs for c in grads), default=0.0)
         res.grad_rel = max((c.max_rel for c in grads), default=0.0)
         res.failures = [f"{c.sample} {c.what} {c.shape}: {c.problem}" for c in comps if not c.ok]
+        if not samples:
+            res.failures.append("no samples: the sample generator returned none, so nothing was compared")
+        elif concept.differentiable and (concept.grad_inputs or any(s.params for s in samples)) and not grads:
+            res.failures.append("no gradient was compared, though the concept is differentiable")
         res.passed = not res.failures
     except Exception as e:  # a crash inside a concept is a failure, reported with its message
         res.error = f"{type(e).__name__}: {e}"
@@ -207,13 +232,12 @@ def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
     return res
 
 
-def run_all(concepts, dtype="float32", device="cpu", mode="strict", progress=None) -> list[Result]:
-    out = []
-    for c in concepts:
-        out.append(run_concept(c, dtype, device, mode))
-        if progress:
-            progress(out[-1])
-    return out
+def run_all(concepts, dtypes=("float32",), device: str = "cpu", mode: str = "strict") -> Iterator[Result]:
+    """Run every concept in every dtype (dtype-major, each dtype once, in the order given), yielding
+    each result as it finishes: a caller can show progress and keep what finished if interrupted."""
+    for dtype in dict.fromkeys(dtypes):
+        for c in concepts:
+            yield run_concept(c, dtype, device, mode)
 
 
 def finite_differences(concept: Concept, s: Sample, framework: str) -> None:

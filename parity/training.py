@@ -1,46 +1,136 @@
 """Training both twins on identical weights and identical batches, and comparing their loss curves.
 
 One NumPy source serves both frameworks: the data, the initial weights (drawn in NumPy with torch's
-init ranges, trap 16, then converted) and the batch order (one seeded `data.Shuffler`). The `parity train` command
-around it (checkpoints, TensorBoard events, plots) is in `parity.train_cmd`.
+init ranges, docs/traps.md, trap 16, then converted) and the batch order (one seeded
+`data.Shuffler`). Each framework is one side class (`JaxSide`, `TorchSide`) with the same methods,
+chosen once from `SIDES`; nothing below them asks which framework it is running.
+
+When both frameworks train, a third side runs too: a JAX trainer restarted from the torch side's
+weights and optimiser state every `SEGMENT_STEPS` steps (teacher forcing). Its losses, compared with
+torch's over the same steps, give the curve verdict of `parity.curves` (why: that module's
+docstring). The free-running JAX side is what the plots, checkpoints and timings show.
+The `parity train` command around all this is in `parity.train_cmd`.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import numbers
+import re
 import time
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import torch
 from flax import nnx
 
 import jax_impl as J
 import torch_impl as T
-from parity import convert, data, precision
-from parity.tolerances import Tolerance
+from parity import convert, curves, data, precision
+from parity.tolerances import Tolerance, training_curve
 
-MODELS = ("linreg", "softmax", "mlp", "cnn")
+# ---------------------------------------------------------------- names
+# The one table of model classes; every other name of a model is derived from it: the model's
+# name is the snake_case of its class name (SmallCNN → small_cnn), used by `--model`, the
+# concepts (models.small_cnn, train.small_cnn) and the benchmark workloads (train.small_cnn.adam).
+_CLASSES = ("LinearRegression", "LinearNet", "SimpleNet", "SmallCNN")
+
+
+def snake_case(class_name: str) -> str:
+    """'SmallCNN' → 'small_cnn', 'LinearRegression' → 'linear_regression'."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+
+
+_CLASS_OF = {snake_case(c): c for c in _CLASSES}
+MODELS = tuple(_CLASS_OF)
 OPTIMIZERS = ("sgd", "adam", "adamw")
 FRAMEWORKS = ("jax", "torch")
-CLASS_NAMES = {"linreg": "LinearRegression", "softmax": "LinearNet", "mlp": "SimpleNet", "cnn": "SmallCNN"}
+
+
+def class_name(model: str) -> str:
+    """'small_cnn' → 'SmallCNN', the class of that name in both jax_impl.models and torch_impl.models."""
+    try:
+        return _CLASS_OF[model]
+    except KeyError:
+        raise ValueError(_choice_error("model", MODELS, model)) from None
+
+
+def model_name(model) -> str:
+    """'simple_net' for a SimpleNet of either framework, and so on."""
+    name = snake_case(type(model).__name__)
+    if name not in _CLASS_OF:
+        raise ValueError(f"{type(model).__name__} is none of the trained models {MODELS}")
+    return name
+
+
+# ---------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class ModelDefaults:
+    """What `None` means in a Config, per model."""
+
+    epochs: int
+    batch_size: int
+    data: str
+    lr: dict  # optimizer → learning rate
+
+
+# The one table of per-model defaults (read by Config.resolved and by defaults_help, so the
+# command's help text cannot drift from what runs). Linear regression: d2l's 3 epochs of batch 10
+# at SGD lr 0.03 on its synthetic data; the classifiers: the seeds' batch 64, Adam lr 1e-3, 10 epochs.
+_CLASSIFIER = ModelDefaults(epochs=10, batch_size=64, data="digits", lr={"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3})
+MODEL_DEFAULTS: dict[str, ModelDefaults] = {
+    "linear_regression": ModelDefaults(epochs=3, batch_size=10, data="synthetic-linear",
+                                       lr={"sgd": 0.03, "adam": 0.1, "adamw": 0.1}),
+    "linear_net": _CLASSIFIER,
+    "simple_net": _CLASSIFIER,
+    "small_cnn": _CLASSIFIER,
+}
+# torch's own defaults, which both twins' `optim.from_library` apply for weight_decay=None
+WEIGHT_DECAY_DEFAULTS = {"sgd": 0.0, "adam": 0.0, "adamw": 1e-2}
+
+
+def _choice_error(name, choices, value) -> str:
+    hint = ""
+    if isinstance(value, str):
+        close = [c for c in choices if value.lower() in c or c.startswith(value.lower()[:3])]
+        hint = f" (did you mean {close[0]!r}?)" if len(close) == 1 else ""
+    return f"{name} must be one of {', '.join(choices)}; got {value!r}{hint}"
+
+
+def _int_at_least(name, value, low) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+    return int(value)
+
+
+def _finite(name, value, rule, ok) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number {rule}; got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(v) or not ok(v):
+        raise ValueError(f"{name} must be a finite number {rule}; got {value!r}")
+    return v
 
 
 @dataclass
 class Config:
-    """One training run; None means the per-model default (`defaults`)."""
+    """One training run. The fields are the `parity train` flags, by name; None means the default
+    (`MODEL_DEFAULTS` per model, `WEIGHT_DECAY_DEFAULTS` per optimiser; `defaults_help` renders them)."""
 
-    model: str = "mlp"
+    model: str = "simple_net"
     optimizer: str = "adam"
     epochs: int | None = None
     framework: str = "both"
     data: str | None = None
     batch_size: int | None = None
     lr: float | None = None
-    momentum: float = 0.0
+    momentum: float | None = None
     weight_decay: float | None = None
     dtype: str = "float32"
     device: str = "cpu"
@@ -48,29 +138,68 @@ class Config:
     torch_threads: int | None = 1
 
     def resolved(self) -> "Config":
-        """A copy with every default filled in and every choice checked."""
-        if self.model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.framework not in FRAMEWORKS + ("both",):
-            raise ValueError(f"framework must be jax, torch or both, got {self.framework!r}")
-        if self.epochs is not None and self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.dtype not in precision.DTYPES:
-            raise ValueError(f"dtype must be one of {precision.DTYPES}, got {self.dtype!r}")
-        linreg = self.model == "linreg"
-        # linreg: d2l's 3 epochs of batch 10 at lr 0.03; classifiers: the seed's batch 64, Adam 1e-3
-        lr = self.lr if self.lr is not None else (
-            (0.03 if linreg else 0.05) if self.optimizer == "sgd" else (0.1 if linreg else 1e-3))
-        return Config(self.model, self.optimizer, self.epochs or (3 if linreg else 10), self.framework,
-                      self.data or ("synthetic-linear" if linreg else "digits"),
-                      self.batch_size or (10 if linreg else 64), lr, self.momentum, self.weight_decay,
-                      self.dtype, self.device, self.seed, self.torch_threads)
+        """A copy with every default filled in; every field checked, with a ValueError naming the
+        field, what it accepts and the value given."""
+        for name, choices in (("model", MODELS), ("optimizer", OPTIMIZERS),
+                              ("framework", FRAMEWORKS + ("both",)), ("dtype", precision.DTYPES),
+                              ("device", precision.DEVICES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(_choice_error(name, choices, getattr(self, name)))
+        d = MODEL_DEFAULTS[self.model]
+        pick = (lambda v, default: default if v is None else v)
+        data_spec = pick(self.data, d.data)
+        if not isinstance(data_spec, str) or not data_spec:
+            raise ValueError(f"data must be a dataset name such as 'digits'; got {data_spec!r}")
+        momentum = _finite("momentum", pick(self.momentum, 0.0), "in [0, 1)", lambda v: 0 <= v < 1)
+        if momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum applies to the sgd optimizer only; got momentum {momentum:g} "
+                             f"with optimizer {self.optimizer!r}")
+        return Config(
+            model=self.model, optimizer=self.optimizer,
+            epochs=_int_at_least("epochs", pick(self.epochs, d.epochs), 1),
+            framework=self.framework, data=data_spec,
+            batch_size=_int_at_least("batch_size", pick(self.batch_size, d.batch_size), 1),
+            lr=_finite("lr", pick(self.lr, d.lr[self.optimizer]), "> 0", lambda v: v > 0),
+            momentum=momentum,
+            weight_decay=_finite("weight_decay", pick(self.weight_decay, WEIGHT_DECAY_DEFAULTS[self.optimizer]),
+                                 ">= 0", lambda v: v >= 0),
+            dtype=self.dtype, device=self.device,
+            seed=_int_at_least("seed", self.seed, 0),
+            torch_threads=_int_at_least("torch_threads", pick(self.torch_threads, 1), 0))
 
     @property
     def frameworks(self) -> tuple[str, ...]:
         return FRAMEWORKS if self.framework == "both" else (self.framework,)
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _per_model(values: dict) -> str:
+    """'10 (linear_regression: 3)': the most common value, then the models that differ."""
+    common = Counter(values.values()).most_common(1)[0][0]
+    odd = [f"{m}: {v}" for m, v in values.items() if v != common]
+    return common + (f" ({'; '.join(odd)})" if odd else "")
+
+
+def defaults_help(field_name: str) -> str:
+    """The default of one Config field as help text, e.g. 'default 10 (linear_regression: 3)'."""
+    if field_name in ("epochs", "batch_size", "data"):
+        return "default " + _per_model({m: _fmt(getattr(d, field_name)) for m, d in MODEL_DEFAULTS.items()})
+    if field_name == "lr":
+        return "default " + _per_model({m: ", ".join(f"{o} {_fmt(d.lr[o])}" for o in OPTIMIZERS)
+                                        for m, d in MODEL_DEFAULTS.items()})
+    if field_name == "weight_decay":
+        return "default " + ", ".join(f"{o} {_fmt(v)}" for o, v in WEIGHT_DECAY_DEFAULTS.items()) + " (torch's)"
+    if field_name == "momentum":
+        return "default 0; sgd only"
+    if field_name == "torch_threads":
+        return "default 1; 0 keeps torch's own setting"
+    names = [f.name for f in fields(Config)]
+    if field_name not in names:
+        raise ValueError(f"no Config field {field_name!r}; fields: {', '.join(names)}")
+    return f"default {getattr(Config(), field_name)}"
 
 
 # ---------------------------------------------------------------- models and weights
@@ -78,66 +207,30 @@ def model_kwargs(model: str, ds: data.Dataset) -> dict:
     """Constructor arguments that fit the data: the input width follows the images (64 for the
     8×8 digits, 784 for 28×28); the CNN pads its convolutions on images smaller than 16×16."""
     x = ds.x_train
-    if model == "linreg":
+    if model == "linear_regression":
         if x.ndim != 2:
-            raise ValueError("linreg trains on feature vectors such as --data synthetic-linear, "
+            raise ValueError("linear_regression trains on feature vectors such as --data synthetic-linear, "
                              f"got images of shape {x.shape[1:]}")
         return {"in_features": x.shape[1]}
     if x.ndim != 4:
         raise ValueError(f"{model} trains on images (N, C, H, W), got shape {x.shape}")
     classes = int(max(ds.y_train.max(), ds.y_test.max())) + 1
-    if model in ("softmax", "mlp"):
+    if model in ("linear_net", "simple_net"):
         return {"in_features": int(np.prod(x.shape[1:])), "num_classes": classes}
     small = x.shape[2] < 16
     return {"in_channels": x.shape[1], "image_size": x.shape[2], "channels": (16, 32) if small else (32, 64),
             "num_classes": classes, "padding": 1 if small else 0}
 
 
-def build(model: str, kwargs: dict, framework: str, dtype: str, sd: dict | None = None):
-    """The model of one framework, holding the canonical weights `sd` (a torch state_dict of NumPy
-    arrays, converted for Flax) or, without them, its own init (torch) or zeros (Flax: traced with
-    `nnx.eval_shape`, so no random initialiser runs op by op)."""
-    cls = getattr(J.models if framework == "jax" else T.models, CLASS_NAMES[model])
-    if framework == "torch":
-        m = cls(**kwargs, dtype=getattr(torch, dtype))
-        if sd is not None:
-            load_torch_weights(m, sd)
-        return m
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(**kwargs, dtype=dtype, rngs=nnx.Rngs(0))))
-    m = nnx.merge(graphdef, jax.tree.map(lambda a: jax.device_put(np.zeros(a.shape, a.dtype)), state))
-    if sd is not None:
-        load_flax_weights(m, torch_to_flax(model, sd))
-    return m
-
-
-def predict(model, x: np.ndarray) -> np.ndarray:
-    """Outputs of a model of either framework for NCHW (or feature) inputs, as NumPy; one jitted
-    call on the JAX side (images transposed to NHWC)."""
-    if isinstance(model, torch.nn.Module):
-        dev, was_training = next(model.parameters()).device, model.training
-        try:
-            with torch.no_grad():
-                return model.eval()(torch.as_tensor(x).to(dev)).cpu().numpy()
-        finally:
-            model.train(was_training)
-    graphdef, state = nnx.split(model)
-    return np.asarray(_apply(graphdef, state, convert.nchw_to_nhwc(x) if x.ndim == 4 else x))
-
-
-@partial(jax.jit, static_argnums=0)  # compiled once per model structure (graphdefs are hashable)
-def _apply(graphdef, state, x):
-    return nnx.merge(graphdef, state)(x)
-
-
 def layer_map(model: str, params: dict, flax: bool) -> dict | None:
     """The layer kinds `convert.model_torch_to_flax` needs for one of our models, read off its
     parameter shapes (torch state_dict keys, or the Flax pure dict when `flax`); None where both
     twins store the same arrays (LinearRegression's w and b)."""
-    if model == "linreg":
+    if model == "linear_regression":
         return None
-    if model == "softmax":
+    if model == "linear_net":
         return {"linear": "linear"}
-    if model == "mlp":
+    if model == "simple_net":
         return {"fc1": "linear", "fc2": "linear"}
     if flax:  # kernels (kh, kw, in, out) and (in, out)
         c, n_in = params["conv2"]["kernel"].shape[-1], params["fc1"]["kernel"].shape[0]
@@ -145,51 +238,6 @@ def layer_map(model: str, params: dict, flax: bool) -> dict | None:
         c, n_in = params["conv2.weight"].shape[0], params["fc1.weight"].shape[1]
     s = math.isqrt(n_in // c)  # fc1 reads c maps of s × s, flattened in each framework's order (trap 4)
     return {"conv1": "conv", "conv2": "conv", "fc1": ("flatten_linear", (c, s, s)), "fc2": "linear"}
-
-
-def model_name(model) -> str:
-    """'mlp' for a SimpleNet of either framework, and so on."""
-    return {v: k for k, v in CLASS_NAMES.items()}[type(model).__name__]
-
-
-def init_state_dict(model: torch.nn.Module, rng: np.random.Generator) -> dict:
-    """Initial weights drawn in NumPy: torch's ranges U(±1/√fan_in) for weights and biases
-    (kaiming_uniform(a=√5), trap 16); d2l's N(0, 0.01²) and zero bias for linear regression."""
-    sd = {}
-    for name, p in model.state_dict().items():
-        shape, dt = tuple(p.shape), str(p.dtype).removeprefix("torch.")
-        if name == "w":
-            sd[name] = (0.01 * rng.standard_normal(shape)).astype(dt)
-        elif name == "b":
-            sd[name] = np.zeros(shape, dt)
-        else:
-            weight = model.state_dict()[name.rsplit(".", 1)[0] + ".weight"]
-            bound = 1 / math.sqrt(int(np.prod(weight.shape[1:])))
-            sd[name] = rng.uniform(-bound, bound, shape).astype(dt)
-    return sd
-
-
-def torch_state(model: torch.nn.Module) -> dict:
-    return {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
-
-
-def flax_params(model) -> dict:
-    return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-
-
-def load_torch_weights(model: torch.nn.Module, sd: dict) -> None:
-    """Copy a state_dict of NumPy arrays (or tensors) into a torch model, in the model's dtype."""
-    ref = model.state_dict()
-    model.load_state_dict({k: torch.tensor(np.array(v)).to(ref[k].dtype) for k, v in sd.items()})
-
-
-def load_flax_weights(model, params: dict) -> None:
-    """Copy a nested pure dict of arrays into an NNX model, in the model's dtypes."""
-    state = nnx.state(model, nnx.Param)
-    ref = nnx.to_pure_dict(state)
-    nnx.replace_by_pure_dict(state, jax.tree.map(
-        lambda r, v: jax.device_put(np.asarray(v, r.dtype), r.device), ref, params))
-    nnx.update(model, state)
 
 
 def torch_to_flax(model: str, sd: dict) -> dict:
@@ -204,10 +252,319 @@ def flax_to_torch(model: str, params: dict) -> dict:
     return dict(params) if layers is None else convert.model_flax_to_torch(params, layers)
 
 
+def init_state_dict(model: torch.nn.Module, rng: np.random.Generator) -> dict:
+    """Initial weights drawn in NumPy: torch's ranges U(±1/√fan_in) for weights and biases
+    (kaiming_uniform(a=√5), docs/traps.md, trap 16); d2l's N(0, 0.01²) and zero bias for linear regression."""
+    sd = {}
+    for name, p in model.state_dict().items():
+        shape, dt = tuple(p.shape), str(p.dtype).removeprefix("torch.")
+        if name == "w":
+            sd[name] = (0.01 * rng.standard_normal(shape)).astype(dt)
+        elif name == "b":
+            sd[name] = np.zeros(shape, dt)
+        else:
+            weight = model.state_dict()[name.rsplit(".", 1)[0] + ".weight"]
+            bound = 1 / math.sqrt(int(np.prod(weight.shape[1:])))
+            sd[name] = rng.uniform(-bound, bound, shape).astype(dt)
+    return sd
+
+
+def flax_params(model) -> dict:
+    """An NNX model's parameters as a nested pure dict of NumPy arrays."""
+    return jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+
+
+def load_torch_weights(model: torch.nn.Module, sd: dict) -> None:
+    """Copy a state_dict of NumPy arrays (or tensors) into a torch model, in the model's dtype."""
+    ref = model.state_dict()
+    model.load_state_dict({k: torch.tensor(np.array(v)).to(ref[k].dtype) for k, v in sd.items()})
+
+
+def load_flax_weights(model, params: dict) -> None:
+    """Copy a nested pure dict of arrays into an NNX model, in the model's dtypes."""
+    state = nnx.state(model, nnx.Param)
+    nnx.update(model, _filled(state, params))
+
+
+def _filled(state, params: dict):
+    """A copy of an NNX State (parameters, or an optimiser slot shaped like them) holding `params`
+    (a nested pure dict), each array in the dtype and on the device of the one it replaces."""
+    ref = nnx.to_pure_dict(state)
+    new = jax.tree.map(lambda a: a, state)
+    nnx.replace_by_pure_dict(new, jax.tree.map(
+        lambda r, v: jax.device_put(np.asarray(v, r.dtype), r.device), ref, params))
+    return new
+
+
+# ---------------------------------------------------------------- one framework's trainer
+@dataclass
+class TrainState:
+    """Everything a training step reads, in the canonical form: the weights as a torch state_dict
+    of NumPy arrays, and the optimiser's slots under torch's names ('momentum_buffer', 'exp_avg',
+    'exp_avg_sq'), each a state_dict-shaped dict, plus the optimiser's step count."""
+
+    weights: dict
+    slots: dict = field(default_factory=dict)
+    step: int = 0
+
+
+class Side:
+    """One framework's model, trainer and device-resident data. Subclasses supply the framework's
+    part (the class attributes and methods marked per framework); the rest is shared."""
+
+    framework: str
+
+    def __init__(self, cfg: Config, kwargs: dict, sd: dict, ds: data.Dataset):
+        self.model_name, self.classifier = cfg.model, cfg.model != "linear_regression"
+        self.device = cfg.device
+        self.loss_fn = self.losses()[self.classifier]
+        self.x, self.y, self.x_test, self.y_test = (self.put(a, image=a.ndim == 4) for a in (
+            ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+        self.trainer = self.make_trainer(self.build(cfg.model, kwargs, cfg.dtype, sd), cfg)
+        self.seconds, self.first_step_seconds, self.steps = 0.0, math.nan, 0
+
+    def epoch(self, batches: np.ndarray, advance=None) -> np.ndarray:
+        """One step per batch row (any number of rows); the losses come to the host once, at the
+        end. The run's first step is timed apart (for JAX it includes compiling the step)."""
+        rows, losses = self.rows(batches), []
+        t0 = time.perf_counter()
+        for row in rows:
+            losses.append(self.trainer.step(self.x, self.y, row))
+            if self.steps == 0:
+                self.sync(losses[0])
+                t1 = time.perf_counter()
+                self.first_step_seconds, t0 = t1 - t0, t1
+            self.steps += 1
+            if advance:
+                advance()
+        out = self.to_host(losses)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+    def test_outputs(self) -> np.ndarray:
+        """The model's outputs for the test inputs under the current weights."""
+        return self.host(self.trainer.predict(self.x_test))
+
+    def evaluate(self) -> dict:
+        """Test loss, and test accuracy for classifiers, under the current weights."""
+        out = self.trainer.predict(self.x_test)
+        rec = {"test_loss": float(self.loss_fn(out, self.y_test))}
+        if self.classifier:
+            rec["test_accuracy"] = self.trainer.accuracy(self.x_test, self.y_test)
+        return rec
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """The current model's outputs for NCHW images (or feature rows), as NumPy."""
+        return self.predict_with(self.trainer.model, x)
+
+
+class JaxSide(Side):
+    framework = "jax"
+
+    @staticmethod
+    def losses():
+        return {False: J.losses.mse_loss, True: J.losses.cross_entropy}
+
+    @staticmethod
+    def build(model: str, kwargs: dict, dtype: str, sd: dict | None = None):
+        """The Flax model holding `sd` (torch layout, converted) or zeros without it (traced with
+        `nnx.eval_shape`, so no random initialiser runs op by op)."""
+        cls = getattr(J.models, class_name(model))
+        graphdef, state = nnx.split(nnx.eval_shape(lambda: cls(**kwargs, dtype=dtype, rngs=nnx.Rngs(0))))
+        m = nnx.merge(graphdef, jax.tree.map(lambda a: jax.device_put(np.zeros(a.shape, a.dtype)), state))
+        if sd is not None:
+            load_flax_weights(m, torch_to_flax(model, sd))
+        return m
+
+    @staticmethod
+    def predict_with(model, x: np.ndarray) -> np.ndarray:
+        """One jitted call, images transposed to NHWC."""
+        graphdef, state = nnx.split(model)
+        return np.asarray(_apply(graphdef, state, convert.nchw_to_nhwc(x) if x.ndim == 4 else x))
+
+    def put(self, a: np.ndarray, image: bool):
+        return jax.device_put(convert.nchw_to_nhwc(a) if image else a, precision.jax_device(self.device))
+
+    def make_trainer(self, model, cfg):
+        opt = J.optim.from_library(cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return J.train.Trainer(model, opt, self.loss_fn)
+
+    def rows(self, batches):
+        return batches
+
+    def sync(self, value):
+        jax.block_until_ready(value)
+
+    def to_host(self, losses):
+        return np.asarray(jnp.stack(losses))
+
+    def host(self, a):
+        return np.asarray(a)
+
+    def weights(self) -> dict:
+        """The current weights as a torch-layout state_dict of NumPy arrays."""
+        return flax_to_torch(self.model_name, jax.tree.map(np.asarray, nnx.to_pure_dict(self.trainer.state[0])))
+
+    def state(self) -> TrainState:
+        slots, step = {}, 0
+
+        def read(slot, value):
+            nonlocal step
+            if slot == "step":
+                step = int(value)
+            else:
+                slots[slot] = flax_to_torch(self.model_name, jax.tree.map(np.asarray, nnx.to_pure_dict(value)))
+            return value
+        _map_slots(self.trainer.state[2], read)
+        return TrainState(self.weights(), slots, step)
+
+    def load_state(self, st: TrainState) -> None:
+        """Make the trainer continue from `st` (weights, optimiser slots and step count)."""
+        params, rest, opt_state = self.trainer.state
+        count_device = jax.tree.leaves(params)[0].device
+
+        def write(slot, value):
+            if slot == "step":
+                return jax.device_put(np.asarray(st.step, value.dtype), count_device)
+            if slot not in st.slots:  # the optimiser has not stepped yet: its slots are zeros
+                return jax.tree.map(jnp.zeros_like, value)
+            return _filled(value, torch_to_flax(self.model_name, st.slots[slot]))
+        self.trainer.state = (_filled(params, torch_to_flax(self.model_name, st.weights)), rest,
+                              _map_slots(opt_state, write))
+
+
+# optax states holding per-parameter slots, and torch's names for them (the twins' optimisers
+# are checked equal step by step in parity/concepts/optim.py, so the slots mean the same)
+_OPTAX_SLOTS = {optax.ScaleByAdamState: {"count": "step", "mu": "exp_avg", "nu": "exp_avg_sq"},
+                optax.TraceState: {"trace": "momentum_buffer"}}
+
+
+def _map_slots(state, f):
+    """Rebuild an optax state with f(slot, value) in place of each slot named in _OPTAX_SLOTS."""
+    names = _OPTAX_SLOTS.get(type(state))
+    if names:
+        return state._replace(**{k: f(v, getattr(state, k)) for k, v in names.items()})
+    if type(state) is tuple:  # optax.chain's states
+        return tuple(_map_slots(s, f) for s in state)
+    return state
+
+
+@partial(jax.jit, static_argnums=0)  # compiled once per model structure (graphdefs are hashable)
+def _apply(graphdef, state, x):
+    return nnx.merge(graphdef, state)(x)
+
+
+class TorchSide(Side):
+    framework = "torch"
+
+    @staticmethod
+    def losses():
+        # F.cross_entropy itself, since load_data checked the labels once (torch_impl's check reads
+        # the labels back to the host: a sync per step)
+        return {False: T.losses.mse_loss, True: torch.nn.functional.cross_entropy}
+
+    @staticmethod
+    def build(model: str, kwargs: dict, dtype: str, sd: dict | None = None):
+        """The torch model holding `sd`, or its own init without it."""
+        m = getattr(T.models, class_name(model))(**kwargs, dtype=getattr(torch, dtype))
+        if sd is not None:
+            load_torch_weights(m, sd)
+        return m
+
+    @staticmethod
+    def predict_with(model, x: np.ndarray) -> np.ndarray:
+        """In eval mode and without gradients, on the model's device; the mode is restored."""
+        dev, was_training = next(model.parameters()).device, model.training
+        try:
+            with torch.no_grad():
+                return model.eval()(torch.as_tensor(x).to(dev)).cpu().numpy()
+        finally:
+            model.train(was_training)
+
+    def put(self, a: np.ndarray, image: bool):
+        return torch.as_tensor(a).to(precision.torch_device(self.device))
+
+    def make_trainer(self, model, cfg):
+        opt = T.optim.from_library(cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return T.train.Trainer(model.to(precision.torch_device(self.device)), opt, self.loss_fn)
+
+    def rows(self, batches):
+        return torch.as_tensor(batches, device=self.x.device)
+
+    def sync(self, value):
+        if value.device.type == "cuda":
+            torch.cuda.synchronize(value.device)
+
+    def to_host(self, losses):
+        return torch.stack(losses).cpu().numpy()
+
+    def host(self, a):
+        return a.detach().cpu().numpy()
+
+    def _named(self):
+        return dict(self.trainer.model.named_parameters())
+
+    def weights(self) -> dict:
+        """The current weights as a state_dict of NumPy arrays."""
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.trainer.model.state_dict().items()}
+
+    def state(self) -> TrainState:
+        slots, step = {}, 0
+        for name, p in self._named().items():
+            for slot, v in self.trainer.optimizer.state.get(p, {}).items():
+                if slot == "step":
+                    step = int(v)
+                elif v is not None:
+                    slots.setdefault(slot, {})[name] = v.detach().cpu().numpy().copy()
+        return TrainState(self.weights(), slots, step)
+
+    def load_state(self, st: TrainState) -> None:
+        """Make the trainer continue from `st` (weights, optimiser slots and step count)."""
+        load_torch_weights(self.trainer.model, st.weights)
+        opt = self.trainer.optimizer
+        for name, p in self._named().items():
+            s = opt.state[p]
+            s.clear()  # no slots: the optimiser has not stepped yet
+            for slot, arrays in st.slots.items():
+                s[slot] = torch.as_tensor(np.array(arrays[name]), dtype=p.dtype, device=p.device)
+            if "exp_avg" in st.slots:  # Adam keeps its step count per parameter, as a tensor
+                s["step"] = torch.tensor(float(st.step), dtype=torch.float32)
+
+
+SIDES: dict[str, type[Side]] = {"jax": JaxSide, "torch": TorchSide}
+
+
+def build(model: str, kwargs: dict, framework: str, dtype: str, sd: dict | None = None):
+    """The model of one framework, holding the canonical weights `sd` (a torch state_dict of NumPy
+    arrays, converted for Flax) or, without them, its own init (torch) or zeros (Flax)."""
+    return SIDES[framework].build(model, kwargs, dtype, sd)
+
+
+def framework_of(model) -> str:
+    return "torch" if isinstance(model, torch.nn.Module) else "jax"
+
+
+def predict(model, x: np.ndarray) -> np.ndarray:
+    """Outputs of a model of either framework for NCHW (or feature) inputs, as NumPy."""
+    return SIDES[framework_of(model)].predict_with(model, x)
+
+
 # ---------------------------------------------------------------- one run in both frameworks
+# Teacher forcing: the forced JAX side restarts from the torch side's state every this many steps
+# (why, and how the number was chosen: parity/curves.py).
+SEGMENT_STEPS = curves.SEGMENT_STEPS
+
+
 @dataclass
 class Run:
-    """Per-step losses, per-epoch records and the trainers of a finished run."""
+    """Per-step losses, per-epoch records and the trainers of a finished run.
+
+    `losses[fw]`: each free-running framework's per-step training losses. `forced_losses`: the
+    losses of the JAX trainer restarted from torch's state every `segment_steps` steps (None unless
+    both frameworks ran). `seconds[fw]`: time of every step after the first; `first_step_seconds[fw]`:
+    the first step alone (for JAX it includes compiling the step). `test_outputs`: final test outputs
+    of 'jax', 'torch' and 'forced'; `y_test` their labels.
+    """
 
     config: Config
     model_kwargs: dict
@@ -215,9 +572,17 @@ class Run:
     epochs: list[dict] = field(default_factory=list)
     trainers: dict = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    first_step_seconds: dict[str, float] = field(default_factory=dict)
+    forced_losses: np.ndarray | None = None
+    segment_steps: int = SEGMENT_STEPS
+    test_outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    y_test: np.ndarray | None = None
+    replays: list = field(default_factory=list)  # curves.Replay: segments replayed in float64
 
     def curve_difference(self) -> tuple[float, float]:
-        """Largest |loss_jax − loss_torch| over all steps, and the largest relative difference."""
+        """Largest |loss_jax − loss_torch| of the free-running curves over all steps, and the largest
+        relative difference (informative only: float32 rounding drift grows with the run's length;
+        the verdict is `curve_verdict`)."""
         if set(self.losses) != set(FRAMEWORKS):
             return math.nan, math.nan
         a, b = self.losses["jax"].astype(np.float64), self.losses["torch"].astype(np.float64)
@@ -225,83 +590,50 @@ class Run:
         return float(diff.max(initial=0.0)), float((diff / np.maximum(np.abs(b), 1e-300)).max(initial=0.0))
 
     def curves_agree(self, tol: Tolerance) -> bool:
-        """Every step's |loss_jax − loss_torch| <= atol + rtol·|loss_torch|."""
+        """Every step's free-running |loss_jax − loss_torch| <= atol + rtol·|loss_torch|. Meaningful
+        for runs of one segment, where free running and teacher forcing are the same run."""
         a, b = self.losses["jax"].astype(np.float64), self.losses["torch"].astype(np.float64)
         return bool(np.all(np.abs(a - b) <= tol.atol + tol.rtol * np.abs(b)))
+
+    def curve_verdict(self) -> curves.CurveVerdict | None:
+        """Do the two frameworks train alike? The rule, its bound and measured margins:
+        parity/curves.py. None unless both frameworks ran."""
+        if self.forced_losses is None:
+            return None
+        return curves.curve_verdict(self.losses["torch"], self.forced_losses, self.segment_steps,
+                                    self.config.dtype, self.replays)
+
+    def accuracy_verdict(self) -> curves.AccuracyVerdict | None:
+        """Do the final models classify the test set alike? The rule: parity/curves.py. None unless
+        both frameworks trained a classifier."""
+        if self.forced_losses is None or self.config.model == "linear_regression":
+            return None
+        last = len(curves.segment_slices(len(self.forced_losses), self.segment_steps)) - 1
+        final = [r for r in self.replays if r.segment == last]
+        if final and self.curve_verdict().excused[-1:] == (last,):  # decided in float64
+            return curves.accuracy_verdict(final[0].teacher_outputs, final[0].forced_outputs, self.y_test,
+                                           "float64")
+        return curves.accuracy_verdict(self.test_outputs["torch"], self.test_outputs["forced"], self.y_test,
+                                       self.config.dtype)
 
 
 def load_data(cfg: Config, ds: data.Dataset | None = None) -> data.Dataset:
     """The run's data (loaded unless given) in its dtype, with labels checked once here instead of
     in every step (T.losses.cross_entropy's check reads labels back to the host: a sync per step)."""
     ds = (ds if ds is not None else data.load(cfg.data, seed=cfg.seed)).astype(cfg.dtype)
-    if cfg.model != "linreg":
+    if cfg.model != "linear_regression":
         for y in (ds.y_train, ds.y_test):
             if y.dtype.kind not in "iu" or y.min() < 0:
                 raise ValueError(f"{cfg.data}: labels must be non-negative integers for {cfg.model}")
     return ds
 
 
-def _losses(model: str, framework: str):
-    if model == "linreg":
-        return J.losses.mse_loss if framework == "jax" else T.losses.mse_loss
-    # torch: F.cross_entropy itself, since load_data checked the labels once
-    return J.losses.cross_entropy if framework == "jax" else torch.nn.functional.cross_entropy
-
-
-def _optimizer(cfg: Config, framework: str):
-    lib = J.optim if framework == "jax" else T.optim
-    return lib.from_library(cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-class _Side:
-    """One framework's trainer and its device-resident data."""
-
-    def __init__(self, framework, cfg, kwargs, sd, ds):
-        self.framework, self.model_name = framework, cfg.model
-        model = build(cfg.model, kwargs, framework, cfg.dtype, sd)
-        four_d = ds.x_train.ndim == 4
-        if framework == "jax":
-            dev = precision.jax_device(cfg.device)
-            prep = convert.nchw_to_nhwc if four_d else (lambda a: a)
-            self.x, self.y, self.x_test, self.y_test = (jax.device_put(a, dev) for a in (
-                prep(ds.x_train), ds.y_train, prep(ds.x_test), ds.y_test))
-            self.trainer = J.train.Trainer(model, _optimizer(cfg, "jax"), _losses(cfg.model, "jax"))
-        else:
-            dev = precision.torch_device(cfg.device)
-            model.to(dev)
-            self.x, self.y, self.x_test, self.y_test = (torch.as_tensor(a).to(dev) for a in (
-                ds.x_train, ds.y_train, ds.x_test, ds.y_test))
-            self.trainer = T.train.Trainer(model, _optimizer(cfg, "torch"), _losses(cfg.model, "torch"))
-        self.seconds = 0.0
-
-    def epoch(self, batches: np.ndarray, advance=None) -> np.ndarray:
-        """One step per batch row; the losses come to the host once, at the end."""
-        t0 = time.perf_counter()
-        rows = batches if self.framework == "jax" else torch.as_tensor(batches, device=self.x.device)
-        losses = []
-        for row in rows:
-            losses.append(self.trainer.step(self.x, self.y, row))
-            if advance:
-                advance()
-        out = (np.asarray(jnp.stack(losses)) if self.framework == "jax"
-               else torch.stack(losses).cpu().numpy())
-        self.seconds += time.perf_counter() - t0
-        return out
-
-    def evaluate(self) -> dict:
-        """Test loss (and accuracy for classifiers) under the current weights."""
-        out = self.trainer.predict(self.x_test)
-        loss = float(_losses(self.model_name, self.framework)(out, self.y_test))
-        if self.model_name == "linreg":
-            return {"test_loss": loss}
-        return {"test_loss": loss, "accuracy": self.trainer.accuracy(self.x_test, self.y_test)}
-
-
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
-    """torch's intra-op threads for the block. One by default on the CPU: a step of these small models
-    gains nothing from OpenMP, whose spinning threads lose to XLA's pool in the same process (and to
-    other processes): measured 0.85 ms vs 6–11 ms per MLP step on a busy 2-core machine."""
+def _torch_threads(n: int):
+    """torch's intra-op threads for the block (0 leaves them). One by default on the CPU: a step of
+    these small models gains nothing from OpenMP, whose spinning threads lose to XLA's pool in the
+    same process (and to other processes): measured 0.85 ms vs 6–11 ms per MLP step on a busy
+    2-core machine."""
     saved = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
@@ -311,32 +643,105 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(saved)
 
 
+class _Float64Referee:
+    """Replays a segment in float64 in both frameworks from a given state (the float64 sides are
+    built on first use). Once the verdict has failed (a replay disagreed, or more segments needed
+    one than the rule allows) it stops replaying: the rest cannot change the verdict."""
+
+    def __init__(self, cfg: Config, kwargs: dict, ds: data.Dataset, allowed: int):
+        self.cfg, self.kwargs, self.ds, self.sides = replace(cfg, dtype="float64"), kwargs, ds, None
+        self.allowed, self.replays, self.failed = allowed, 0, False
+
+    def replay(self, segment: int, st: TrainState, rows: np.ndarray) -> curves.Replay | None:
+        if self.failed or self.replays > self.allowed:
+            return None
+        self.replays += 1
+        if self.sides is None:
+            ds = self.ds.astype("float64")
+            self.sides = {fw: SIDES[fw](self.cfg, self.kwargs, st.weights, ds) for fw in FRAMEWORKS}
+        for s in self.sides.values():
+            s.load_state(st)
+        t, f = self.sides["torch"], self.sides["jax"]
+        losses = {fw: s.epoch(rows) for fw, s in self.sides.items()}
+        bound = curves.ulps_of(training_curve("float64"), "float64")
+        self.failed = bool(curves.drift(losses["torch"], losses["jax"], "float64").max() > bound)
+        return curves.Replay(segment, losses["torch"], losses["jax"], t.test_outputs(), f.test_outputs())
+
+
+class _Segment:
+    """The segment in progress: its start state, batches and both losses."""
+
+    def __init__(self, index: int, st: TrainState):
+        self.index, self.state, self.rows, self.teacher, self.forced = index, st, [], [], []
+
+    def add(self, rows, teacher, forced):
+        self.rows.append(rows), self.teacher.append(teacher), self.forced.append(forced)
+
+    def close(self, dtype: str, referee: _Float64Referee) -> curves.Replay | None:
+        t, f = np.concatenate(self.teacher), np.concatenate(self.forced)
+        if curves.needs_replay(t, f, dtype):
+            return referee.replay(self.index, self.state, np.concatenate(self.rows))
+        return None
+
+
 def train(cfg: Config, ds: data.Dataset | None = None, on_step=None, on_epoch=None) -> Run:
     """Train the chosen frameworks side by side from one NumPy source of weights and batches.
 
-    `on_step()` is called after every step (a progress bar; it must not read device values) and
-    `on_epoch(record, losses)` after every epoch with that epoch's per-step losses per framework.
+    `on_step()` is called after every step of each free-running framework (a progress bar; it must
+    not read device values) and `on_epoch(record, losses)` after every epoch with the record
+    {"epoch": n, fw: {"train_loss", "test_loss", "test_accuracy"}} (train_loss: the mean of the
+    epoch's step losses; no accuracy for linear_regression) and that epoch's per-step losses per
+    framework. With both frameworks, the forced JAX side (see `Run`) runs beside them, and a
+    segment whose drift exceeds the curve bound is replayed in float64 (parity/curves.py).
     """
     cfg = cfg.resolved()
     ds = load_data(cfg, ds)
     kwargs = model_kwargs(cfg.model, ds)
-    ref = build(cfg.model, kwargs, "torch", cfg.dtype)
-    sd = init_state_dict(ref, np.random.default_rng(cfg.seed))
-    run = Run(cfg, kwargs, losses={fw: [] for fw in cfg.frameworks})
-    with precision.policy("strict"), _torch_threads(cfg.torch_threads if cfg.device == "cpu" else None):
-        sides = {fw: _Side(fw, cfg, kwargs, sd, ds) for fw in cfg.frameworks}
+    sd = init_state_dict(build(cfg.model, kwargs, "torch", cfg.dtype), np.random.default_rng(cfg.seed))
+    run = Run(cfg, kwargs, segment_steps=SEGMENT_STEPS, y_test=ds.y_test)
+    k = run.segment_steps
+    losses: dict[str, list] = {fw: [] for fw in cfg.frameworks}
+    forced_losses: list = []
+    with precision.policy("strict"), _torch_threads(cfg.torch_threads if cfg.device == "cpu" else 0):
+        sides = {fw: SIDES[fw](cfg, kwargs, sd, ds) for fw in cfg.frameworks}
+        forced = JaxSide(cfg, kwargs, sd, ds) if len(sides) == 2 else None
         shuffler = data.Shuffler(len(ds.x_train), cfg.batch_size, seed=cfg.seed)
+        step, total = 0, cfg.epochs * shuffler.steps_per_epoch
+        allowed = curves.excused_allowed(len(curves.segment_slices(total, k)))
+        referee, segment = _Float64Referee(cfg, kwargs, ds, allowed), None
         for epoch in range(1, cfg.epochs + 1):
             batches = shuffler.epoch()
-            step_losses = {fw: s.epoch(batches, on_step) for fw, s in sides.items()}
+            step_losses = {fw: [] for fw in sides}
+            # cut the epoch where a segment ends, so that the forced side restarts on the boundary
+            cuts = [i for i in range(1, len(batches)) if (step + i) % k == 0]
+            for part in np.split(batches, cuts):
+                if forced is not None and step % k == 0:
+                    segment = _Segment(step // k, sides["torch"].state())
+                    forced.load_state(segment.state)
+                for fw, s in sides.items():
+                    step_losses[fw].append(s.epoch(part, on_step))
+                step += len(part)
+                if forced is not None:
+                    forced_losses.append(forced.epoch(part))
+                    segment.add(part, step_losses["torch"][-1], forced_losses[-1])
+                    if step % k == 0 or step == total:
+                        replay = segment.close(cfg.dtype, referee)
+                        if replay is not None:
+                            run.replays.append(replay)
             record = {"epoch": epoch}
             for fw, s in sides.items():
-                run.losses[fw].append(step_losses[fw])
+                step_losses[fw] = np.concatenate(step_losses[fw])
+                losses[fw].append(step_losses[fw])
                 record[fw] = {"train_loss": float(np.mean(step_losses[fw])), **s.evaluate()}
             run.epochs.append(record)
             if on_epoch:
                 on_epoch(record, step_losses)
-    run.losses = {fw: np.concatenate(v) for fw, v in run.losses.items()}
+        run.test_outputs = {fw: s.test_outputs() for fw, s in sides.items()}
+        if forced is not None:
+            run.test_outputs["forced"] = forced.test_outputs()
+            run.forced_losses = np.concatenate(forced_losses)
+    run.losses = {fw: np.concatenate(v) for fw, v in losses.items()}
     run.trainers = {fw: s.trainer for fw, s in sides.items()}
     run.seconds = {fw: s.seconds for fw, s in sides.items()}
+    run.first_step_seconds = {fw: s.first_step_seconds for fw, s in sides.items()}
     return run

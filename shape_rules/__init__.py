@@ -130,3 +130,22 @@ def check_optimizer_args(lr, momentum=0.0, dampening=0.0, nesterov=False, betas=
         raise ValueError(f"betas must lie in [0, 1), got {betas}")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov momentum needs momentum > 0 and dampening 0")
+
+
+def check_like_params(name: str, params: dict, tree: dict) -> None:
+    """`tree` (gradients or updates) has exactly the parameters' leaves and shapes, or a ValueError.
+
+    Both are {leaf path: shape}, paths written as indexing (`['w']`, `[0]`, '' for a lone leaf) so
+    that each twin flattens its own containers; an optimiser checks before any arithmetic, where a
+    missing leaf would drop a parameter and a (1, 3) gradient would broadcast onto a (3,) one.
+    """
+    missing = sorted(p for p in params if p not in tree)
+    unexpected = sorted(p for p in tree if p not in params)
+    if missing or unexpected:
+        parts = ([f"missing {', '.join(p or 'the root leaf' for p in missing)}"] if missing else []) + \
+                ([f"unexpected {', '.join(p or 'the root leaf' for p in unexpected)}"] if unexpected else [])
+        raise ValueError(f"{name}: structure differs from params: {'; '.join(parts)}")
+    wrong = [f"{name}{p}: shape {tuple(tree[p])} does not match the parameter's {tuple(params[p])}"
+             for p in sorted(params) if tuple(tree[p]) != tuple(params[p])]
+    if wrong:
+        raise ValueError("; ".join(wrong))

@@ -1,4 +1,6 @@
 """Bad input raises a clear error naming the parameter and the expected shape, in both twins."""
+import re
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -78,3 +80,36 @@ def test_gelu_rejects_an_unknown_approximation(fw):
     L, arr = fw
     with pytest.raises(ValueError, match=r"gelu: approximate must be 'none' or 'tanh', got 'erf'"):
         L.activations.gelu(arr(f32(3)), "erf")
+
+
+def _error(fn):
+    with pytest.raises(ValueError) as e:
+        fn()
+    return str(e.value)
+
+
+@pytest.mark.parametrize("w,b,msg", [
+    ((1, 3), (1,), r"neuron: w must have shape \(3, 1\) for x of shape \(4, 3\), got \(1, 3\)"),
+    ((3, 1), (3,), r"neuron: b must have shape \(1,\) or be a scalar for w of shape \(3, 1\), got \(3,\)"),
+    ((3, 1), (4, 1), r"neuron: b must have shape \(1,\) or be a scalar for w of shape \(3, 1\), got \(4, 1\)"),
+    ((3, 1), (1, 1), r"neuron: b must have shape \(1,\) or be a scalar for w of shape \(3, 1\), got \(1, 1\)"),
+])
+def test_neuron_rejects_a_weight_or_bias_that_would_broadcast(w, b, msg):
+    """z = x·w + b with w (d, 1): a (3,) bias would broadcast the (4, 1) output to (4, 3), so it is
+    refused with the same message in both twins, as is a weight of the wrong shape (whose message
+    ends with each framework's own fix, after the ';')."""
+    x, w, b = f32(4, 3), f32(*w), f32(*b)
+    got = [_error(lambda: L.layers.neuron(arr(x), arr(w), arr(b))).split(";")[0] for L, arr in
+           ((J, jnp.asarray), (T, torch.from_numpy))]
+    assert got[0] == got[1]
+    assert re.fullmatch(msg, got[0]), got[0]
+
+
+@pytest.mark.parametrize("fw", FW)
+@pytest.mark.parametrize("b", [0.5, (), (1,)], ids=["float", "0-d", "(1,)"])
+def test_neuron_accepts_a_scalar_or_one_element_bias(fw, b):
+    L, arr = fw
+    b = b if isinstance(b, float) else arr(np.full(b, 0.5, np.float32))
+    y = L.layers.neuron(arr(f32(4, 3)), arr(f32(3, 1)), b)
+    assert tuple(y.shape) == (4, 1)
+    np.testing.assert_allclose(np.asarray(y), 1 / (1 + np.exp(-3.5)), rtol=1e-6)

@@ -9,7 +9,8 @@ import torch
 
 from benchmarks import harness, workloads
 from benchmarks.harness import Runner, Settings
-from parity import bench
+from benchmarks import suite
+from parity.commands import bench
 from parity.cli import main
 from parity.tolerances import lookup
 
@@ -188,10 +189,10 @@ def test_a_failing_mode_is_recorded_and_exits_1(tmp_path, monkeypatch, capsys):
 def test_repeatability_summary():
     rs = [{"workload": "w", "size": s, "mode": "m", "run": k, "median_s": v, "error": ""}
           for k, vals in enumerate(([1.0, 2.0], [1.02, 2.2])) for s, v in zip((1, 2), vals)]
-    rep = bench.repeatability(rs)
+    rep = suite.repeatability(rs)
     assert rep["pairs"] == 2 and rep["max_abs"] == pytest.approx(0.1) and rep["within_5pct"] == 0.5
     assert rep["worst"]["size"] == 2
-    assert bench.repeatability(rs[:2]) is None
+    assert suite.repeatability(rs[:2]) is None
 
 
 def test_usage_errors(capsys):

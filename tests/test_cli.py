@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import torch_impl as T
@@ -88,3 +89,84 @@ def test_show_prints_both_sources_and_result(capsys):
 def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "parity.cli", "list"], capture_output=True, text=True)
     assert r.returncode == 0 and "tensors.matmul" in r.stdout
+
+
+def test_failure_lines_name_the_tensor_through_rich(monkeypatch, capsys):
+    """A torch tanh with the right values but the wrong gradient fails on grad[x], and the printed
+    line keeps "[x]" and "[float32, cpu]" (rich would read unescaped brackets as markup and drop them)."""
+    import torch
+    monkeypatch.setattr(T.activations, "tanh", lambda x: x - x.detach() + torch.tanh(x).detach())
+    assert main(["check", "activations.tanh", "--dtype", "float32"]) == 1
+    fail_lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("FAIL")]
+    assert fail_lines and all("grad[x]" in line for line in fail_lines)
+    assert all("activations.tanh [float32, cpu]" in line for line in fail_lines)
+    assert not any("out[0]" in line for line in fail_lines)  # the values themselves agree
+
+
+def test_a_concept_that_compares_nothing_fails():
+    from parity.concept import Concept, Sample
+    from parity import runner
+    empty = Concept(name="t.empty", group="t", summary="", samples=lambda rng, dt: [],
+                    jax=lambda p, x: x["x"], torch=lambda p, x: x["x"], covers=(), grad_inputs=("x",))
+    r = runner.run_concept(empty)
+    assert not r.passed and "no samples" in r.failures[0]
+    no_grads = Concept(name="t.nograd", group="t", summary="", grad_inputs=(),
+                       samples=lambda rng, dt: [Sample("one", {"x": np.ones(3, dt)})],
+                       jax=lambda p, x: x["x"] * 2, torch=lambda p, x: x["x"] * 2, covers=())
+    r = runner.run_concept(no_grads)
+    assert r.passed and r.n_out == 1 and r.n_grad == 0  # nothing to differentiate: outputs only is right
+    with_params = Concept(name="t.params", group="t", summary="", grad_inputs=("x",),
+                          samples=lambda rng, dt: [Sample("one", {"x": np.ones(3, dt)})],
+                          jax=lambda p, x: x["x"] * 2, torch=lambda p, x: x["x"].detach() * 2, covers=())
+    r = runner.run_concept(with_params)
+    assert not r.passed  # torch's output does not depend on x: its gradient is zero, JAX's is 2
+
+
+def test_report_says_n_a_where_nothing_was_compared(capsys):
+    """Optimiser concepts have no gradients and tensor creation none either: "n/a", not "—" (equal)."""
+    assert main(["check", "optim.sgd", "tensors.creation", "tensors.numpy_roundtrip", "--dtype", "float64"]) == 0
+    rows = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[1:-1]]
+            for line in capsys.readouterr().out.splitlines() if line.startswith("│")}
+    # columns: concept, dtype, device, out abs, out rel, grad abs, grad rel, ...
+    assert rows["optim.sgd"][5:7] == ["n/a", "n/a"]
+    assert rows["tensors.creation"][5:7] == ["n/a", "n/a"]
+    assert rows["tensors.numpy_roundtrip"][3] == "—"  # float values come back bitwise equal
+
+
+def test_integer_outputs_report_how_many_elements_differ():
+    from parity import report, runner
+    from parity.tolerances import lookup
+    c = runner.compare(np.array([1, 2, 3]), np.array([1, 5, 3]), lookup("float32", "cpu"), "s", "out[0]")
+    assert c.exact and c.differ == 1 and not c.ok and c.problem == "1 of 3 elements differ"
+    r = runner.Result("x", "g", "float32", "cpu", "strict", False, exact_out=1, exact_differ=1)
+    assert report._cells(r, "out") == ("1 differ", "n/a")
+
+
+def test_result_files_get_the_usual_mode_not_0600(tmp_path, capsys):
+    import os
+    path = tmp_path / "r.json"
+    old = os.umask(0o022)
+    try:
+        assert main(["check", "losses.mse", "--dtype", "float64", "--json", str(path)]) == 0
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_interrupt_keeps_the_finished_results_marked_incomplete(tmp_path, monkeypatch, capsys):
+    """Ctrl-C during a check: one line, exit 130, and the JSON holds what finished, marked incomplete."""
+    from parity import runner
+    real, calls = runner.run_concept, []
+
+    def run_then_interrupt(*a, **kw):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*a, **kw)
+    monkeypatch.setattr(runner, "run_concept", run_then_interrupt)
+    path = tmp_path / "r.json"
+    assert main(["check", "activations.relu", "activations.tanh", "--json", str(path)]) == 130
+    doc = json.loads(path.read_text())
+    assert doc["complete"] is False and [r["concept"] for r in doc["results"]] == ["activations.relu"]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("parity: interrupted; wrote the 1 finished results")

@@ -108,10 +108,6 @@ def test_digits_shapes_and_split():
     assert set(np.unique(ds.y_train)) == set(range(10)) and ds.y_train.dtype == np.int64
     again = data.load_digits()
     np.testing.assert_array_equal(ds.x_test, again.x_test)  # the split is seeded
-    assert data.pad_images(ds.x_test[:2]).shape == (2, 1, 28, 28)
-    np.testing.assert_array_equal(data.pad_images(ds.x_test[:2])[:, :, 10:18, 10:18], ds.x_test[:2])
-    with pytest.raises(ValueError, match="larger than"):
-        data.pad_images(np.zeros((1, 1, 30, 30)))
 
 
 def test_synthetic_generators():
@@ -130,7 +126,7 @@ def test_shuffler_is_seeded_drops_the_remainder_and_never_repeats():
     a, b = data.Shuffler(50, 16, seed=3), data.Shuffler(50, 16, seed=3)
     e1, e2 = a.epoch(), a.epoch()
     np.testing.assert_array_equal(e1, b.epoch())  # one seed, one batch order for both frameworks
-    assert e1.shape == (3, 16) and a.steps_per_epoch == 3  # 50 = 3·16 + 2: the 2 are dropped (trap 29)
+    assert e1.shape == (3, 16) and a.steps_per_epoch == 3  # 50 = 3·16 + 2: the 2 are dropped (docs/traps.md, trap 29)
     assert len(np.unique(e1)) == 48 and not np.array_equal(e1, e2)
     with pytest.raises(ValueError, match="batch_size"):
         data.Shuffler(10, 11)

@@ -1,4 +1,4 @@
-"""The seeds' worked examples (SEEDS.md §1–4), checked in both frameworks."""
+"""The seeds' worked examples (docs/concepts.md §1–4), checked in both frameworks."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,11 +72,24 @@ def test_flatten_1_2_3_4_to_1_24(fw):
 
 @pytest.mark.parametrize("fw", ["jax", "torch"])
 def test_linear_10_to_5_on_ones_3_10(fw):
+    """Linear(10, 5) on ones(3, 10): shape (3, 5), and every row is the weight's row sums plus the
+    bias (a float64 reference from the layer's own weight, in each framework's layout). The bias is
+    set to non-zero values first: Flax initialises it to zeros, which would hide a dropped bias."""
+    bias = np.linspace(-0.5, 0.5, 5).astype(np.float32)
     if fw == "jax":
-        y = J.layers.Linear(10, 5, rngs=nnx.Rngs(0))(jnp.ones((3, 10)))
+        layer = J.layers.Linear(10, 5, rngs=nnx.Rngs(0))
+        layer.bias[...] = jnp.asarray(bias)
+        y = layer(jnp.ones((3, 10)))
+        w = np.asarray(layer.kernel[...]).T  # kernel is (in, out)
     else:
-        y = T.layers.Linear(10, 5)(torch.ones(3, 10))
-    assert tuple(y.shape) == (3, 5)
+        layer = T.layers.Linear(10, 5)
+        with torch.no_grad():
+            layer.bias.copy_(torch.from_numpy(bias))
+        y = layer(torch.ones(3, 10))
+        w = layer.weight.detach().numpy()  # weight is (out, in)
+    assert tuple(y.shape) == (3, 5) and w.shape == (5, 10)
+    want = np.ones((3, 10)) @ w.astype(np.float64).T + bias
+    _close(y.detach() if fw == "torch" else y, want)
 
 
 @pytest.mark.parametrize("fw", ["jax", "torch"])

@@ -1,4 +1,4 @@
-"""Known answers for the CNN layers (SEEDS.md §4) in both frameworks, plus checks no parity can make:
+"""Known answers for the CNN layers (docs/concepts.md §4) in both frameworks, plus checks no parity can make:
 dropout's statistics and BatchNorm's training-mode gradient against finite differences."""
 import jax
 import jax.numpy as jnp
@@ -69,7 +69,7 @@ def test_conv2d_on_132x132_image_gives_6x130x130(fw):
     assert tuple(r.shape) == (2, 3, 130, 130) and np.array_equal(np.asarray(r)[1, 0], y[0, 3])
 
 
-# ---------------------------------------------------------------- dropout's statistics (trap 18 (b))
+# ---------------------------------------------------------------- dropout's statistics (docs/traps.md, trap 18 (b))
 N_DROP = 200_000
 
 

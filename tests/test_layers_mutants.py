@@ -73,7 +73,7 @@ def test_mutant_batchnorm_momentum_not_converted(monkeypatch):
 
 
 def test_mutant_batchnorm_biased_running_variance(monkeypatch):
-    """Flax's running update: the biased batch variance instead of torch's unbiased one (trap 12)."""
+    """Flax's running update: the biased batch variance instead of torch's unbiased one (docs/traps.md, trap 12)."""
     right = J.normalization._batch_norm_train
 
     @partial(jax.jit, static_argnames=("eps", "decay"))
@@ -87,7 +87,7 @@ def test_mutant_batchnorm_biased_running_variance(monkeypatch):
 
 
 def test_mutant_max_pool_zero_padding(monkeypatch):
-    """Max pooling padded with zeros (jnp.pad's default) instead of −inf (trap 9)."""
+    """Max pooling padded with zeros (jnp.pad's default) instead of −inf (docs/traps.md, trap 9)."""
     right = J.pooling._max_pool2d
 
     @partial(jax.jit, static_argnames=("kernel", "stride", "pads", "dilation", "out"))

@@ -1,6 +1,6 @@
-"""Traps 3–14, 18 and 29 of TRAPS.md: each test shows the default mismatch, then the fix.
+"""Traps 3–14, 18 and 29 of docs/traps.md: each test shows the default mismatch, then the fix.
 
-Inputs and weights are drawn once in NumPy (trap 16/17); torch runs NCHW, Flax NHWC, and results
+Inputs and weights are drawn once in NumPy (docs/traps.md, trap 16/17); torch runs NCHW, Flax NHWC, and results
 are compared in NCHW. Tolerances come from parity.tolerances.
 """
 import jax
@@ -46,7 +46,7 @@ def load_conv(jax_conv, torch_conv):
     nnx.update(jax_conv, convert.conv_torch_to_flax({k: tnp(v) for k, v in torch_conv.state_dict().items()}))
 
 
-# ---------------------------------------------------------------- trap 3: conv layouts
+# ---------------------------------------------------------------- docs/traps.md, trap 3: conv layouts
 def test_trap03_conv_weight_layout_oihw_vs_hwio():
     jc, tc = twin_conv(3, 4, 3)
     x = _randn(2, 3, 6, 6)
@@ -60,7 +60,7 @@ def test_trap03_conv_weight_layout_oihw_vs_hwio():
         jc(jnp.asarray(x))
 
 
-# ---------------------------------------------------------------- trap 4: flatten order
+# ---------------------------------------------------------------- docs/traps.md, trap 4: flatten order
 def test_trap04_flatten_then_linear_needs_permuted_rows():
     c, h, w = 3, 4, 5
     x = _randn(2, c, h, w)
@@ -75,7 +75,7 @@ def test_trap04_flatten_then_linear_needs_permuted_rows():
     assert close(jl(flat), want)
 
 
-# ---------------------------------------------------------------- trap 5: conv padding default
+# ---------------------------------------------------------------- docs/traps.md, trap 5: conv padding default
 def test_trap05_flax_conv_pads_same_by_default_torch_pads_zero():
     x = _randn(1, 2, 7, 7)
     tc = torch.nn.Conv2d(2, 3, 3)
@@ -92,7 +92,7 @@ def test_trap05_flax_conv_pads_same_by_default_torch_pads_zero():
     assert close(on_nchw(jc, x), want)
 
 
-# ---------------------------------------------------------------- trap 6: 'same'
+# ---------------------------------------------------------------- docs/traps.md, trap 6: 'same'
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's note (once)
 def test_trap06_same_with_even_kernel_pads_the_odd_pixel_right():
     x = _randn(1, 2, 6, 7)
@@ -124,7 +124,7 @@ def test_trap06_same_with_stride_2_torch_rejects_flax_accepts():
             make(2, 3, 3, stride=2, padding="same", **kw)
 
 
-# ---------------------------------------------------------------- traps 7–10: pooling
+# ---------------------------------------------------------------- docs/traps.md, traps 7–10: pooling
 def test_trap07_flax_pool_stride_defaults_to_1_torch_to_kernel():
     x = _randn(1, 2, 6, 6)
     want = tnp(torch.nn.MaxPool2d(2)(torch.from_numpy(x)))
@@ -166,7 +166,7 @@ def test_trap10_count_include_pad_set_explicitly_in_both():
         assert close(on_nchw(J.pooling.AvgPool2d(3, 1, 1, count_include_pad=cip), x), want)
 
 
-# ---------------------------------------------------------------- traps 11–14: normalisation
+# ---------------------------------------------------------------- docs/traps.md, traps 11–14: normalisation
 def _bn_step(x, **flax_kw):
     """One training step of torch's BatchNorm2d and of nnx.BatchNorm: torch's and Flax's running stats."""
     tb = torch.nn.BatchNorm2d(x.shape[1])
@@ -226,7 +226,7 @@ def test_trap14_norm_eps_defaults():
     assert close(nnx.LayerNorm(8, epsilon=1e-5, rngs=nnx.Rngs(0))(jnp.asarray(x)), want)
 
 
-# ---------------------------------------------------------------- trap 18: dropout masks
+# ---------------------------------------------------------------- docs/traps.md, trap 18: dropout masks
 def test_trap18_dropout_masks_differ_until_one_mask_is_injected():
     x = _randn(8, 16)
     torch.manual_seed(0)
@@ -240,7 +240,7 @@ def test_trap18_dropout_masks_differ_until_one_mask_is_injected():
     assert close(j_layer(jnp.asarray(x)), x) and close(tnp(t_layer(torch.from_numpy(x))), x)
 
 
-# ---------------------------------------------------------------- trap 29: recompilation
+# ---------------------------------------------------------------- docs/traps.md, trap 29: recompilation
 def test_trap29_a_short_last_batch_recompiles_unless_padded():
     layer = J.conv.Conv2d(2, 3, 3, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(layer)

@@ -28,7 +28,7 @@ def _torch_adam_without_bias_correction(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, w
         nu = {k: b2 * state["nu"][k] + (1 - b2) * g * g for k, g in grads.items()}
         return {k: -lr * mu[k] / (torch.sqrt(nu[k]) + eps) for k in grads}, {"mu": mu, "nu": nu}
 
-    return T.optim._Transformation(init, update)
+    return T.optim.Transformation(init, update)
 
 
 def _jax_adam_without_bias_correction(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
@@ -76,7 +76,7 @@ def digits():
 
 
 def _curves_agree(ds, dtype="float64"):
-    run = training.train(training.Config(model="mlp", optimizer="adam", dtype=dtype, epochs=1), ds)
+    run = training.train(training.Config(model="simple_net", optimizer="adam", dtype=dtype, epochs=1), ds)
     return run.curves_agree(training_curve(dtype, "adam"))
 
 

@@ -1,4 +1,4 @@
-"""Parity traps of optimisers and training (../shared/TRAPS.md 19–23 and 29).
+"""Parity traps of optimisers and training (docs/traps.md 19–23 and 29).
 
 Each test shows the default mismatch first, then the setting that removes it. The fixed problem
 and its runners are parity/concepts/optim.py's; 100 steps in float64.

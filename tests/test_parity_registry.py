@@ -21,8 +21,9 @@ def test_parity(concept, dtype, device):
     assert r.n_samples > 0
 
 
-# Finite differences build the whole Jacobian (one pair of evaluations per input element), so
-# only samples with at most this many differentiable elements are checked; parity covers the rest.
+# torch.autograd.gradcheck builds the whole numerical Jacobian (one pair of evaluations per input
+# element; JAX's check_grads probes random directions only), so only samples with at most this
+# many differentiable elements are checked; parity covers the rest.
 FD_MAX_ELEMENTS = 600
 
 

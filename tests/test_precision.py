@@ -1,4 +1,4 @@
-"""The precision/device policy (issue 6): switches, reports, determinism; GPU cases marked `gpu`."""
+"""The precision/device policy: switches, reports, determinism; GPU cases marked `gpu`."""
 import json
 import os
 import subprocess
@@ -32,9 +32,29 @@ def test_policy_switches_and_restores():
             pass
 
 
-def test_trap28_jax_does_not_preallocate_the_gpu():
-    """Importing parity sets XLA_PYTHON_CLIENT_PREALLOCATE=false before JAX starts a GPU backend."""
-    assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+_IMPORT_WATCH = """
+import builtins, os, sys
+seen = {}
+real_import = builtins.__import__
+def watch(name, *args, **kwargs):
+    if name.split(".")[0] == "jax" and "jax" not in seen:
+        seen["jax"] = os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE")
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = watch
+import parity.precision
+print(seen.get("jax"), os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"))
+"""
+
+
+@pytest.mark.parametrize("user_value,want", [(None, "false"), ("true", "true")])
+def test_trap28_preallocation_is_off_before_jax_is_first_imported(user_value, want):
+    """docs/traps.md, trap 28: in a fresh process, the setting is already in the environment when JAX
+    is first imported (JAX reads it when its GPU backend starts), and a user's own value is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+    if user_value is not None:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = user_value
+    r = subprocess.run([sys.executable, "-c", _IMPORT_WATCH], capture_output=True, text=True, check=True, env=env)
+    assert r.stdout.split() == [want, want]
 
 
 def test_deterministic_switches_in_a_fresh_process():

@@ -1,4 +1,4 @@
-"""Parity traps of the foundation concepts (../shared/TRAPS.md 2, 16, 17, 22–27, and relu at 0).
+"""Parity traps of the foundation concepts (docs/traps.md 2, 16, 17, 22–27, and relu at 0).
 
 Each test shows the default mismatch first, then the setting or conversion that removes it.
 """

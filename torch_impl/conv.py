@@ -9,21 +9,7 @@ from torch import nn
 
 from shape_rules import check_fits, conv_args, conv_pads
 
-# --------------------------------------------------------------- validation shared by the layers
-# (the layout-free checks and torch's size rules live in shape_rules, shared with the twin)
-
-
-def _check_input(layer: str, x: torch.Tensor, channels: int | None, channels_name: str = "in_channels"):
-    """A 4-D NCHW input with the expected channel count, or a ValueError naming what was expected."""
-    if x.dim() != 4:
-        raise ValueError(f"{layer}: expected a 4-D input (N, C, H, W), got a {x.dim()}-D input "
-                         f"of shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{layer}: expected {channels_name}={channels} channels on axis 1 "
-                         f"(NCHW), got {x.shape[1]} (input shape {tuple(x.shape)})")
-
-
-# --------------------------------------------------------------- the layer
+from torch_impl.checks import check_input
 
 
 class Conv2d(nn.Conv2d):
@@ -43,6 +29,6 @@ class Conv2d(nn.Conv2d):
         return conv_pads(self.padding, self.kernel_size, self.dilation)
 
     def forward(self, x):
-        _check_input("Conv2d", x, self.in_channels)
+        check_input("Conv2d", x, self.in_channels)
         check_fits("Conv2d", tuple(x.shape[2:]), self._pads(), self.kernel_size, self.dilation)
         return super().forward(x)

@@ -8,13 +8,18 @@ from torch import nn
 
 
 def neuron(x, w, b):
-    """One neuron a = sigmoid(x·w + b) for x (n, d), w (d, 1), b (1,).
+    """One neuron a = sigmoid(x·w + b) for x (n, d), w (d, 1), b (1,) or a scalar.
 
-    A weight of the wrong shape (the seed's (1, d)) is rejected; fix it with `w.view(d, 1)`.
+    A weight of the wrong shape (the seed's (1, d)) is rejected; fix it with `w.view(d, 1)`. A bias
+    that would broadcast the (n, 1) output to another shape, such as (d,), is rejected too.
     """
     if x.dim() != 2 or w.dim() != 2 or tuple(w.shape) != (x.shape[1], 1):
         raise ValueError(f"neuron: w must have shape ({x.shape[-1]}, 1) for x of shape "
                          f"{tuple(x.shape)}, got {tuple(w.shape)}; use w.view({x.shape[-1]}, 1)")
+    b_shape = tuple(torch.as_tensor(b).shape)
+    if b_shape not in ((), (w.shape[1],)):
+        raise ValueError(f"neuron: b must have shape ({w.shape[1]},) or be a scalar for w of shape "
+                         f"{tuple(w.shape)}, got {b_shape}")
     return torch.sigmoid(x @ w + b)
 
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from shape_rules import check_batchnorm_args
 
-from torch_impl.conv import _check_input
+from torch_impl.checks import check_input
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -23,7 +23,7 @@ class BatchNorm2d(nn.BatchNorm2d):
         super().__init__(num_features, float(eps), float(momentum), affine, dtype=dtype)
 
     def forward(self, x):
-        _check_input("BatchNorm2d", x, self.num_features, "num_features")
+        check_input("BatchNorm2d", x, self.num_features, "num_features")
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
             raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, "
                              f"got input shape {tuple(x.shape)}")

@@ -3,16 +3,28 @@
 `update(grads, state, params)` returns new tensors (updates to add, and the new state) over a
 tuple or dict of tensors, like optax, instead of mutating `.grad` and buffers as torch.optim does.
 `from_library` builds the torch.optim optimiser on its fast path (fused on CUDA, foreach on CPU).
+A gradient tree unlike the parameters' (a leaf missing or extra, another shape) is refused.
 """
-from collections import namedtuple
 from functools import partial
+from typing import Callable, NamedTuple
 
 import torch
 
-from shape_rules import check_optimizer_args
+from shape_rules import check_like_params, check_optimizer_args
 
 _NAMES = ("sgd", "adam", "adamw")
-_Transformation = namedtuple("_Transformation", "init update")  # fields of optax's GradientTransformation
+
+
+class Transformation(NamedTuple):
+    """A pure optimiser: `init(params) -> state`, `update(grads, state, params) -> (updates, state)`.
+
+    The fields of optax's GradientTransformation, which the JAX twin's Transformation is.
+    """
+
+    init: Callable
+    update: Callable
+
+
 
 
 def _map(fn, *trees):
@@ -23,9 +35,26 @@ def _map(fn, *trees):
     return tuple(fn(*leaves) for leaves in zip(*trees))
 
 
+def _leaf_shapes(tree) -> dict:
+    """{path: shape} of a tensor (path '') or of a tuple/list or dict of them, paths written as JAX's
+    keystr writes them (`['w']`, `[0]`); a None leaf is absent, as in a JAX pytree."""
+    if isinstance(tree, torch.Tensor):
+        return {"": tuple(tree.shape)}
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree)
+    return {f"[{k!r}]": tuple(torch.as_tensor(v).shape) for k, v in items if v is not None}
+
+
+def _check_like_params(name, tree, params):
+    """`tree` has the leaves and shapes of `params`: `_map` would otherwise drop or broadcast some."""
+    if params is None:  # as optax allows where an update does not read the parameters
+        return
+    check_like_params(name, _leaf_shapes(params), _leaf_shapes(tree))
+
+
 @torch.no_grad()
 def apply_updates(params, updates):
     """params + updates, leaf by leaf, as new tensors (the inputs are left unchanged)."""
+    _check_like_params("updates", updates, params)
     return _map(lambda p, u: (p + u).to(p.dtype), params, updates)
 
 
@@ -38,6 +67,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
 
     @torch.no_grad()
     def update(grads, state, params):
+        _check_like_params("grads", grads, params)
         if weight_decay:
             grads = _map(lambda g, p: g + weight_decay * p, grads, params)
         buf = state["momentum"]
@@ -50,7 +80,7 @@ def sgd(lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         updates = _map(lambda g: -lr * g, grads)
         return updates, {"count": state["count"] + 1, "momentum": buf}
 
-    return _Transformation(init, update)
+    return Transformation(init, update)
 
 
 def _adam(lr, betas, eps, weight_decay, decoupled):
@@ -62,6 +92,7 @@ def _adam(lr, betas, eps, weight_decay, decoupled):
 
     @torch.no_grad()
     def update(grads, state, params):
+        _check_like_params("grads", grads, params)
         if weight_decay and not decoupled:  # Adam: L2 added to the gradient
             grads = _map(lambda g, p: g + weight_decay * p, grads, params)
         count = state["count"] + 1
@@ -75,7 +106,7 @@ def _adam(lr, betas, eps, weight_decay, decoupled):
 
         return _map(step, mu, nu, params), {"count": count, "mu": mu, "nu": nu}
 
-    return _Transformation(init, update)
+    return Transformation(init, update)
 
 
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):

@@ -8,11 +8,11 @@ from torch import nn
 
 from shape_rules import at_least, pair, pool_args, pool_out_size
 
-from torch_impl.conv import _check_input
+from torch_impl.checks import check_input
 
 
 def _check_geometry(layer, x, kernel, stride, padding, dilation, ceil_mode):
-    _check_input(layer, x, None)
+    check_input(layer, x, None)
     for axis, n, k, s, p, d in zip(("height", "width"), x.shape[2:], kernel, stride, padding, dilation):
         pool_out_size(layer, axis, n, k, s, p, d, ceil_mode)
 
@@ -62,7 +62,7 @@ class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
         super().__init__(size)
 
     def forward(self, x):
-        _check_input("AdaptiveAvgPool2d", x, None)
+        check_input("AdaptiveAvgPool2d", x, None)
         if 0 in x.shape[2:]:
             raise ValueError(f"AdaptiveAvgPool2d: expected a non-empty input, got shape {tuple(x.shape)}")
         return super().forward(x)

@@ -5,7 +5,7 @@ a pure (init, update) pair from `optim` works too. JAX's twin jits a pure step w
 """
 import torch
 
-from torch_impl.optim import _Transformation
+from torch_impl.optim import Transformation
 
 
 class Trainer:
@@ -18,7 +18,7 @@ class Trainer:
     def __init__(self, model, optimizer, loss_fn):
         self.model, self.loss_fn = model.train(), loss_fn
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self._pure = isinstance(optimizer, _Transformation)
+        self._pure = isinstance(optimizer, Transformation)
         if self._pure:
             self.optimizer, self.opt_state = optimizer, optimizer.init(tuple(p.detach() for p in self.params))
         elif isinstance(optimizer, torch.optim.Optimizer):

@@ -1,5 +1,4 @@
-"""Importing this package registers every concept (one module per group family)."""
-from parity.concepts import basics  # noqa: F401
-from parity.concepts import layers  # noqa: F401
-from parity.concepts import optim  # noqa: F401
-from parity.concepts import training  # noqa: F401
+"""Every concept, as one plain list (one module per group family); `parity.registry` indexes it."""
+from parity.concepts import basics, dtypes, layers, optim, training
+
+CONCEPTS = [*basics.CONCEPTS, *layers.CONCEPTS, *optim.CONCEPTS, *training.CONCEPTS, *dtypes.CONCEPTS]

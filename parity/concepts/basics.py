@@ -1,6 +1,7 @@
-"""Concepts of SEEDS.md §1–4: tensors, autograd, activations, the neuron, Linear, losses.
+"""Concepts of docs/concepts.md §1–5: tensors, autograd, activations, the neuron, Linear, losses.
 
-Each adapter maps the runner's (params, inputs, **kwargs) onto the leaf's own signature.
+Where both twins have the leaf under one dotted name, `twin()` builds both adapters from it and a
+`call(fn, params, inputs, **kwargs)` that maps the runner's arguments onto the leaf's signature.
 """
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import torch
 import jax_impl as J
 import torch_impl as T
 from parity import bridge, convert
-from parity.registry import Concept, Sample, register
+from parity.concept import Concept, Sample, twin
+
+CONCEPTS: list[Concept] = []
 
 
 def _randn(rng, shape, dt):
@@ -20,7 +23,7 @@ def _randn(rng, shape, dt):
 
 
 # ---------------------------------------------------------------- tensors
-register(Concept(
+CONCEPTS.append(Concept(
     name="tensors.creation", group="tensors",
     summary="zeros, ones and eye in the requested dtype",
     samples=lambda rng, dt: [Sample(f"{shape}", {}, kwargs={"shape": shape, "n": n, "dtype": dt.name})
@@ -32,54 +35,49 @@ register(Concept(
                                          T.tensors.eye(n, getattr(torch, dtype))),
     covers=("tensors.zeros", "tensors.ones", "tensors.eye"), differentiable=False))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="tensors.matmul", group="tensors",
     summary="a @ b with batch broadcasting (2-D, batched, broadcast batch, vector)",
     samples=lambda rng, dt: [Sample(f"{sa}@{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
                              for sa, sb in (((3, 4), (4, 5)), ((2, 3, 4), (4, 5)),
                                             ((3, 1, 4, 5), (2, 5, 6)), ((4,), (4, 3)), ((64, 128), (128, 32)))],
-    jax=lambda p, x: J.tensors.matmul(x["a"], x["b"]),
-    torch=lambda p, x: T.tensors.matmul(x["a"], x["b"]),
-    covers=("tensors.matmul",), grad_inputs=("a", "b")))
+    leaf="tensors.matmul", call=lambda f, p, x: f(x["a"], x["b"]),
+    grad_inputs=("a", "b")))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="tensors.mm", group="tensors",
     summary="strict 2-D matrix product (no broadcasting)",
     samples=lambda rng, dt: [Sample(f"{m}x{k}@{k}x{n}", {"a": _randn(rng, (m, k), dt), "b": _randn(rng, (k, n), dt)})
                              for m, k, n in ((1, 10, 1), (3, 4, 5), (32, 64, 16))],
-    jax=lambda p, x: J.tensors.mm(x["a"], x["b"]),
-    torch=lambda p, x: T.tensors.mm(x["a"], x["b"]),
-    covers=("tensors.mm",), grad_inputs=("a", "b")))
+    leaf="tensors.mm", call=lambda f, p, x: f(x["a"], x["b"]),
+    grad_inputs=("a", "b")))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="tensors.mul", group="tensors",
     summary="elementwise product with broadcasting",
     samples=lambda rng, dt: [Sample(f"{sa}*{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
                              for sa, sb in (((3, 4), (3, 4)), ((2, 3, 4), (4,)), ((5, 1), (1, 6)))],
-    jax=lambda p, x: J.tensors.mul(x["a"], x["b"]),
-    torch=lambda p, x: T.tensors.mul(x["a"], x["b"]),
-    covers=("tensors.mul",), grad_inputs=("a", "b")))
+    leaf="tensors.mul", call=lambda f, p, x: f(x["a"], x["b"]),
+    grad_inputs=("a", "b")))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="tensors.reshape", group="tensors",
     summary="reshape with -1, and the seed's view(x.shape[0], -1) flatten of [1,2,3,4] to [1,24]",
     samples=lambda rng, dt: [Sample(f"{s}->{t}", {"x": _randn(rng, s, dt)}, kwargs={"shape": t})
                              for s, t in (((2, 3, 4), (-1, 4)), ((2, 3, 4), (4, -1)), ((6,), (2, 3)),
                                           ((1, 2, 3, 4), (1, -1)))],
-    jax=lambda p, x, shape: J.tensors.reshape(x["x"], shape),
-    torch=lambda p, x, shape: T.tensors.reshape(x["x"], shape),
-    covers=("tensors.reshape",), grad_inputs=("x",)))
+    leaf="tensors.reshape", call=lambda f, p, x, shape: f(x["x"], shape),
+    grad_inputs=("x",)))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="tensors.flatten_batch", group="tensors",
     summary="x.view(x.shape[0], -1): [1,2,3,4] -> [1,24], (8,1,28,28) -> (8,784)",
     samples=lambda rng, dt: [Sample(f"{s}", {"x": _randn(rng, s, dt)})
                              for s in ((1, 2, 3, 4), (8, 1, 28, 28), (5, 7))],
-    jax=lambda p, x: J.tensors.flatten_batch(x["x"]),
-    torch=lambda p, x: T.tensors.flatten_batch(x["x"]),
-    covers=("tensors.flatten_batch",), grad_inputs=("x",)))
+    leaf="tensors.flatten_batch", call=lambda f, p, x: f(x["x"]),
+    grad_inputs=("x",)))
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="tensors.numpy_roundtrip", group="tensors",
     summary="NumPy -> framework -> NumPy keeps values and dtype (memory sharing: see tests)",
     samples=lambda rng, dt: [Sample("float", {"x": _randn(rng, (3, 4), dt)}),
@@ -91,25 +89,23 @@ register(Concept(
 
 
 # ---------------------------------------------------------------- autograd
-register(Concept(
+CONCEPTS.append(twin(
     name="autograd.quadratic", group="autograd",
     summary="y = 2x² + 3x + 1 and dy/dx = 4x + 3 (11 at x = 2)",
     samples=lambda rng, dt: [Sample("x=2", {"x": np.array(2.0, dt)}),
                              Sample("random (5,)", {"x": _randn(rng, (5,), dt)})],
-    jax=lambda p, x: J.autograd.quadratic(x["x"]),
-    torch=lambda p, x: T.autograd.quadratic(x["x"]),
-    covers=("autograd.quadratic",), grad_inputs=("x",)))
+    leaf="autograd.quadratic", call=lambda f, p, x: f(x["x"]),
+    grad_inputs=("x",)))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="autograd.poly_sum", group="autograd",
     summary="y = Σ(x² + 2x + 1): 54 and gradient [[4,6],[8,10]] at [[1,2],[3,4]]",
     samples=lambda rng, dt: [Sample("seed [[1,2],[3,4]]", {"x": np.array([[1, 2], [3, 4]], dt)}),
                              Sample("random (3,4)", {"x": _randn(rng, (3, 4), dt)})],
-    jax=lambda p, x: J.autograd.poly_sum(x["x"]),
-    torch=lambda p, x: T.autograd.poly_sum(x["x"]),
-    covers=("autograd.poly_sum",), grad_inputs=("x",)))
+    leaf="autograd.poly_sum", call=lambda f, p, x: f(x["x"]),
+    grad_inputs=("x",)))
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="autograd.value_and_grad", group="autograd",
     summary="each framework's own gradient API: jax.value_and_grad vs requires_grad_/backward()",
     samples=lambda rng, dt: [Sample("seed [[1,2],[3,4]]", {"x": np.array([[1, 2], [3, 4]], dt)}),
@@ -118,24 +114,22 @@ register(Concept(
     torch=lambda p, x: T.autograd.value_and_grad(T.autograd.poly_sum, x["x"]),
     covers=("autograd.value_and_grad",), differentiable=False))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="autograd.gd_step", group="autograd",
     summary="one update w ← w − lr·dJ/dw on (w, b)",
     samples=lambda rng, dt: [Sample(f"lr={lr}", {"w": _randn(rng, (3, 2), dt), "b": _randn(rng, (2,), dt),
                                                 "gw": _randn(rng, (3, 2), dt), "gb": _randn(rng, (2,), dt)},
                                     kwargs={"lr": lr}) for lr in (0.1, 0.03)],
-    jax=lambda p, x, lr: J.autograd.gd_step((x["w"], x["b"]), (x["gw"], x["gb"]), lr),
-    torch=lambda p, x, lr: T.autograd.gd_step((x["w"], x["b"]), (x["gw"], x["gb"]), lr),
-    covers=("autograd.gd_step",), differentiable=False))
+    leaf="autograd.gd_step", call=lambda f, p, x, lr: f((x["w"], x["b"]), (x["gw"], x["gb"]), lr),
+    differentiable=False))
 
-register(Concept(
+CONCEPTS.append(twin(
     name="autograd.fit_line", group="autograd",
     summary="fit y = kx + b to (1,5), (2,7) by gradient descent: k→2, b→3",
     samples=lambda rng, dt: [Sample(f"{steps} steps", {"xs": np.array([1, 2], dt), "ys": np.array([5, 7], dt)},
                                     kwargs={"steps": steps, "lr": 0.1}) for steps in (1, 10, 100)],
-    jax=lambda p, x, steps, lr: J.autograd.fit_line(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
-    torch=lambda p, x, steps, lr: T.autograd.fit_line(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
-    covers=("autograd.fit_line",), differentiable=False))
+    leaf="autograd.fit_line", call=lambda f, p, x, steps, lr: f(x["xs"], x["ys"], 0.0, 0.0, lr, steps),
+    differentiable=False))
 
 
 # ---------------------------------------------------------------- activations
@@ -153,34 +147,28 @@ for _name, _summary in (("relu", "max(0, x); gradient 0 at exactly 0 in both"),
                         ("tanh", "hyperbolic tangent"),
                         ("softmax", "stable e^x_i / Σ e^x_j: finite for logits 100 and 1000"),
                         ("log_softmax", "x_i − logΣe^x_j with the max subtracted")):
-    register(Concept(
-        name=f"activations.{_name}", group="activations", summary=_summary,
-        samples=_activation_samples,
-        # looked up at call time, so a patched leaf (tests/test_cli.py) is what runs
-        jax=lambda p, x, _n=_name: getattr(J.activations, _n)(x["x"]),
-        torch=lambda p, x, _n=_name: getattr(T.activations, _n)(x["x"]),
-        covers=(f"activations.{_name}",), grad_inputs=("x",)))
+    CONCEPTS.append(twin(
+        name=f"activations.{_name}", group="activations", summary=_summary, samples=_activation_samples,
+        leaf=f"activations.{_name}", call=lambda f, p, x: f(x["x"]), grad_inputs=("x",)))
 
 
-register(Concept(
+CONCEPTS.append(twin(
     name="activations.gelu", group="activations",
     summary="x·Φ(x): exact (erf) by default as torch, and approximate='tanh', in both",
     samples=lambda rng, dt: [dataclasses.replace(s, label=f"{s.label}, approximate={a}", kwargs={"approximate": a})
                              for a in ("none", "tanh") for s in _activation_samples(rng, dt)],
-    jax=lambda p, x, approximate: J.activations.gelu(x["x"], approximate),
-    torch=lambda p, x, approximate: T.activations.gelu(x["x"], approximate),
-    covers=("activations.gelu",), grad_inputs=("x",)))
+    leaf="activations.gelu", call=lambda f, p, x, approximate: f(x["x"], approximate),
+    grad_inputs=("x",)))
 
 
 # ---------------------------------------------------------------- the neuron and Linear
-register(Concept(
+CONCEPTS.append(twin(
     name="layers.neuron", group="layers",
     summary="a = sigmoid(x·w + b) on a 1×10 input (w of shape (10, 1))",
     samples=lambda rng, dt: [Sample(f"n={n}", {"x": _randn(rng, (n, 10), dt), "w": _randn(rng, (10, 1), dt),
                                                "b": _randn(rng, (1,), dt)}) for n in (1, 4)],
-    jax=lambda p, x: J.layers.neuron(x["x"], x["w"], x["b"]),
-    torch=lambda p, x: T.layers.neuron(x["x"], x["w"], x["b"]),
-    covers=("layers.neuron",), grad_inputs=("x", "w", "b")))
+    leaf="layers.neuron", call=lambda f, p, x: f(x["x"], x["w"], x["b"]),
+    grad_inputs=("x", "w", "b")))
 
 
 def _linear_samples(rng, dt):
@@ -189,7 +177,7 @@ def _linear_samples(rng, dt):
                                  ("(4,7)->3", _randn(rng, (4, 7), dt), 7, 3, True),
                                  ("no bias", _randn(rng, (2, 6), dt), 6, 4, False),
                                  ("batched (2,3,8)->2", _randn(rng, (2, 3, 8), dt), 8, 2, True)):
-        bound = 1 / np.sqrt(i)  # torch's default init range, drawn once in NumPy (trap 16)
+        bound = 1 / np.sqrt(i)  # torch's default init range, drawn once in NumPy (docs/traps.md, trap 16)
         params = {"weight": rng.uniform(-bound, bound, (o, i)).astype(dt)}
         if bias:
             params["bias"] = rng.uniform(-bound, bound, (o,)).astype(dt)
@@ -209,7 +197,7 @@ def _jax_linear(p, x, in_features, out_features, bias, dtype):
     return m(x["x"])
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.linear", group="layers",
     summary="y = xWᵀ + b: torch weight (out,in) ⇄ Flax kernel (in,out)",
     samples=_linear_samples, jax=_jax_linear, torch=_torch_linear,
@@ -224,13 +212,12 @@ def _mse_samples(rng, dt):
             for shape, red in (((10,), "mean"), ((10, 1), "mean"), ((4, 3), "sum"), ((6,), "none"))]
 
 
-register(Concept(
+CONCEPTS.append(twin(
     name="losses.mse", group="losses",
     summary="mean/sum of (ŷ − y)²; (10,1) vs (10,) raises instead of broadcasting",
     samples=_mse_samples,
-    jax=lambda p, x, reduction: J.losses.mse_loss(x["y_hat"], x["y"], reduction),
-    torch=lambda p, x, reduction: T.losses.mse_loss(x["y_hat"], x["y"], reduction),
-    covers=("losses.mse_loss",), grad_inputs=("y_hat", "y")))
+    leaf="losses.mse_loss", call=lambda f, p, x, reduction: f(x["y_hat"], x["y"], reduction),
+    grad_inputs=("y_hat", "y")))
 
 
 def _ce_samples(rng, dt):
@@ -241,10 +228,9 @@ def _ce_samples(rng, dt):
                                      (3, 4, "mean", 100))]
 
 
-register(Concept(
+CONCEPTS.append(twin(
     name="losses.cross_entropy", group="losses",
     summary="cross-entropy from integer labels over logits (N, C), mean/sum/none",
     samples=_ce_samples,
-    jax=lambda p, x, reduction: J.losses.cross_entropy(x["logits"], x["labels"], reduction),
-    torch=lambda p, x, reduction: T.losses.cross_entropy(x["logits"], x["labels"], reduction),
-    covers=("losses.cross_entropy",), grad_inputs=("logits",)))
+    leaf="losses.cross_entropy", call=lambda f, p, x, reduction: f(x["logits"], x["labels"], reduction),
+    grad_inputs=("logits",)))

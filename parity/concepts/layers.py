@@ -1,4 +1,4 @@
-"""Concepts of SEEDS.md §4's CNN layers: Conv2d, pooling, Flatten → Linear, Dropout, BatchNorm2d.
+"""Concepts of docs/concepts.md §4's CNN layers: Conv2d, pooling, Flatten → Linear, Dropout, BatchNorm2d.
 
 Inputs are NCHW (torch's layout); every JAX adapter turns them into NHWC, runs the Flax layer and
 turns the result back, so outputs and input gradients are compared in one layout.
@@ -14,9 +14,10 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from parity import bridge, convert
-from parity.registry import Concept, Sample, register
+from parity.concept import Concept, Sample
 
-SEED_INPUT = [[1, 2, 1, 0], [2, 0, 1, 3], [0, 5, 4, 2], [4, 1, 2, 5]]  # SEEDS.md §4
+CONCEPTS: list[Concept] = []
+SEED_INPUT = [[1, 2, 1, 0], [2, 0, 1, 3], [0, 5, 4, 2], [4, 1, 2, 5]]  # docs/concepts.md §4
 SEED_KERNEL = [[0, 1, 0], [2, 1, 1], [1, 0, 1]]
 
 
@@ -77,7 +78,7 @@ def _jax_conv(p, x, dtype, **kw):
     return _nhwc(bridge.flax_module(J.conv.Conv2d, p, **kw, dtype=dtype), x["x"])
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.conv2d", group="layers",
     summary="Conv2d: kernel int/pair, stride, padding int/pair/'same'/'valid', dilation, groups, bias",
     samples=_conv_samples, jax=_jax_conv, torch=_torch_conv,
@@ -128,13 +129,13 @@ def _jax_pool(cls, p, x, **kw):
     return _nhwc(getattr(J.pooling, cls)(**kw), x["x"])
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.max_pool2d", group="layers",
     summary="MaxPool2d: stride defaults to kernel, −inf padding, dilation, torch's ceil_mode rule",
     samples=_pool_samples(_MAX_CASES), jax=partial(_jax_pool, "MaxPool2d"),
     torch=partial(_torch_pool, "MaxPool2d"), covers=("pooling.MaxPool2d",), grad_inputs=("x",)))
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.avg_pool2d", group="layers",
     summary="AvgPool2d: ceil_mode and count_include_pad with torch's divisors",
     samples=_pool_samples(_AVG_CASES), jax=partial(_jax_pool, "AvgPool2d"),
@@ -147,7 +148,7 @@ def _adaptive_samples(rng, dt):
                                 ((2, 3, 4, 6), 1), ((1, 2, 5, 5), (None, 2)))]
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.adaptive_avg_pool2d", group="layers",
     summary="AdaptiveAvgPool2d: torch's overlapping windows [⌊iH/out⌋, ⌈(i+1)H/out⌉), None keeps a size",
     samples=_adaptive_samples, jax=partial(_jax_pool, "AdaptiveAvgPool2d"),
@@ -184,9 +185,9 @@ def _jax_flatten_linear(p, x, out_features, bias, dtype):
     return m(J.layers.Flatten()(convert.nchw_to_nhwc(x["x"])))
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.flatten_linear", group="layers",
-    summary=f"Flatten then Linear on (C,H,W)={FLATTEN_CHW}: torch flattens C,H,W, Flax H,W,C (trap 4)",
+    summary=f"Flatten then Linear on (C,H,W)={FLATTEN_CHW}: torch flattens C,H,W, Flax H,W,C (docs/traps.md, trap 4)",
     samples=_flatten_linear_samples, jax=_jax_flatten_linear, torch=_torch_flatten_linear,
     covers=("layers.Flatten",), grad_inputs=("x",),
     params_to_jax=partial(convert.flatten_linear_torch_to_flax, chw=FLATTEN_CHW),
@@ -223,9 +224,9 @@ def _jax_dropout(params, x, p, training):
     return m(xs, mask)
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.dropout", group="layers",
-    summary="Dropout: identity in eval and at p=0, zeros at p=1, equal under one injected mask (trap 18)",
+    summary="Dropout: identity in eval and at p=0, zeros at p=1, equal under one injected mask (docs/traps.md, trap 18)",
     samples=_dropout_samples,
     jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), grad_inputs=("x",)))
 
@@ -278,7 +279,7 @@ def _jax_bn(p, x, num_features, eps, momentum, affine, training, dtype):
     return y, m.mean[...], m.var[...]
 
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="layers.batchnorm2d", group="layers",
     summary="BatchNorm2d train (batch stats, unbiased running var) and eval; running mean/var compared",
     samples=_bn_samples, jax=_jax_bn, torch=_torch_bn,

@@ -13,8 +13,9 @@ import torch
 
 import jax_impl as J
 import torch_impl as T
-from parity.registry import Concept, Sample, register
+from parity.concept import Concept, Leaf, Sample
 
+CONCEPTS: list[Concept] = []
 STEPS = 10  # enough for momentum and bias correction to matter; tests/test_optim_*.py run 100
 
 
@@ -90,17 +91,17 @@ def _samples(name):
 for _name, _summary in (("sgd", "SGD with momentum, dampening, nesterov, coupled weight decay"),
                         ("adam", "Adam with bias correction, eps outside the root, coupled L2"),
                         ("adamw", "AdamW: decoupled weight decay (default 1e-2)")):
-    register(Concept(
+    # one leaf name in both twins; each side runs it with its own framework's gradients
+    CONCEPTS.append(Concept(
         name=f"optim.{_name}", group="optim",
         summary=f"{_summary}: parameters after {STEPS} steps",
         samples=_samples(_name),
-        # looked up at call time, so a patched leaf (tests/test_optim_mutants.py) is what runs
-        jax=lambda p, x, hyper, _n=_name: run_jax(getattr(J.optim, _n)(**dict(hyper)), x, STEPS),
-        torch=lambda p, x, hyper, _n=_name: run_torch(getattr(T.optim, _n)(**dict(hyper)), x, STEPS),
+        jax=Leaf("jax_impl", f"optim.{_name}", lambda f, p, x, hyper: run_jax(f(**dict(hyper)), x, STEPS)),
+        torch=Leaf("torch_impl", f"optim.{_name}", lambda f, p, x, hyper: run_torch(f(**dict(hyper)), x, STEPS)),
         covers=(f"optim.{_name}",) + (("optim.apply_updates",) if _name == "sgd" else ()),
         differentiable=False))
 
-register(Concept(
+CONCEPTS.append(Concept(
     name="optim.from_library", group="optim",
     summary=f"optax vs torch.optim (foreach) built by from_library: parameters after {STEPS} steps",
     samples=lambda rng, dt: [Sample(f"{name} {label}", problem(rng, dt),

@@ -1,19 +1,18 @@
-"""`parity bench`: time workloads in each mode and size; a table, a JSON file and PNG plots."""
+"""A benchmark run: plan (workload × size × mode), measure, summarise repeatability, and render
+the table and Markdown. The `parity bench` command (parity/commands/bench.py) drives it."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
-import sys
-import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from rich import box
 from rich.table import Table
 
-from benchmarks import harness, plots, workloads
-from parity import precision, report
+from benchmarks import harness
+from parity import report
 
 SCHEMA = "parity-bench/1"
 
@@ -117,10 +116,14 @@ def headers(modes: list[str]) -> list[str]:
     return ["workload", "size", *modes, *harness.SPEEDUPS, "jit comp.", "torch comp.", "GFLOP/s"]
 
 
+LEGEND = ("each mode: median time per call (per step for jax-scan) ± spread (interquartile range / "
+          "median); jit×: jax-eager / jax-jit; compile×: torch-eager / torch-compile; jit comp. and "
+          "torch comp.: compile time (first call − median), seconds; GFLOP/s of the fastest mode; "
+          "— not measured (mode does not apply)")
+
+
 def table(results: list[dict], modes: list[str], title: str) -> Table:
-    t = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False,
-              caption="median ± IQR/median per call; ×: eager / compiled; comp.: first call − median; "
-                      "GFLOP/s of the fastest mode")
+    t = Table(title=title, header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False, caption=LEGEND)
     for h in headers(modes):
         t.add_column(h, justify="left" if h == "workload" else "right", no_wrap=True)
     for r in rows(results, modes):
@@ -132,71 +135,24 @@ def markdown(results: list[dict], modes: list[str]) -> str:
     hs = headers(modes)
     lines = ["| " + " | ".join(hs) + " |", "|" + "---|" * len(hs)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(results, modes)]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + f"\n\n{LEGEND}.\n"
 
 
 @contextlib.contextmanager
-def _cold_compile():
-    """Every torch.compile compiles from scratch, as every new jax.jit does (no inductor caches)."""
+def cold_compile():
+    """Every torch.compile compiles from scratch, as every new jax.jit does (no inductor caches).
+
+    Dynamo's own chatter (graph-break warnings, its note that the profile cache is off) is kept off
+    stderr: the progress bar and a failing mode's one-line error are what a user needs there.
+    """
     import torch
-    with torch.compiler.config.patch(force_disable_caches=True), warnings.catch_warnings():
-        # the switch itself makes dynamo warn once per compile that its profile cache is off
-        warnings.filterwarnings("ignore", message="dynamo_pgo force disabled", category=UserWarning)
-        yield
-
-
-def main(args, out, err) -> int:
-    """Run `parity bench` for parsed arguments; exit 0, 1 (a mode failed) or 2 (usage)."""
-    from parity.cli import EXIT_FAIL, EXIT_OK, _progress, _usage_error
+    dynamo_log = logging.getLogger("torch._dynamo")
+    level = dynamo_log.level
+    dynamo_log.setLevel(logging.ERROR)
     try:
-        ws = workloads.select(args.names, args.full)
-    except KeyError as e:
-        return _usage_error(err, str(e))
-    if args.list:
-        for w in workloads.all_workloads():
-            out.print(f"{w.name:26s} {w.kind:5s} {w.size_name:5s} {','.join(map(str, w.sizes)):28s} {w.summary}",
-                      markup=False, highlight=False)
-        return EXIT_OK
-    if args.device == "cuda" and not precision.cuda_available():
-        return _usage_error(err, "--device cuda: CUDA is not available to both JAX and PyTorch here")
-    cuda_only = {"torch-compile-ro", "torch-graph"} & set(args.modes or ())
-    if cuda_only and args.device != "cuda":
-        return _usage_error(err, f"modes {', '.join(sorted(cuda_only))} need --device cuda")
-    settings = harness.Settings(repeats=args.repeats, max_time_s=args.max_time)
-    items = plan(ws, args.modes, args.sizes, args.device, args.full)
-    modes = [m for m in harness.MODES if any(m == i[2] for i in items)]
-    env = environment(args.device)
-    t0 = time.perf_counter()
-    results = []
-    with precision.policy(args.precision), _cold_compile(), _progress(err) as prog:
-        task = prog.add_task("benchmarking", total=len(items) * args.repeat_runs)
-
-        def tick(rec):
-            prog.update(task, advance=1, description=f"{rec['workload']} {rec['size']} {rec['mode']}")
-        for k in range(args.repeat_runs):
-            results += run(items, args.device, args.dtype, settings, k, tick)
-    env["loadavg_end"] = os.getloadavg()
-    doc = {"schema": SCHEMA, "argv": sys.argv[1:],
-           "environment": env, "settings": {**vars(settings), "dtype": args.dtype, "precision": args.precision,
-                                           "repeat_runs": args.repeat_runs, "full": args.full,
-                                           "torch_compile_caches": "off"},
-           "seconds": time.perf_counter() - t0, "results": results, "repeatability": repeatability(results)}
-    outdir = Path(args.out)
-    title = (f"parity bench — {args.dtype} on {args.device} "
-             f"({env['cuda_device'] if args.device == 'cuda' else env['cpu']})")
-    md = f"{title}; torch {env['torch']}, jax {env['jax']}, {env['torch_threads']} torch threads\n\n"
-    md += markdown(results, modes)
-    if doc["repeatability"]:
-        md += "\n" + repeatability_line(doc["repeatability"], args.repeat_runs) + "\n"
-    report.write_json_atomic(doc, outdir / f"bench-{args.device}.json")
-    report.write_text_atomic(md, outdir / f"bench-{args.device}.md")
-    pngs = plots.plot_all(results, outdir, args.device)
-    out.print(table(results, modes, title))
-    for r in results:
-        if r["error"]:
-            out.print(f"[red]error[/] {r['workload']} {r['size']} {r['mode']}: {r['error']}", highlight=False)
-    if doc["repeatability"]:
-        out.print(repeatability_line(doc["repeatability"], args.repeat_runs), highlight=False)
-    out.print(f"wrote {outdir / f'bench-{args.device}.json'}, .md and {len(pngs)} plots in "
-              f"{doc['seconds']:.0f} s", highlight=False)
-    return EXIT_FAIL if any(r["error"] for r in results) else EXIT_OK
+        with torch.compiler.config.patch(force_disable_caches=True), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="dynamo_pgo force disabled", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*[Gg]raph break.*")
+            yield
+    finally:
+        dynamo_log.setLevel(level)

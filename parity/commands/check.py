@@ -1,0 +1,48 @@
+"""`parity check`: run concepts in both frameworks, compare, print the table (and write JSON)."""
+from __future__ import annotations
+
+from parity import precision, report, runner
+from parity.commands.common import (add_concept_names, add_device, add_precision, check_device,
+                                    select_concepts)
+from parity.console import EXIT_FAIL, EXIT_OK, esc, progress, write_json_atomic, writable_file
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("check", help="run concepts in both frameworks and compare")
+    add_concept_names(p)
+    add_device(p)
+    p.add_argument("--dtype", choices=precision.DTYPES, nargs="+", default=list(precision.DTYPES),
+                   help="one or both (default: both)")
+    add_precision(p)
+    p.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
+    p.set_defaults(run=run)
+
+
+def run(args, out, err) -> int:
+    concepts = select_concepts(args.names)
+    check_device(args.device)
+    json_path = writable_file(args.json, "--json") if args.json else None
+    dtypes = list(dict.fromkeys(args.dtype))  # in the order given, once each
+    results = []
+    try:
+        with progress(err) as prog:
+            task = prog.add_task("checking", total=len(concepts) * len(dtypes))
+            for r in runner.run_all(concepts, dtypes, args.device, args.precision):
+                results.append(r)
+                prog.update(task, advance=1, description=f"checked {r.concept} ({r.dtype})")
+    except KeyboardInterrupt:  # keep what finished: a partial file marked incomplete, then exit 130
+        if not json_path:
+            raise
+        write_json_atomic(report.results_json(results, complete=False), json_path)
+        raise KeyboardInterrupt(f"wrote the {len(results)} finished results to {json_path} "
+                                f"(marked incomplete)") from None
+    out.print(report.results_table(results, title=f"parity check — {' and '.join(dtypes)} on {args.device}, "
+                                                  f"precision {args.precision}"))
+    n_fail = sum(not r.passed for r in results)
+    for line in report.failure_lines(results):
+        out.print(f"[red]FAIL[/] {esc(line)}", highlight=False)
+    out.print(f"{len(results) - n_fail} passed, {n_fail} failed", highlight=False)
+    if json_path:
+        write_json_atomic(report.results_json(results), json_path)
+        out.print(f"wrote {esc(json_path)}", highlight=False)
+    return EXIT_FAIL if n_fail else EXIT_OK

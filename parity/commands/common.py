@@ -1,0 +1,31 @@
+"""Arguments and checks that several commands share (concept names, device, dtype, precision)."""
+from __future__ import annotations
+
+from parity import precision, registry
+from parity.console import UsageError
+
+
+def add_concept_names(p, help_text: str = "concepts or groups (default: all)") -> None:
+    p.add_argument("names", nargs="*", metavar="NAME", help=help_text)
+
+
+def add_device(p, default: str = "cpu") -> None:
+    p.add_argument("--device", choices=precision.DEVICES, default=default)
+
+
+def add_precision(p) -> None:
+    p.add_argument("--precision", choices=precision.MODES, default="strict",
+                   help="strict: TF32 off in both; defaults: each framework's own (matters on GPU)")
+
+
+def select_concepts(names):
+    """The named concepts (all when none), or UsageError with close names."""
+    try:
+        return registry.select(names)
+    except registry.UnknownConcept as e:
+        raise UsageError(str(e)) from None
+
+
+def check_device(device: str) -> None:
+    if device == "cuda" and not precision.cuda_available():
+        raise UsageError("--device cuda: CUDA is not available to both JAX and PyTorch here")
