@@ -1,60 +1,85 @@
 """Activation functions in JAX, written out (SEEDS.md §4) and jitted.
 
 Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (trap 24).
+dtypes follow torch (shape_rules.dtypes): sigmoid and tanh take any dtype (bool and integers give
+float32), relu floating or integer input, the rest floating input only. Where torch's kernel computes
+float16/bfloat16 in float32 and rounds once (sigmoid, tanh, log-sigmoid, gelu), so does this twin.
 """
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 
+from shape_rules.dtypes import check_dtype, compute_dtype, float_result
 
+from jax_impl.checks import x64_checked
+
+
+@x64_checked
 @jax.jit
 def relu(x):
     """max(0, x), with gradient 0 at exactly 0 as in torch.
 
     `jnp.maximum(x, 0)` would give 0.5 there (ties split the gradient); `jax.nn.relu` gives 0.
     """
+    check_dtype("relu", "input", x.dtype.name)
     return jax.nn.relu(x)
 
 
+@x64_checked
 @jax.jit
 def sigmoid(x):
     """1 / (1 + e^{-x}) (the seed prints log of this, which is log-sigmoid: a typo)."""
-    return jax.nn.sigmoid(x)
+    out = float_result(x.dtype.name)
+    return jax.nn.sigmoid(x.astype(compute_dtype(out))).astype(out)
 
 
+@x64_checked
 @jax.jit
 def log_sigmoid(x):
     """log(1 / (1 + e^{-x})) = -softplus(-x), computed without overflow."""
-    return -jnp.logaddexp(0.0, -x)
+    out = check_dtype("log_sigmoid", "input", x.dtype.name)
+    x = x.astype(compute_dtype(out))
+    return (-jnp.logaddexp(0.0, -x)).astype(out)
 
 
+@x64_checked
 @jax.jit
 def tanh(x):
     """Hyperbolic tangent."""
-    return jnp.tanh(x)
+    out = float_result(x.dtype.name)
+    return jnp.tanh(x.astype(compute_dtype(out))).astype(out)
 
 
+@x64_checked
 @partial(jax.jit, static_argnames=("axis",))
 def softmax(x, axis=-1):
-    """e^{x_i} / Σ_j e^{x_j} along `axis`, computed as exp(x − max) / Σ exp(x − max)."""
+    """e^{x_i} / Σ_j e^{x_j} along `axis`, computed as exp(x − max) / Σ exp(x − max).
+
+    In float16/bfloat16 every step rounds to the input's dtype, as in torch's twin (sums accumulate in float32).
+    """
+    check_dtype("softmax", "input", x.dtype.name)
     z = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     e = jnp.exp(z)
     return e / jnp.sum(e, axis=axis, keepdims=True)
 
 
+@x64_checked
 @partial(jax.jit, static_argnames=("axis",))
 def log_softmax(x, axis=-1):
     """x_i − log Σ_j e^{x_j} along `axis`, with the max subtracted inside the log-sum-exp."""
+    check_dtype("log_softmax", "input", x.dtype.name)
     z = x - jax.lax.stop_gradient(jnp.max(x, axis=axis, keepdims=True))
     return z - jnp.log(jnp.sum(jnp.exp(z), axis=axis, keepdims=True))
 
 
 @partial(jax.jit, static_argnames=("tanh_form",))
 def _gelu(x, tanh_form):
-    return jax.nn.gelu(x, approximate=tanh_form)
+    out = check_dtype("gelu", "input", x.dtype.name)
+    return jax.nn.gelu(x.astype(compute_dtype(out)), approximate=tanh_form).astype(out)
 
 
+@x64_checked
 def gelu(x, approximate="none"):
     """x·Φ(x), exact (with erf) or torch's approximate='tanh' form.
 

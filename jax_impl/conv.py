@@ -2,7 +2,9 @@
 
 torch's twin is NCHW with an OIHW weight (trap 3). Flax's `nnx.Conv` defaults to padding 'SAME'
 and reads 'SAME' differently for strided convolutions (traps 5, 6), so this layer computes its own
-explicit padding pairs by torch's rules and calls `lax.conv_general_dilated`.
+explicit padding pairs by torch's rules and calls `lax.conv_general_dilated`. The input must have the
+layer's dtype (torch refuses a mix); float16/bfloat16 accumulate in float32 and round once, bias
+included, as torch's kernels.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from shape_rules import check_fits, conv_args, conv_pads
+from shape_rules.dtypes import HALF, check_input_matches_layer, check_layer_dtype
 
-from jax_impl.checks import check_input
+from jax_impl.checks import check_input, check_x64
 
 
 @partial(jax.jit, static_argnames=("stride", "padding", "dilation", "groups"))
@@ -27,10 +30,12 @@ def _conv2d(x, kernel, bias, stride, padding, dilation, groups):
     used = [(n - d * (k - 1) - 1) // s * s + d * (k - 1) + 1
             for n, k, s, d in zip(x.shape[1:3], kernel.shape[:2], stride, dilation)]
     x = x[:, :used[0], :used[1]]
+    acc = jnp.float32 if x.dtype.name in HALF else None  # trace-time: half accumulates in float32
     y = jax.lax.conv_general_dilated(x, kernel, window_strides=stride, padding="VALID",
                                      rhs_dilation=dilation, feature_group_count=groups,
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y if bias is None else y + bias
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"), preferred_element_type=acc)
+    y = y if bias is None else y + bias.astype(y.dtype)
+    return y.astype(x.dtype)
 
 
 class Conv2d(nnx.Module):
@@ -43,6 +48,8 @@ class Conv2d(nnx.Module):
                  groups=1, bias=True, *, dtype=jnp.float32, rngs):
         self.kernel_size, self.stride, self.padding, self.dilation = conv_args(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        check_layer_dtype("Conv2d", jnp.dtype(dtype).name)
+        check_x64(dtype=dtype)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         shape = (*self.kernel_size, in_channels // groups, out_channels)
         self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), shape, dtype))
@@ -52,7 +59,9 @@ class Conv2d(nnx.Module):
         return conv_pads(self.padding, self.kernel_size, self.dilation)
 
     def __call__(self, x):
+        check_x64(x)
         check_input("Conv2d", x, self.in_channels)
+        check_input_matches_layer("Conv2d", x.dtype.name, self.kernel[...].dtype.name)
         pads = self._pads()
         check_fits("Conv2d", x.shape[1:3], pads, self.kernel_size, self.dilation)
         bias = None if self.bias is None else self.bias[...]

@@ -3,15 +3,35 @@
 Flax stores a Linear's `kernel` as (in, out) and computes x @ kernel + bias; torch stores
 `weight` as (out, in) and computes x @ weight.T + bias (trap 2). Flax initialises with
 lecun_normal and a zero bias, torch with kaiming_uniform(a=√5) and a uniform bias (trap 16).
+dtypes follow torch (shape_rules.dtypes): a Linear's input must have the layer's dtype (jnp would
+promote), and float16/bfloat16 products accumulate in float32 and round once, as torch's addmm.
 """
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from shape_rules.dtypes import (HALF, check_dtype, check_input_matches_layer, check_layer_dtype,
+                                check_same_dtype, compute_dtype, float_result, result_type)
+
+from jax_impl.checks import check_x64
+
+
+def _operand(x) -> tuple:
+    """(dtype name, ndim, is a Python scalar) for torch's promotion rule (a traced Python scalar is weak)."""
+    t = jax.typeof(x)
+    return t.dtype.name, t.ndim, bool(t.weak_type and t.ndim == 0)
+
 
 @jax.jit
 def _neuron(x, w, b):
-    return jax.nn.sigmoid(x @ w + b)
+    for name, t in (("x", x), ("w", w)):
+        check_dtype("neuron", name, t.dtype.name)
+    check_same_dtype("neuron", "x", x.dtype.name, "w", w.dtype.name, "cast one of them (as torch's matmul)")
+    z = x @ w
+    zt = result_type("neuron", _operand(z), _operand(b))  # torch's promotion of x·w + b
+    z = z.astype(zt) + jnp.asarray(b).astype(zt)
+    out = float_result(zt)  # an integer x·w + b gives float32, as torch.sigmoid
+    return jax.nn.sigmoid(z.astype(compute_dtype(out))).astype(out)
 
 
 def neuron(x, w, b):
@@ -20,6 +40,7 @@ def neuron(x, w, b):
     A weight of the wrong shape (the seed's (1, d)) is rejected; reshape it to (d, 1). A bias that
     would broadcast the (n, 1) output to another shape, such as (d,), is rejected too.
     """
+    check_x64(x, w, b)
     if jnp.ndim(x) != 2 or jnp.ndim(w) != 2 or jnp.shape(w) != (jnp.shape(x)[1], 1):
         raise ValueError(f"neuron: w must have shape ({jnp.shape(x)[-1]}, 1) for x of shape "
                          f"{tuple(jnp.shape(x))}, got {tuple(jnp.shape(w))}; "
@@ -37,16 +58,25 @@ class Linear(nnx.Module):
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear: in_features and out_features must be >= 1, "
                              f"got {in_features} and {out_features}")
+        check_layer_dtype("Linear", jnp.dtype(dtype).name)
+        check_x64(dtype=dtype)
         self.in_features, self.out_features = in_features, out_features
         self.kernel = nnx.Param(nnx.initializers.lecun_normal()(rngs.params(),
                                                                (in_features, out_features), dtype))
         self.bias = nnx.Param(jnp.zeros((out_features,), dtype)) if bias else None
 
     def __call__(self, x):
+        check_x64(x)
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input's last axis must be in_features={self.in_features}, "
                              f"got shape {tuple(x.shape)}")
-        y = x @ self.kernel[...]
+        kernel = self.kernel[...]
+        check_input_matches_layer("Linear", x.dtype.name, kernel.dtype.name)
+        if x.dtype.name in HALF:  # torch's addmm: float32 accumulation, bias added, one rounding
+            y = jnp.matmul(x, kernel, preferred_element_type=jnp.float32)
+            y = y + self.bias[...].astype(jnp.float32) if self.bias is not None else y
+            return y.astype(x.dtype)
+        y = x @ kernel
         return y + self.bias[...] if self.bias is not None else y
 
 
@@ -65,6 +95,7 @@ class Flatten(nnx.Module):
         pass
 
     def __call__(self, x):
+        check_x64(x)
         if jnp.ndim(x) < 2:
             raise ValueError(f"Flatten: expected an input with a batch axis (at least 2-D), "
                              f"got shape {tuple(jnp.shape(x))}")
@@ -104,13 +135,16 @@ class Dropout(nnx.Module):
         self.rngs = rngs["dropout"].fork() if rngs is not None else nnx.data(None)
 
     def __call__(self, x, mask=None):
+        check_x64(x)
         if self.deterministic or self.p == 0.0:
             return x
         if mask is not None and tuple(jnp.shape(mask)) != tuple(jnp.shape(x)):
             raise ValueError(f"Dropout: mask must have the input's shape {tuple(jnp.shape(x))}, "
                              f"got {tuple(jnp.shape(mask))}")
         if self.p == 1.0:
-            return _zeroed(x)
+            return _zeroed(x)  # any dtype, as torch
+        # torch draws its mask for floating input only; the mask hook stands in for that draw
+        check_dtype("Dropout", "input", jnp.result_type(x).name, when=" in training with 0 < p < 1")
         if mask is None:
             if self.rngs is None:
                 raise ValueError("Dropout: training mode needs rngs=nnx.Rngs(dropout=...) or a mask")

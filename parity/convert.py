@@ -82,6 +82,32 @@ def batchnorm_flax_to_torch(p: dict) -> dict:
     return {_BN_FLAX_TO_TORCH[k]: np.asarray(v) for k, v in p.items() if v is not None}
 
 
+# ---------------------------------------------------------------- LayerNorm and Embedding
+def layernorm_torch_to_flax(sd: dict) -> dict:
+    """torch LayerNorm {weight, bias} → Flax {scale, bias}: renames only (same shape); either may be
+    absent (elementwise_affine=False, bias=False). eps is an argument, not a parameter (docs/traps.md, trap 14)."""
+    out = {"scale": np.asarray(sd["weight"])} if sd.get("weight") is not None else {}
+    return _with_bias(out, sd)
+
+
+def layernorm_flax_to_torch(p: dict) -> dict:
+    """Flax LayerNorm {scale, bias} → torch {weight, bias} (any subset)."""
+    out = {"weight": np.asarray(p["scale"])} if p.get("scale") is not None else {}
+    return _with_bias(out, p)
+
+
+def embedding_torch_to_flax(sd: dict) -> dict:
+    """torch Embedding {weight (num, dim)} → Flax Embed {embedding (num, dim)}: the same layout, renamed.
+
+    torch's padding_idx is no parameter: it zeroes that row's gradient, which nnx.Embed does not."""
+    return {"embedding": np.asarray(sd["weight"])}
+
+
+def embedding_flax_to_torch(p: dict) -> dict:
+    """Flax Embed {embedding (num, dim)} → torch Embedding {weight (num, dim)}."""
+    return {"weight": np.asarray(p["embedding"])}
+
+
 # ---------------------------------------------------------------- Flatten → Linear
 def flatten_linear_torch_to_flax(sd: dict, chw: tuple[int, int, int]) -> dict:
     """A torch Linear fed by Flatten of (C, H, W) maps → the Flax Linear fed by Flatten of (H, W, C).
@@ -111,9 +137,11 @@ def flatten_linear_flax_to_torch(p: dict, chw: tuple[int, int, int]) -> dict:
 
 # ---------------------------------------------------------------- whole models
 _LAYER_TO_FLAX = {"linear": linear_torch_to_flax, "conv": conv_torch_to_flax,
-                  "batchnorm": batchnorm_torch_to_flax, "flatten_linear": flatten_linear_torch_to_flax}
+                  "batchnorm": batchnorm_torch_to_flax, "flatten_linear": flatten_linear_torch_to_flax,
+                  "layernorm": layernorm_torch_to_flax, "embedding": embedding_torch_to_flax}
 _LAYER_TO_TORCH = {"linear": linear_flax_to_torch, "conv": conv_flax_to_torch,
-                   "batchnorm": batchnorm_flax_to_torch, "flatten_linear": flatten_linear_flax_to_torch}
+                   "batchnorm": batchnorm_flax_to_torch, "flatten_linear": flatten_linear_flax_to_torch,
+                   "layernorm": layernorm_flax_to_torch, "embedding": embedding_flax_to_torch}
 
 
 def _kind(layer: str, spec) -> tuple[str, tuple]:

@@ -139,7 +139,7 @@ def load_mnist(folder: str | os.PathLike) -> Dataset:
             raise IdxFormatError(f"{folder}: {split} labels outside 0–9 ({lab.min()}–{lab.max()})")
         scale = 255.0 if img.dtype == np.uint8 else 1.0
         parts[split] = ((img / scale).astype(np.float32)[:, None], lab.astype(np.int64))
-    return Dataset("mnist", *parts["train"], *parts["test"])
+    return Dataset(f"mnist:{folder}", *parts["train"], *parts["test"])
 
 
 # ---------------------------------------------------------------- synthetic data

@@ -9,11 +9,12 @@ When both frameworks train, a third side runs too: a JAX trainer restarted from 
 weights and optimiser state every `SEGMENT_STEPS` steps (teacher forcing). Its losses, compared with
 torch's over the same steps, give the curve verdict of `parity.curves` (why: that module's
 docstring). The free-running JAX side is what the plots, checkpoints and timings show.
-The `parity train` command around all this is in `parity.train_cmd`.
+The `parity train` command around all this is in parity/commands/train.py.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import numbers
 import re
@@ -33,6 +34,7 @@ import jax_impl as J
 import torch_impl as T
 from parity import convert, curves, data, precision
 from parity.tolerances import Tolerance, training_curve
+from shape_rules import cnn_features
 
 # ---------------------------------------------------------------- names
 # The one table of model classes; every other name of a model is derived from it: the model's
@@ -191,11 +193,9 @@ def defaults_help(field_name: str) -> str:
         return "default " + _per_model({m: ", ".join(f"{o} {_fmt(d.lr[o])}" for o in OPTIMIZERS)
                                         for m, d in MODEL_DEFAULTS.items()})
     if field_name == "weight_decay":
-        return "default " + ", ".join(f"{o} {_fmt(v)}" for o, v in WEIGHT_DECAY_DEFAULTS.items()) + " (torch's)"
+        return "default " + ", ".join(f"{o} {_fmt(v)}" for o, v in WEIGHT_DECAY_DEFAULTS.items())
     if field_name == "momentum":
-        return "default 0; sgd only"
-    if field_name == "torch_threads":
-        return "default 1; 0 keeps torch's own setting"
+        return "default 0"
     names = [f.name for f in fields(Config)]
     if field_name not in names:
         raise ValueError(f"no Config field {field_name!r}; fields: {', '.join(names)}")
@@ -217,9 +217,19 @@ def model_kwargs(model: str, ds: data.Dataset) -> dict:
     classes = int(max(ds.y_train.max(), ds.y_test.max())) + 1
     if model in ("linear_net", "simple_net"):
         return {"in_features": int(np.prod(x.shape[1:])), "num_classes": classes}
-    small = x.shape[2] < 16
-    return {"in_channels": x.shape[1], "image_size": x.shape[2], "channels": (16, 32) if small else (32, 64),
-            "num_classes": classes, "padding": 1 if small else 0}
+    h, w = x.shape[2:]
+    if h != w:
+        raise ValueError(f"{ds.name}: small_cnn takes square images, got {h}×{w} (its Linear layer is "
+                         f"sized for image_size × image_size feature maps)")
+    small = h < 16
+    kwargs = {"in_channels": x.shape[1], "image_size": h, "channels": (16, 32) if small else (32, 64),
+              "num_classes": classes, "padding": 1 if small else 0}
+    try:
+        cnn_features(h, kwargs["channels"], kwargs["padding"])
+    except ValueError:
+        raise ValueError(f"{ds.name}: images of {h}×{w} are too small for small_cnn (two conv + 2×2 "
+                         f"max-pool blocks need at least 2×2 images)") from None
+    return kwargs
 
 
 def layer_map(model: str, params: dict, flax: bool) -> dict | None:
@@ -236,7 +246,7 @@ def layer_map(model: str, params: dict, flax: bool) -> dict | None:
         c, n_in = params["conv2"]["kernel"].shape[-1], params["fc1"]["kernel"].shape[0]
     else:  # weights (out, in, kh, kw) and (out, in)
         c, n_in = params["conv2.weight"].shape[0], params["fc1.weight"].shape[1]
-    s = math.isqrt(n_in // c)  # fc1 reads c maps of s × s, flattened in each framework's order (trap 4)
+    s = math.isqrt(n_in // c)  # fc1 reads c maps of s × s, flattened in each framework's order (docs/traps.md, trap 4)
     return {"conv1": "conv", "conv2": "conv", "fc1": ("flatten_linear", (c, s, s)), "fc2": "linear"}
 
 
@@ -301,7 +311,8 @@ def _filled(state, params: dict):
 class TrainState:
     """Everything a training step reads, in the canonical form: the weights as a torch state_dict
     of NumPy arrays, and the optimiser's slots under torch's names ('momentum_buffer', 'exp_avg',
-    'exp_avg_sq'), each a state_dict-shaped dict, plus the optimiser's step count."""
+    'exp_avg_sq'), each a state_dict-shaped dict, plus the optimiser's step count (0 where it keeps
+    none: SGD's update does not depend on it)."""
 
     weights: dict
     slots: dict = field(default_factory=dict)
@@ -309,10 +320,68 @@ class TrainState:
 
 
 class Side:
-    """One framework's model, trainer and device-resident data. Subclasses supply the framework's
-    part (the class attributes and methods marked per framework); the rest is shared."""
+    """One framework's model, trainer and device-resident data, behind the same methods for both
+    frameworks. A subclass (`JaxSide`, `TorchSide`) supplies the framework's part, listed here
+    first; the rest is written once, here."""
 
     framework: str
+
+    # ---- the framework's part
+    @staticmethod
+    def losses() -> dict:
+        """{False: the regression loss, True: the classification loss}."""
+        raise NotImplementedError
+
+    @staticmethod
+    def build(model: str, kwargs: dict, dtype: str, sd: dict | None = None):
+        """The framework's model `model` holding the canonical weights `sd` (if given)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def predict_with(model, x: np.ndarray) -> np.ndarray:
+        """A model's outputs for NCHW images (or feature rows), as NumPy."""
+        raise NotImplementedError
+
+    @staticmethod
+    def weights_of(model) -> dict:
+        """A model's weights as a canonical (torch-layout) state_dict of NumPy arrays."""
+        raise NotImplementedError
+
+    def put(self, a: np.ndarray, image: bool):
+        """An array on the run's device, in the framework's layout (NHWC images for JAX)."""
+        raise NotImplementedError
+
+    def make_trainer(self, model, cfg: Config):
+        raise NotImplementedError
+
+    def rows(self, batches: np.ndarray):
+        """Batch index rows as the framework's trainer takes them."""
+        raise NotImplementedError
+
+    def sync(self, value) -> None:
+        """Wait until `value` is computed."""
+        raise NotImplementedError
+
+    def host(self, a) -> np.ndarray:
+        raise NotImplementedError
+
+    def to_host(self, losses: list) -> np.ndarray:
+        """A list of device scalars as one NumPy array (one transfer)."""
+        raise NotImplementedError
+
+    def weights(self) -> dict:
+        """The trainer's current weights, canonical."""
+        raise NotImplementedError
+
+    def state(self) -> "TrainState":
+        """The trainer's current weights and optimiser state, canonical."""
+        raise NotImplementedError
+
+    def load_state(self, st: "TrainState") -> None:
+        """Make the trainer continue from `st` (weights, optimiser slots and step count)."""
+        raise NotImplementedError
+
+    # ---- written once
 
     def __init__(self, cfg: Config, kwargs: dict, sd: dict, ds: data.Dataset):
         self.model_name, self.classifier = cfg.model, cfg.model != "linear_regression"
@@ -382,6 +451,10 @@ class JaxSide(Side):
         graphdef, state = nnx.split(model)
         return np.asarray(_apply(graphdef, state, convert.nchw_to_nhwc(x) if x.ndim == 4 else x))
 
+    @staticmethod
+    def weights_of(model) -> dict:
+        return flax_to_torch(model_name(model), flax_params(model))
+
     def put(self, a: np.ndarray, image: bool):
         return jax.device_put(convert.nchw_to_nhwc(a) if image else a, precision.jax_device(self.device))
 
@@ -401,8 +474,17 @@ class JaxSide(Side):
     def host(self, a):
         return np.asarray(a)
 
-    def weights(self) -> dict:
-        """The current weights as a torch-layout state_dict of NumPy arrays."""
+    def fork(self) -> "JaxSide":
+        """A second side on this one's data and compiled step, with its own copy of the training
+        state (the teacher-forced side): a Trainer of its own would compile the step and the
+        predictions again, which is most of a short run's time."""
+        twin = copy.copy(self)
+        twin.trainer = copy.copy(self.trainer)  # the jitted functions are shared; `state` is its own
+        twin.trainer.state = jax.tree.map(jnp.copy, self.trainer.state)
+        twin.seconds, twin.first_step_seconds, twin.steps = 0.0, math.nan, 0
+        return twin
+
+    def weights(self) -> dict:  # read off the trainer's state: `trainer.model` would copy it first
         return flax_to_torch(self.model_name, jax.tree.map(np.asarray, nnx.to_pure_dict(self.trainer.state[0])))
 
     def state(self) -> TrainState:
@@ -419,7 +501,6 @@ class JaxSide(Side):
         return TrainState(self.weights(), slots, step)
 
     def load_state(self, st: TrainState) -> None:
-        """Make the trainer continue from `st` (weights, optimiser slots and step count)."""
         params, rest, opt_state = self.trainer.state
         count_device = jax.tree.leaves(params)[0].device
 
@@ -481,6 +562,10 @@ class TorchSide(Side):
         finally:
             model.train(was_training)
 
+    @staticmethod
+    def weights_of(model) -> dict:
+        return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
     def put(self, a: np.ndarray, image: bool):
         return torch.as_tensor(a).to(precision.torch_device(self.device))
 
@@ -505,8 +590,7 @@ class TorchSide(Side):
         return dict(self.trainer.model.named_parameters())
 
     def weights(self) -> dict:
-        """The current weights as a state_dict of NumPy arrays."""
-        return {k: v.detach().cpu().numpy().copy() for k, v in self.trainer.model.state_dict().items()}
+        return self.weights_of(self.trainer.model)
 
     def state(self) -> TrainState:
         slots, step = {}, 0
@@ -519,7 +603,6 @@ class TorchSide(Side):
         return TrainState(self.weights(), slots, step)
 
     def load_state(self, st: TrainState) -> None:
-        """Make the trainer continue from `st` (weights, optimiser slots and step count)."""
         load_torch_weights(self.trainer.model, st.weights)
         opt = self.trainer.optimizer
         for name, p in self._named().items():
@@ -527,8 +610,10 @@ class TorchSide(Side):
             s.clear()  # no slots: the optimiser has not stepped yet
             for slot, arrays in st.slots.items():
                 s[slot] = torch.as_tensor(np.array(arrays[name]), dtype=p.dtype, device=p.device)
-            if "exp_avg" in st.slots:  # Adam keeps its step count per parameter, as a tensor
-                s["step"] = torch.tensor(float(st.step), dtype=torch.float32)
+            if "exp_avg" in st.slots:  # Adam keeps its step count per parameter, as a float32 tensor
+                on_device = opt.defaults.get("fused") or opt.defaults.get("capturable")  # else on the CPU
+                s["step"] = torch.tensor(float(st.step), dtype=torch.float32,
+                                         device=p.device if on_device else None)
 
 
 SIDES: dict[str, type[Side]] = {"jax": JaxSide, "torch": TorchSide}
@@ -547,6 +632,17 @@ def framework_of(model) -> str:
 def predict(model, x: np.ndarray) -> np.ndarray:
     """Outputs of a model of either framework for NCHW (or feature) inputs, as NumPy."""
     return SIDES[framework_of(model)].predict_with(model, x)
+
+
+def state_dict(model) -> dict:
+    """The weights of a model of either framework as a canonical (torch-layout) state_dict of NumPy arrays."""
+    return SIDES[framework_of(model)].weights_of(model)
+
+
+def linreg_weights(model) -> tuple[np.ndarray, np.ndarray]:
+    """(w, b) of a LinearRegression of either framework, as NumPy."""
+    sd = state_dict(model)
+    return sd["w"], sd["b"]
 
 
 # ---------------------------------------------------------------- one run in both frameworks
@@ -704,7 +800,7 @@ def train(cfg: Config, ds: data.Dataset | None = None, on_step=None, on_epoch=No
     forced_losses: list = []
     with precision.policy("strict"), _torch_threads(cfg.torch_threads if cfg.device == "cpu" else 0):
         sides = {fw: SIDES[fw](cfg, kwargs, sd, ds) for fw in cfg.frameworks}
-        forced = JaxSide(cfg, kwargs, sd, ds) if len(sides) == 2 else None
+        forced = sides["jax"].fork() if len(sides) == 2 else None
         shuffler = data.Shuffler(len(ds.x_train), cfg.batch_size, seed=cfg.seed)
         step, total = 0, cfg.epochs * shuffler.steps_per_epoch
         allowed = curves.excused_allowed(len(curves.segment_slices(total, k)))

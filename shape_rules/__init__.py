@@ -2,9 +2,13 @@
 
 Pure Python that imports neither framework, so `jax_impl` and `torch_impl` share one copy of each
 rule and of its error message (the leaves still never import each other). Each leaf keeps what is
-layout-specific, such as checking an NHWC or an NCHW input.
+layout-specific, such as checking an NHWC or an NCHW input. The dtype rules (what each op accepts
+and returns, by torch's behaviour) live in `shape_rules.dtypes`.
 """
 from __future__ import annotations
+
+from shape_rules import dtypes  # noqa: F401  (imported here so the no-framework import check covers it)
+from shape_rules.dtypes import DtypeError  # noqa: F401
 
 AXES = ("height", "width")
 

@@ -81,7 +81,7 @@ def test_mnist_folder_of_small_idx_files(tmp_path, gz):
     assert ds.y_train.dtype == np.int64
     raw = data.read_idx(tmp_path / ("train-images-idx3-ubyte" + (".gz" if gz else "")))
     np.testing.assert_array_equal(ds.x_train[:, 0], (raw / 255.0).astype(np.float32))
-    assert data.load(f"mnist:{tmp_path}").name == "mnist"
+    assert data.load(f"mnist:{tmp_path}").name == f"mnist:{tmp_path}"
 
 
 def test_mnist_errors(tmp_path):

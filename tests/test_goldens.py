@@ -79,7 +79,7 @@ def test_linear_10_to_5_on_ones_3_10(fw):
     if fw == "jax":
         layer = J.layers.Linear(10, 5, rngs=nnx.Rngs(0))
         layer.bias[...] = jnp.asarray(bias)
-        y = layer(jnp.ones((3, 10)))
+        y = layer(jnp.ones((3, 10), jnp.float32))
         w = np.asarray(layer.kernel[...]).T  # kernel is (in, out)
     else:
         layer = T.layers.Linear(10, 5)

@@ -80,10 +80,10 @@ def _linreg_step(loss_j, lr_j, lr_t=0.03):
     ds = data.synthetic_linear(n=20, seed=1, test_fraction=0.0).astype("float64")
     x, y = ds.x_train, ds.y_train
     sd = {"w": np.full((2, 1), 0.01), "b": np.zeros(1)}
-    jm = training.build("linreg", {"in_features": 2}, "jax", "float64", sd)
+    jm = training.build("linear_regression", {"in_features": 2}, "jax", "float64", sd)
     jt = J.train.Trainer(jm, J.optim.sgd(lr=lr_j), loss_j)
     jt.step(jnp.asarray(x), jnp.asarray(y))
-    tm = training.build("linreg", {"in_features": 2}, "torch", "float64", sd)
+    tm = training.build("linear_regression", {"in_features": 2}, "torch", "float64", sd)
     T.train.Trainer(tm, T.optim.from_library("sgd", lr=lr_t), torch.nn.MSELoss()).step(torch.tensor(x), torch.tensor(y))
     jp = jt.model
     return (np.asarray(jp.w[...]), np.asarray(jp.b[...])), (tm.w.detach().numpy(), tm.b.detach().numpy())
@@ -106,12 +106,12 @@ def test_trap23_cross_entropy_reduction_in_a_training_step():
     sd = {"linear.weight": np.full((10, 64), 0.01), "linear.bias": np.zeros(10)}
 
     def step(loss_j):
-        jm = training.build("softmax", {"in_features": 64}, "jax", "float64", sd)
+        jm = training.build("linear_net", {"in_features": 64}, "jax", "float64", sd)
         jt = J.train.Trainer(jm, J.optim.sgd(lr=0.1), loss_j)
         jt.step(jnp.asarray(ds.x_train.transpose(0, 2, 3, 1)), jnp.asarray(ds.y_train))
         return np.asarray(jt.model.linear.kernel[...]).T
 
-    tm = training.build("softmax", {"in_features": 64}, "torch", "float64", sd)
+    tm = training.build("linear_net", {"in_features": 64}, "torch", "float64", sd)
     T.train.Trainer(tm, T.optim.from_library("sgd", lr=0.1), torch.nn.CrossEntropyLoss()).step(
         torch.tensor(ds.x_train), torch.tensor(ds.y_train))
     want = tm.linear.weight.detach().numpy()
@@ -128,7 +128,7 @@ def test_trap29_short_last_batch_recompiles():
     x, y = jnp.asarray(ds.x_train.transpose(0, 2, 3, 1)), jnp.asarray(ds.y_train)
 
     def trainer():
-        return J.train.Trainer(training.build("softmax", {"in_features": 64}, "jax", "float32"), J.optim.sgd(lr=0.1),
+        return J.train.Trainer(training.build("linear_net", {"in_features": 64}, "jax", "float32"), J.optim.sgd(lr=0.1),
                                J.losses.cross_entropy)
 
     t = trainer()

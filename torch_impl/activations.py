@@ -1,8 +1,14 @@
 """Activation functions in PyTorch, written out (SEEDS.md §4).
 
 Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (trap 24).
+dtypes (shape_rules.dtypes): the written-out log-sigmoid, softmax and log-softmax accept what torch's
+own kernels accept (floating input only), and every refusal raises the shared message.
 """
 import torch
+
+from shape_rules.dtypes import KINDS, check_dtype
+
+_RELU = frozenset(getattr(torch, n) for n in KINDS["floating or integer"][0])
 
 
 def relu(x):
@@ -10,6 +16,8 @@ def relu(x):
 
     `torch.clamp_min(x, 0)` would give 1 there; `torch.relu` gives 0, like `jax.nn.relu`.
     """
+    if x.dtype not in _RELU:  # bool: torch's "Boolean inputs not supported"; complex: no clamp
+        check_dtype("relu", "input", x.dtype)
     return torch.relu(x)
 
 
@@ -20,6 +28,8 @@ def sigmoid(x):
 
 def log_sigmoid(x):
     """log(1 / (1 + e^{-x})) = -softplus(-x), computed without overflow."""
+    if not x.is_floating_point():  # as F.logsigmoid (this form would compute complex input)
+        check_dtype("log_sigmoid", "input", x.dtype)
     return -torch.logaddexp(torch.zeros_like(x), -x)
 
 
@@ -30,6 +40,8 @@ def tanh(x):
 
 def softmax(x, axis=-1):
     """e^{x_i} / Σ_j e^{x_j} along `axis`, computed as exp(x − max) / Σ exp(x − max)."""
+    if not x.is_floating_point():  # as torch.softmax (this form would give float32 for integers)
+        check_dtype("softmax", "input", x.dtype)
     z = x - torch.amax(x, dim=axis, keepdim=True).detach()
     e = torch.exp(z)
     return e / torch.sum(e, dim=axis, keepdim=True)
@@ -37,6 +49,8 @@ def softmax(x, axis=-1):
 
 def log_softmax(x, axis=-1):
     """x_i − log Σ_j e^{x_j} along `axis`, with the max subtracted inside the log-sum-exp."""
+    if not x.is_floating_point():
+        check_dtype("log_softmax", "input", x.dtype)
     z = x - torch.amax(x, dim=axis, keepdim=True).detach()
     return z - torch.log(torch.sum(torch.exp(z), dim=axis, keepdim=True))
 
@@ -45,4 +59,6 @@ def gelu(x, approximate="none"):
     """x·Φ(x), exact (with erf) or approximate='tanh'; Flax's `jax.nn.gelu` defaults to tanh (trap 15)."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    if not x.is_floating_point():
+        check_dtype("gelu", "input", x.dtype)
     return torch.nn.functional.gelu(x, approximate=approximate)

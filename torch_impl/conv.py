@@ -1,6 +1,7 @@
 """2-D convolution in PyTorch (NCHW input, OIHW weight), with input validation.
 
 Flax's twin is NHWC with an HWIO kernel (trap 3); both use torch's padding rules (traps 5, 6).
+An integer layer or an input of another dtype than the layer's raises the shared dtype message.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from shape_rules import check_fits, conv_args, conv_pads
+from shape_rules.dtypes import check_input_matches_layer, check_layer_dtype
 
 from torch_impl.checks import check_input
 
@@ -22,6 +24,7 @@ class Conv2d(nn.Conv2d):
                  groups=1, bias=True, *, dtype=torch.float32):
         kernel_size, stride, padding, dilation = conv_args(
             in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        check_layer_dtype("Conv2d", dtype)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
                          bias, dtype=dtype)
 
@@ -30,5 +33,7 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x):
         check_input("Conv2d", x, self.in_channels)
+        if x.dtype != self.weight.dtype:
+            check_input_matches_layer("Conv2d", x.dtype, self.weight.dtype)
         check_fits("Conv2d", tuple(x.shape[2:]), self._pads(), self.kernel_size, self.dilation)
         return super().forward(x)

@@ -2,9 +2,16 @@
 
 torch stores a Linear's `weight` as (out, in) and computes x @ weight.T + bias; Flax stores
 `kernel` as (in, out) (trap 2). Default inits differ between the frameworks (trap 16).
+dtypes (shape_rules.dtypes): torch's own refusals (integer layers, an input of another dtype than the
+layer's) raise the shared message before the kernel would raise a RuntimeError.
 """
 import torch
 from torch import nn
+
+from shape_rules.dtypes import (KINDS, check_dtype, check_input_matches_layer, check_layer_dtype,
+                                check_same_dtype, complex32_error)
+
+_NUMERIC = frozenset(getattr(torch, n) for n in KINDS["numeric"][0])
 
 
 def neuron(x, w, b):
@@ -20,7 +27,14 @@ def neuron(x, w, b):
     if b_shape not in ((), (w.shape[1],)):
         raise ValueError(f"neuron: b must have shape ({w.shape[1]},) or be a scalar for w of shape "
                          f"{tuple(w.shape)}, got {b_shape}")
-    return torch.sigmoid(x @ w + b)
+    if x.dtype != w.dtype or x.dtype not in _NUMERIC:
+        for name, t in (("x", x), ("w", w)):
+            check_dtype("neuron", name, t.dtype)
+        check_same_dtype("neuron", "x", x.dtype, "w", w.dtype, "cast one of them (as torch's matmul)")
+    z = x @ w + b
+    if z.dtype == torch.complex32:
+        raise complex32_error("neuron")
+    return torch.sigmoid(z)
 
 
 class Linear(nn.Linear):
@@ -30,12 +44,15 @@ class Linear(nn.Linear):
         if in_features < 1 or out_features < 1:
             raise ValueError(f"Linear: in_features and out_features must be >= 1, "
                              f"got {in_features} and {out_features}")
+        check_layer_dtype("Linear", dtype)
         super().__init__(in_features, out_features, bias=bias, dtype=dtype)
 
     def forward(self, x):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input's last axis must be in_features={self.in_features}, "
                              f"got shape {tuple(x.shape)}")
+        if x.dtype != self.weight.dtype:
+            check_input_matches_layer("Linear", x.dtype, self.weight.dtype)
         return super().forward(x)
 
 
@@ -75,7 +92,9 @@ class Dropout(nn.Dropout):
             raise ValueError(f"Dropout: mask must have the input's shape {tuple(x.shape)}, "
                              f"got {tuple(mask.shape)}")
         if self.p == 1.0:
-            return x * torch.zeros((), dtype=x.dtype, device=x.device)  # torch's own p=1 rule
+            return x * torch.zeros((), dtype=x.dtype, device=x.device)  # torch's own p=1 rule, any dtype
+        if not x.is_floating_point():  # torch draws a mask for floating input only; the hook follows
+            check_dtype("Dropout", "input", x.dtype, when=" in training with 0 < p < 1")
         if mask is None:
             return super().forward(x)
         return x * mask.to(x.dtype) * torch.tensor(1.0 / (1.0 - self.p), dtype=x.dtype, device=x.device)

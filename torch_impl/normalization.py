@@ -1,6 +1,8 @@
 """Batch normalisation in PyTorch over NCHW input, with input validation.
 
 Flax's twin keeps torch's meaning of momentum and torch's unbiased running variance (traps 11–13).
+dtypes: a floating layer; the input has its dtype or is float16/bfloat16 into a float32 layer (torch's
+mixed mode); anything else raises the shared dtype message instead of the kernel's RuntimeError.
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import torch
 from torch import nn
 
 from shape_rules import check_batchnorm_args
+from shape_rules.dtypes import check_batchnorm_input, check_layer_dtype
 
 from torch_impl.checks import check_input
 
@@ -20,10 +23,13 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=torch.float32):
         check_batchnorm_args(num_features, eps, momentum)
+        check_layer_dtype("BatchNorm2d", dtype)
         super().__init__(num_features, float(eps), float(momentum), affine, dtype=dtype)
 
     def forward(self, x):
         check_input("BatchNorm2d", x, self.num_features, "num_features")
+        if x.dtype != self.running_mean.dtype:  # the layer's dtype is floating (checked when built)
+            check_batchnorm_input(x.dtype, self.running_mean.dtype)
         if self.training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
             raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, "
                              f"got input shape {tuple(x.shape)}")

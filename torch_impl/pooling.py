@@ -1,14 +1,21 @@
 """Pooling in PyTorch on NCHW input: max, average and adaptive average, with input validation.
 
 Flax's twins implement torch's output-size formula, ceil_mode and divisors themselves (traps 7–10).
+An input dtype torch's kernels lack (bool, complex; integers for the average pools but int64 for
+AvgPool2d) raises the shared dtype message instead of the kernel's NotImplementedError.
 """
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from shape_rules import at_least, pair, pool_args, pool_out_size
+from shape_rules.dtypes import KINDS, check_dtype
 
 from torch_impl.checks import check_input
+
+_MAX = frozenset(getattr(torch, n) for n in KINDS["floating or integer"][0])
+_AVG = frozenset(getattr(torch, n) for n in KINDS["floating or int64"][0])
 
 
 def _check_geometry(layer, x, kernel, stride, padding, dilation, ceil_mode):
@@ -30,6 +37,8 @@ class MaxPool2d(nn.MaxPool2d):
     def forward(self, x):
         _check_geometry("MaxPool2d", x, self.kernel_size, self.stride, self.padding, self.dilation,
                         self.ceil_mode)
+        if x.dtype not in _MAX:
+            check_dtype("MaxPool2d", "input", x.dtype)
         return super().forward(x)
 
 
@@ -47,6 +56,8 @@ class AvgPool2d(nn.AvgPool2d):
     def forward(self, x):
         _check_geometry("AvgPool2d", x, self.kernel_size, self.stride, self.padding, (1, 1),
                         self.ceil_mode)
+        if x.dtype not in _AVG:
+            check_dtype("AvgPool2d", "input", x.dtype)
         return super().forward(x)
 
 
@@ -65,4 +76,6 @@ class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
         check_input("AdaptiveAvgPool2d", x, None)
         if 0 in x.shape[2:]:
             raise ValueError(f"AdaptiveAvgPool2d: expected a non-empty input, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            check_dtype("AdaptiveAvgPool2d", "input", x.dtype)
         return super().forward(x)

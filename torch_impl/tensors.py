@@ -1,5 +1,21 @@
-"""Tensor basics in PyTorch: creation, products, shape changes, NumPy interop (SEEDS.md §1)."""
+"""Tensor basics in PyTorch: creation, products, shape changes, NumPy interop (SEEDS.md §1).
+
+dtypes (shape_rules.dtypes): matmul and mm refuse bool and mixed dtypes with the message JAX's twin
+gives (torch's own is a RuntimeError from the kernel); mul promotes by torch's rules, which JAX's twin copies.
+"""
 import torch
+
+from shape_rules.dtypes import KINDS, check_dtype, check_same_dtype, complex32_error
+
+_NUMERIC = frozenset(getattr(torch, n) for n in KINDS["numeric"][0])
+
+
+def _check_product(op, a, b):
+    """One numeric dtype for both operands; the shared checks (and their message) only when that fails."""
+    if a.dtype != b.dtype or a.dtype not in _NUMERIC:
+        check_dtype(op, "a", a.dtype)
+        check_dtype(op, "b", b.dtype)
+        check_same_dtype(op, "a", a.dtype, "b", b.dtype, "cast one of them (torch never mixes dtypes here)")
 
 
 def randn(key, shape, dtype=torch.float32):
@@ -26,7 +42,8 @@ def eye(n, dtype=torch.float32):
 
 
 def matmul(a, b):
-    """Matrix product with batch broadcasting, like `a @ b`."""
+    """Matrix product with batch broadcasting, like `a @ b`; a and b share one numeric dtype."""
+    _check_product("matmul", a, b)
     return torch.matmul(a, b)
 
 
@@ -38,12 +55,16 @@ def mm(a, b):
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"mm: a of shape {tuple(a.shape)} and b of shape {tuple(b.shape)} "
                          f"cannot be multiplied ({a.shape[1]} != {b.shape[0]})")
+    _check_product("mm", a, b)
     return torch.mm(a, b)
 
 
 def mul(a, b):
-    """Elementwise (Hadamard) product with broadcasting."""
-    return a * b
+    """Elementwise (Hadamard) product with broadcasting, in torch's result dtype (JAX's twin copies the rule)."""
+    out = a * b
+    if out.dtype == torch.complex32:  # float16 × complex: JAX has no complex32, so both twins refuse
+        raise complex32_error("mul")
+    return out
 
 
 def reshape(x, shape):

@@ -25,8 +25,8 @@ _HELP = {
     "synthetic-linear; nothing is downloaded", "batch_size": "examples per step", "lr": "learning rate",
     "momentum": "SGD momentum (SGD only)", "weight_decay": "weight decay (torch's meaning per optimiser)",
     "dtype": "float32 or float64", "device": "cpu or cuda", "seed": "weights, data split and batch order",
-    "torch_threads": "torch's CPU threads while training (1 by default: small steps gain nothing from "
-                     "more; 0 keeps torch's own setting)",
+    "torch_threads": "torch's CPU threads while training (small steps gain nothing from more; 0 keeps "
+                     "torch's own setting)",
 }
 _CHOICES = {"model": training.MODELS, "optimizer": training.OPTIMIZERS,
             "framework": (*training.FRAMEWORKS, "both"), "dtype": precision.DTYPES, "device": precision.DEVICES}
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
     for f in dataclasses.fields(training.Config):  # one flag per Config field, by name
         kind = {"int": int, "float": float}.get(str(f.type).split(" |")[0], str)
         default = None if f.default is dataclasses.MISSING else f.default
-        help_text = f"{_HELP[f.name]}; {getattr(training, 'defaults_help', lambda n: 'TEMP')(f.name)}"
+        help_text = f"{_HELP[f.name]}; {training.defaults_help(f.name)}"
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=default,
                        choices=_CHOICES.get(f.name), help=help_text)
     p.add_argument("--log-dir", default="runs", help="writes <log-dir>/<name>/{jax,torch}, loss.png, summary.json")

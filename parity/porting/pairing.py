@@ -1,0 +1,428 @@
+"""Pairing a torch model's layers with a Flax NNX model's, and converting weights both ways.
+
+The layers are paired by name when both models give every parametrised layer the same dotted name
+(torch `layer1.0.conv1` ⇄ Flax path ('layer1', 0, 'conv1'); nnx.Sequential's `layers` step is
+ignored), otherwise in execution order: the order in which one forward pass first calls them, found
+by running both models once on the inputs. Not definition order: torch keeps attributes in the order
+`__init__` assigns them but NNX iterates them sorted by name, so the two definition orders of the
+same model differ; execution order is also the order in which a first divergence is sought. Layers
+a pass never calls come last, in definition order. Each pair must be of the same kind and its
+converted parameters must have the Flax layer's shapes; otherwise pairing refuses, naming the first
+pair that fails. Conversions are the rules of parity/convert.py, so they are exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from flax import nnx
+
+from parity.porting import kinds
+from parity.porting.trace import Leaf, flax_name
+
+
+class PortingError(ValueError):
+    """The models or inputs cannot be compared as given; the message (one line) says why and what to do."""
+
+
+def _where(leaf: Leaf) -> str:
+    return f"{leaf.side} `{leaf.label}` ({leaf.cls}, {leaf.defined})"
+
+
+class Pair:
+    """A torch layer and the Flax layer that computes the same thing. `flatten` is (C, H·W, 1) for a
+    Linear reading a flattened (C, H, W) map that Flax flattens in (H, W, C) order (docs/traps.md, trap 4)."""
+
+    def __init__(self, index: int, kind: str, t: Leaf, f: Leaf, flatten=None):
+        self.index, self.kind, self.torch, self.flax, self.flatten = index, kind, t, f, flatten
+
+    def describe(self) -> str:
+        return f"pair {self.index + 1}: {_where(self.torch)} ⇄ {_where(self.flax)}"
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "torch": self.torch.name, "flax": list(self.flax.path),
+                "flatten_chw": list(self.flatten) if self.flatten else None}
+
+
+# ---------------------------------------------------------------- nested pure dicts
+def _get(tree: dict, path: tuple):
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
+def _set(tree: dict, path: tuple, value: dict) -> None:
+    for k in path:
+        tree = tree.setdefault(k, {})
+    tree.update(value)
+
+
+def _flat(tree, prefix=()):
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            yield from _flat(v, prefix + (k,))
+        else:
+            yield prefix + (k,), v
+
+
+def normalised_flax_name(model, path: tuple) -> str:
+    """The Flax path as torch would name it: nnx.Sequential's `layers` step dropped."""
+    out, node = [], model
+    skip = False
+    for k in path:
+        child = node[k] if isinstance(k, int) else getattr(node, k)
+        if not (skip and k == "layers"):
+            out.append(str(k))
+        skip = isinstance(child, nnx.Sequential)
+        node = child
+    return ".".join(out)
+
+
+def torch_state(leaf: Leaf) -> dict:
+    return {k: v.detach().cpu().numpy() for k, v in leaf.module.state_dict().items()}
+
+
+# ---------------------------------------------------------------- the pairing
+class Pairing:
+    """Which torch layer is which Flax layer, and the weight conversions between the two models."""
+
+    def __init__(self, pairs, free, loose, strategy, notes, torch_leaves, flax_leaves):
+        self.pairs: list[Pair] = pairs  # layers with parameters, in torch's execution order
+        self.free: list[Pair] = free  # parameterless layers paired by kind (dropout, pooling, flatten, ...)
+        self.loose: list[tuple[str, tuple]] = loose  # torch parameter name ⇄ Flax path, outside any layer
+        self.strategy, self.notes = strategy, notes
+        self.torch_leaves, self.flax_leaves = torch_leaves, flax_leaves
+
+    def of_torch(self, name: str) -> Pair | None:
+        for p in self.pairs + self.free:
+            if p.torch.name == name:
+                return p
+        return None
+
+    def of_flax(self, name: str) -> Pair | None:
+        for p in self.pairs + self.free:
+            if p.flax.name == name:
+                return p
+        return None
+
+    def to_dict(self) -> dict:
+        return {"strategy": self.strategy, "layers": [p.to_dict() for p in self.pairs],
+                "parameterless": [p.to_dict() for p in self.free],
+                "loose_parameters": [{"torch": t, "flax": list(f)} for t, f in self.loose]}
+
+    # -- whole-model conversions (NumPy in, NumPy out)
+    def torch_to_flax(self, sd: dict) -> dict:
+        """A torch state_dict (NumPy) → the nested pure dict of the Flax model's paired arrays.
+        Counters the Flax layer does not keep (nnx.BatchNorm has no num_batches_tracked) are dropped."""
+        out: dict = {}
+        for p in self.pairs:
+            prefix = p.torch.name + "." if p.torch.name else ""
+            part = {k[len(prefix):]: np.asarray(v) for k, v in sd.items()
+                    if k.startswith(prefix) and "." not in k[len(prefix):]}
+            conv = kinds.to_flax(p.kind, part, p.flatten)
+            held = kinds.flax_arrays(p.kind, p.flax.module)
+            _set(out, p.flax.path, {k: v for k, v in conv.items() if k in held})
+        for t, f in self.loose:
+            _set(out, f[:-1], {f[-1]: np.asarray(sd[t])})
+        return out
+
+    def flax_to_torch(self, pure: dict, params_only: bool = False) -> dict:
+        """The nested pure dict of the Flax model (or of its gradients: `params_only`) → torch names and
+        layouts. Every paired array present is converted; absent ones are skipped."""
+        out = {}
+        for p in self.pairs:
+            try:
+                node = _get(pure, p.flax.path)
+            except (KeyError, IndexError, TypeError):
+                continue
+            names = kinds.FLAX_PARAMS[p.kind] + (() if params_only else kinds.FLAX_STATS.get(p.kind, ()))
+            part = {k: np.asarray(node[k]) for k in names if isinstance(node, dict) and node.get(k) is not None}
+            prefix = p.torch.name + "." if p.torch.name else ""
+            out.update({prefix + k: v for k, v in kinds.to_torch(p.kind, part, p.flatten).items()})
+        for t, f in self.loose:
+            try:
+                out[t] = np.asarray(_get(pure, f))
+            except (KeyError, IndexError, TypeError):
+                pass
+        return out
+
+    # -- loading into models (in place)
+    def load_flax(self, model, sd: dict) -> None:
+        """Write a torch state_dict (NumPy) into the Flax model, each array in the dtype and on the
+        device of the one it replaces; shapes were checked when pairing."""
+        pure = self.torch_to_flax(sd)
+        state = nnx.state(model)
+        ref = nnx.to_pure_dict(state)
+        for path, v in _flat(pure):
+            r = _get(ref, path)
+            if tuple(np.shape(r)) != tuple(np.shape(v)):
+                raise PortingError(f"flax `{flax_name(path)}`: converted shape {np.shape(v)} ≠ held {np.shape(r)}")
+        nnx.replace_by_pure_dict(state, _cast_like(ref, pure))
+        nnx.update(model, state)
+
+    def load_torch(self, model: torch.nn.Module, pure: dict) -> None:
+        """Write the Flax model's arrays (a nested pure dict) into the torch model, in its dtypes."""
+        sd = self.flax_to_torch(pure)
+        ref = model.state_dict()
+        with torch.no_grad():
+            for k, v in sd.items():
+                if tuple(ref[k].shape) != tuple(np.shape(v)):
+                    raise PortingError(f"torch `{k}`: converted shape {np.shape(v)} ≠ held {tuple(ref[k].shape)}")
+                ref[k].copy_(torch.as_tensor(np.asarray(v)).to(ref[k].dtype))
+
+
+def _cast_like(ref: dict, pure: dict) -> dict:
+    import jax
+    out = {}
+    for k, v in pure.items():
+        if isinstance(v, dict):
+            out[k] = _cast_like(ref[k], v)
+        else:
+            r = ref[k]
+            out[k] = jax.device_put(np.asarray(v).astype(r.dtype), next(iter(r.devices())))
+    return out
+
+
+# ---------------------------------------------------------------- building a pairing
+def _first_calls(calls) -> dict[str, int]:
+    order = {}
+    for c in calls:
+        order.setdefault(c.leaf.name, len(order))
+    return order
+
+
+def _ordered(leaves: dict, order: dict, want) -> list[Leaf]:
+    defined = list(leaves)
+    chosen = [lf for lf in leaves.values() if want(lf)]
+    return sorted(chosen, key=lambda lf: (order.get(lf.name, len(order) + defined.index(lf.name)),))
+
+
+def _unknown(leaves: dict) -> None:
+    for lf in leaves.values():
+        if lf.kind is None:
+            raise PortingError(
+                f"{_where(lf)} has parameters but is of no kind automatic pairing knows "
+                f"({', '.join(kinds.PARAM_KINDS)} and parameterless layers); compare its sub-layers "
+                f"by building the model from those, or compare that layer on its own")
+
+
+def _kinds_line(seq) -> str:
+    return ", ".join(lf.kind for lf in seq) or "none"
+
+
+def _loose(torch_model, flax_model, tl: dict, fl: dict) -> list[tuple[str, tuple]]:
+    """Parameters held directly by non-leaf modules (a positional embedding, say), paired by name,
+    then by shape where that is unambiguous; identity conversion."""
+    t_leaf_names = {n for n, lf in tl.items() if lf.has_params}
+    tl_loose = {}
+    for name, p in torch_model.named_parameters():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if owner not in t_leaf_names:
+            tl_loose[name] = tuple(p.shape)
+    f_leaf_paths = {lf.path for lf in fl.values() if lf.has_params}
+    fl_loose = {}
+    for path, v in _flat(nnx.to_pure_dict(nnx.state(flax_model, nnx.Param))):
+        if path[:-1] not in f_leaf_paths:
+            fl_loose[path] = tuple(np.shape(v))
+    pairs, left_f = [], dict(fl_loose)
+    by_name = {normalised_flax_name(flax_model, p): p for p in fl_loose}
+    left_t = []
+    for t, shape in tl_loose.items():
+        f = by_name.get(t)
+        if f is not None and f in left_f and left_f[f] == shape:
+            pairs.append((t, f))
+            del left_f[f]
+        else:
+            left_t.append(t)
+    for t in left_t:
+        same = [f for f, s in left_f.items() if s == tl_loose[t]]
+        if len(same) != 1 or sum(tl_loose[u] == tl_loose[t] for u in left_t) != 1:
+            raise PortingError(f"torch parameter `{t}` {tl_loose[t]} lies outside any known layer and no "
+                               f"Flax parameter of that name or of that shape alone pairs with it "
+                               f"(Flax ones left: {', '.join(flax_name(f) + ' ' + str(s) for f, s in left_f.items()) or 'none'})")
+        pairs.append((t, same[0]))
+        del left_f[same[0]]
+    if left_f:
+        f, s = next(iter(left_f.items()))
+        raise PortingError(f"Flax parameter `{flax_name(f)}` {s} lies outside any known layer and pairs "
+                           f"with no torch parameter")
+    return pairs
+
+
+def _last_map(calls, leaf):
+    """The last 4-D activation recorded before `leaf`'s first call, when that call's input is 2-D and
+    no Linear ran in between: (that call, the Linear's call), else (None, None)."""
+    first = next((i for i, c in enumerate(calls) if c.leaf is leaf), None)
+    if first is None or calls[first].in_shape is None or len(calls[first].in_shape) != 2:
+        return None, None
+    for c in reversed(calls[:first]):
+        if c.leaf.kind == "linear":
+            return None, None
+        if c.out_shape is not None and len(c.out_shape) == 4:
+            return c, calls[first]
+    return None, None
+
+
+def _flatten_of(pair: Pair, t_calls, layout: str) -> tuple | None:
+    """(C, H·W, 1) when the torch Linear reads a flattened map of C channels (the last 4-D activation
+    before it, no Linear between) and the Flax side is NHWC; `flatten_evidence` then checks the
+    Flax side's order in the data."""
+    if layout != "nhwc":
+        return None
+    t_map, _ = _last_map(t_calls, pair.torch)
+    if t_map is None:
+        return None
+    c, n_in = t_map.out_shape[1], pair.torch.module.in_features
+    if n_in % c or n_in == c:
+        return None
+    return (c, n_in // c, 1)
+
+
+def flatten_evidence(pair: Pair, f_calls) -> str | None:
+    """How the Flax model flattened the map its Linear reads, seen in one recorded pass: "hwc" (its
+    NHWC activation flattened as it is), "chw" (transposed to NCHW first), or None (something else
+    ran in between, e.g. functional pooling, and the data cannot tell)."""
+    f_map, f_lin = _last_map(f_calls, pair.flax)
+    if f_map is None or f_map.out is None or f_lin.inp is None:
+        return None
+    a, x = f_map.out, f_lin.inp
+    if a.shape[0] != x.shape[0] or a.size != x.size:
+        return None
+    n = x.shape[0]
+    if np.array_equal(a.reshape(n, -1), x):
+        return "hwc"
+    if np.array_equal(a.transpose(0, 3, 1, 2).reshape(n, -1), x):
+        return "chw"
+    return None
+
+
+def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapping=None,
+          layout: str = "nhwc") -> Pairing:
+    """Pair the leaf layers (`tl`, `fl` from trace.torch_leaves / flax_leaves) using one recorded
+    pass of each model (`t_calls`, `f_calls`), or the user's {torch_name: flax_path} `mapping`."""
+    notes: list[str] = []
+    t_order, f_order = _first_calls(t_calls), _first_calls(f_calls)
+    never = [lf.label for lf in tl.values() if lf.kind in kinds.PARAM_KINDS and lf.name not in t_order]
+    if never:
+        notes.append(f"torch layers the pass never called (paired after the others, in definition order): "
+                     f"{', '.join(never)}")
+    if mapping is not None:
+        pairs, loose, strategy = _from_mapping(torch_model, flax_model, tl, fl, t_order, mapping)
+    else:
+        _unknown(tl)
+        _unknown(fl)
+        T = _ordered(tl, t_order, lambda lf: lf.kind in kinds.PARAM_KINDS)
+        F = _ordered(fl, f_order, lambda lf: lf.kind in kinds.PARAM_KINDS)
+        f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
+        if len(T) == len(F) and all(f_names.get(t.name) is not None and f_names[t.name].kind == t.kind for t in T):
+            pairs, strategy = [Pair(i, t.kind, t, f_names[t.name]) for i, t in enumerate(T)], "by name"
+        else:
+            for i in range(max(len(T), len(F))):
+                t, f = (T[i] if i < len(T) else None), (F[i] if i < len(F) else None)
+                if t is None or f is None or t.kind != f.kind:
+                    first = (f"torch `{t.label}` ({t.kind}, {t.cls}, {t.defined})" if t else "no torch layer") + \
+                            " with " + (f"flax `{f.label}` ({f.kind}, {f.cls}, {f.defined})" if f else "no Flax layer")
+                    raise PortingError(
+                        f"cannot pair the layers: layer {i + 1} in execution order pairs {first}; torch runs "
+                        f"{len(T)} layers [{_kinds_line(T)}], Flax {len(F)} [{_kinds_line(F)}]; pass "
+                        f"weights={{torch_name: flax_path, ...}} to pair them yourself")
+            pairs, strategy = [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(zip(T, F))], "by execution order"
+        loose = _loose(torch_model, flax_model, tl, fl)
+    for p in pairs:
+        if p.kind == "linear":
+            p.flatten = _flatten_of(p, t_calls, layout)
+    _check_shapes(pairs)
+    free = _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes)
+    return Pairing(pairs, free, loose, strategy, notes, tl, fl)
+
+
+def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes) -> list[Pair]:
+    """Parameterless layers (dropout, pooling, flatten, others by class name), paired per kind in
+    execution order where both sides call as many of that kind; by name when the layers were."""
+    def free(leaves, order):
+        return _ordered(leaves, order, lambda lf: lf.kind not in kinds.PARAM_KINDS and lf.kind is not None
+                        and lf.name in order)
+    T, F = free(tl, t_order), free(fl, f_order)
+    out = []
+    if strategy == "by name":
+        f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
+        for t in T:
+            f = f_names.get(t.name)
+            if f is not None and f.kind == t.kind:
+                out.append(Pair(len(out), t.kind, t, f))
+        return out
+    for kind in dict.fromkeys(lf.kind for lf in T + F):
+        ts, fs = [t for t in T if t.kind == kind], [f for f in F if f.kind == kind]
+        if len(ts) == len(fs):
+            out += [Pair(0, kind, t, f) for t, f in zip(ts, fs)]
+        elif ts and fs:
+            notes.append(f"{kind} layers not compared one by one: torch calls {len(ts)}, Flax {len(fs)}")
+    out.sort(key=lambda p: t_order[p.torch.name])
+    for i, p in enumerate(out):
+        p.index = i
+    return out
+
+
+def _from_mapping(torch_model, flax_model, tl, fl, t_order, mapping):
+    if not isinstance(mapping, dict) or not mapping:
+        raise PortingError("weights mapping must be a non-empty dict {torch_name: flax_path}")
+    flax_params = nnx.to_pure_dict(nnx.state(flax_model, nnx.Param))
+    t_params = dict(torch_model.named_parameters())
+    by_path = {lf.path: lf for lf in fl.values()}
+    pairs, loose = [], []
+    for t_name, f_path in mapping.items():
+        if isinstance(f_path, str):
+            f_path = tuple(int(k) if k.isdigit() else k for k in f_path.split(".")) if f_path else ()
+        f_path = tuple(f_path)
+        if t_name in tl and tl[t_name].kind in kinds.PARAM_KINDS:
+            f = by_path.get(f_path)
+            if f is None:
+                raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: the Flax model has no "
+                                   f"layer at that path (its layers: {', '.join(lf.label for lf in fl.values())})")
+            if f.kind != tl[t_name].kind:
+                raise PortingError(f"weights mapping: torch `{t_name}` is a {tl[t_name].kind} layer "
+                                   f"({tl[t_name].cls}) but flax `{f.label}` a {f.kind} one ({f.cls})")
+            pairs.append((tl[t_name], f))
+        elif t_name in t_params:
+            try:
+                _get(flax_params, f_path)
+            except (KeyError, IndexError, TypeError):
+                raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: no Flax parameter "
+                                   f"at that path") from None
+            loose.append((t_name, f_path))
+        else:
+            raise PortingError(f"weights mapping: torch model has no layer or parameter `{t_name}`")
+    mapped = {t.name for t, _ in pairs} | {t for t, _ in loose}
+    for name, _ in torch_model.named_parameters():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if name not in mapped and owner not in mapped:
+            raise PortingError(f"weights mapping: torch parameter `{name}` is not covered (map its layer "
+                               f"`{owner or name}` or the parameter itself)")
+    order = sorted(pairs, key=lambda tf: t_order.get(tf[0].name, len(t_order)))
+    return [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(order)], loose, "by the given mapping"
+
+
+def _check_shapes(pairs: list[Pair]) -> None:
+    for p in pairs:
+        conv = kinds.to_flax(p.kind, torch_state(p.torch), p.flatten)
+        held = kinds.flax_arrays(p.kind, p.flax.module)
+        for k, v in conv.items():
+            if k not in held:
+                if k == "num_batches_tracked":
+                    continue  # a counter nnx.BatchNorm does not keep
+                raise PortingError(f"cannot convert {p.describe()}: torch has `{_torch_name(p.kind, k)}`, "
+                                   f"the Flax layer holds no `{k}`")
+            if tuple(np.shape(v)) != tuple(held[k].shape):
+                raise PortingError(f"cannot convert {p.describe()}: `{k}` converts to shape {tuple(np.shape(v))}, "
+                                   f"the Flax layer holds {tuple(held[k].shape)}")
+        for k in held:
+            if k not in conv:
+                raise PortingError(f"cannot convert {p.describe()}: the Flax layer holds `{k}`, torch has "
+                                   f"no `{_torch_name(p.kind, k)}`")
+
+
+_TORCH_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias",
+                "mean": "running_mean", "var": "running_var", "num_batches_tracked": "num_batches_tracked"}
+
+
+def _torch_name(kind: str, flax_key: str) -> str:
+    return _TORCH_NAMES.get(flax_key, flax_key)

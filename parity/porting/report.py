@@ -1,0 +1,262 @@
+"""The result of comparing a torch model with its Flax port: per-layer rows, the first divergence,
+a rich table, a summary line, and a JSON record (written atomically)."""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from rich.table import Table
+from rich.text import Text
+
+from parity.console import write_json_atomic
+from parity.runner import compare as _compare
+from parity.tolerances import Tolerance
+
+
+@dataclass
+class Stats:
+    """One Flax tensor against its torch counterpart (torch is the reference).
+
+    max_rel is taken beside references above atol (as parity/runner.py does); sqnr_db is
+    10·log10(Σ torch² / Σ (flax − torch)²) (inf when equal); cosine is of the flattened tensors."""
+
+    shape: tuple
+    max_abs: float
+    max_rel: float
+    mean_abs: float
+    sqnr_db: float
+    cosine: float
+    ok: bool
+    problem: str = ""
+
+
+def measure(flax_value, torch_value, tol: Tolerance) -> Stats:
+    a, b = np.asarray(flax_value), np.asarray(torch_value)
+    c = _compare(a, b, tol, "", "")
+    if a.shape != b.shape or a.dtype != b.dtype or a.dtype.kind not in "fc":
+        return Stats(tuple(b.shape), c.max_abs, c.max_rel, math.nan, math.nan, math.nan, c.ok, c.problem)
+    fin = np.isfinite(a) & np.isfinite(b)
+    a64, b64 = a[fin].astype(np.float64), b[fin].astype(np.float64)
+    d = a64 - b64
+    mean_abs = float(np.abs(d).mean()) if d.size else 0.0
+    err, sig = float(np.sum(d * d)), float(np.sum(b64 * b64))
+    sqnr = math.inf if err == 0 else (10 * math.log10(sig / err) if sig > 0 else -math.inf)
+    na, nb = float(np.linalg.norm(a64)), float(np.linalg.norm(b64))
+    cosine = 1.0 if na == nb == 0 else (float(a64 @ b64) / (na * nb) if na and nb else 0.0)
+    ok, problem = c.ok, c.problem
+    if not np.isfinite(b).all():
+        ok, problem = False, f"torch gives {int((~np.isfinite(b)).sum())} non-finite values: nothing to compare there"
+    return Stats(tuple(b.shape), c.max_abs, c.max_rel, mean_abs, sqnr, cosine, ok, problem)
+
+
+def worst(stats: list[Stats]) -> Stats | None:
+    """The largest error among several tensors (the layer's parameter gradients); ok only if all are."""
+    if not stats:
+        return None
+    w = max(stats, key=lambda s: (not s.ok, s.max_abs))
+    return Stats(w.shape, max(s.max_abs for s in stats), max(s.max_rel for s in stats),
+                 max(s.mean_abs for s in stats), min(s.sqnr_db for s in stats), min(s.cosine for s in stats),
+                 all(s.ok for s in stats), w.problem)
+
+
+@dataclass
+class Side:
+    """A layer on one side: its name, class, the class's source, the line that created it and the
+    line that called it (file:line)."""
+
+    name: str
+    cls: str
+    source: str = "?"
+    defined: str = "?"
+    called_at: str = "?"
+
+    def __str__(self) -> str:
+        return f"`{self.name}` ({self.cls}, created at {self.defined}, called at {self.called_at})"
+
+
+@dataclass
+class Row:
+    """One call of a leaf layer (torch's execution order); a layer called twice has two rows."""
+
+    index: int
+    kind: str
+    call: int
+    torch: Side | None
+    flax: Side | None
+    out: Stats | None = None
+    inp: Stats | None = None
+    state: Stats | None = None  # running statistics after a training-mode pass
+    grad: Stats | None = None  # the worst of this layer's parameter gradients (first call's row)
+    grad_names: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+    missing: str = ""  # one side did not make this call
+
+    @property
+    def compared(self) -> bool:
+        return self.out is not None or self.inp is not None
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and all(s is None or s.ok for s in (self.out, self.inp, self.state, self.grad))
+
+
+@dataclass
+class Divergence:
+    """Where the port first computes something else: `what` is "output", "input" (the layer's input
+    differs though every earlier layer agrees: the cause lies in code between layers), "running
+    statistics", "calls", "model output", "gradient" or "input gradient"."""
+
+    what: str
+    row: int | None
+    torch: Side | None
+    flax: Side | None
+    message: str
+    after: str | None = None  # the last layer that agreed
+    before: str | None = None  # the layer whose input differs
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _fmt(x, kind="e") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if kind == "db":
+        return "∞" if x == math.inf else ("-∞" if x == -math.inf else f"{x:.1f}")
+    if kind == "cos":
+        return f"{x:.6f}" if x < 0.999999 else ("1" if x == 1.0 else f"1−{1 - x:.0e}")
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+def _json_safe(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+@dataclass
+class Report:
+    """Everything one comparison found. `passed`: outputs, every paired layer's output (and input and
+    running statistics), every gradient within the tolerance; `first_divergence` otherwise."""
+
+    torch_model: str
+    flax_model: str
+    dtype: str
+    device: str
+    mode: str
+    train: bool
+    layout: str
+    direction: str
+    tolerance: Tolerance
+    rows: list[Row]
+    outputs: list[Stats]
+    input_grads: dict
+    param_grads: dict
+    first_divergence: Divergence | None
+    pairing: dict
+    notes: list[str]
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.first_divergence is None
+
+    @property
+    def layers_compared(self) -> int:
+        return sum(r.compared for r in self.rows)
+
+    def worst_layer_error(self) -> float:
+        """The largest max-abs error over the compared layers' outputs."""
+        return max((r.out.max_abs for r in self.rows if r.out is not None), default=0.0)
+
+    def summary(self) -> str:
+        mode = "training mode" if self.train else "eval mode"
+        head = (f"{self.torch_model} (torch) vs {self.flax_model} (Flax), {self.dtype} on {self.device}, "
+                f"{mode}, precision {self.mode}, rtol {self.tolerance.rtol:g} atol {self.tolerance.atol:g}: ")
+        n_grad = len(self.param_grads) + len(self.input_grads)
+        if self.passed:
+            worst_out = max((s.max_abs for s in self.outputs), default=0.0)
+            worst_grad = max((s.max_abs for s in list(self.param_grads.values()) + list(self.input_grads.values())),
+                             default=0.0)
+            return (head + f"SAME — {self.layers_compared} layers, {len(self.outputs)} outputs and {n_grad} "
+                    f"gradients agree (worst layer {self.worst_layer_error():.2g}, output {worst_out:.2g}, "
+                    f"gradient {worst_grad:.2g} max abs)")
+        return head + "DIFFERENT — " + self.first_divergence.message
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def table(self) -> Table:
+        """One row per layer call; the first divergence in bold red with a marker."""
+        t = Table(title=f"{self.torch_model} ⇄ {self.flax_model} — {self.dtype}, {self.device}, "
+                        f"{'train' if self.train else 'eval'} mode", header_style="bold")
+        for col, just in (("#", "right"), ("torch layer", "left"), ("Flax layer", "left"), ("kind", "left"),
+                          ("shape", "left"), ("max abs", "right"), ("max rel", "right"), ("mean abs", "right"),
+                          ("SQNR dB", "right"), ("cosine", "right"), ("grad max abs", "right"), ("", "left")):
+            t.add_column(col, justify=just, no_wrap=col not in ("torch layer", "Flax layer"))
+        first = self.first_divergence.row if self.first_divergence else None
+        for r in self.rows:
+            tname = f"{r.torch.name} ({r.torch.cls})" if r.torch else "—"
+            fname = f"{r.flax.name} ({r.flax.cls})" if r.flax else "—"
+            if r.call:
+                tname, fname = (f"{n} #{r.call + 1}" if n != "—" else n for n in (tname, fname))
+            s = r.out
+            shape = "×".join(map(str, s.shape)) if s else ""
+            cells = [str(r.index + 1), tname, fname, r.kind, shape, _fmt(s and s.max_abs), _fmt(s and s.max_rel),
+                     _fmt(s and s.mean_abs), _fmt(s and s.sqnr_db, "db"), _fmt(s and s.cosine, "cos"),
+                     _fmt(r.grad and r.grad.max_abs)]
+            if r.missing:
+                verdict = Text(r.missing, style="bold red")
+            elif not r.compared:
+                verdict = Text("not paired" if not (r.torch and r.flax) else "not compared", style="dim")
+            elif r.ok:
+                verdict = Text("ok", style="green")
+            else:
+                bad = [w for w, st in (("input", r.inp), ("output", r.out), ("stats", r.state), ("grad", r.grad))
+                       if st is not None and not st.ok]
+                verdict = Text(" & ".join(bad) + " differ", style="red")
+            style = None
+            if r.index == first:
+                verdict = Text("◀ FIRST DIVERGENCE: ", style="bold red") + verdict
+                style = "bold red"
+            elif not r.compared:
+                style = "dim"
+            t.add_row(*map(Text, cells), verdict, style=style)
+        return t
+
+    def lines(self) -> list[str]:
+        """The summary lines printed under the table."""
+        out = []
+        for i, s in enumerate(self.outputs):
+            out.append(f"output {i}: shape {s.shape}, max abs {s.max_abs:.3g}, max rel {s.max_rel:.3g} "
+                       f"— {'ok' if s.ok else s.problem}")
+        for name, s in self.input_grads.items():
+            out.append(f"gradient wrt {name}: max abs {s.max_abs:.3g} — {'ok' if s.ok else s.problem}")
+        if self.param_grads:
+            bad = [k for k, s in self.param_grads.items() if not s.ok]
+            w = max(self.param_grads.items(), key=lambda kv: kv[1].max_abs)
+            out.append(f"parameter gradients: {len(self.param_grads)} compared, {len(bad)} differ"
+                       f"{' (' + ', '.join(bad[:6]) + (', …' if len(bad) > 6 else '') + ')' if bad else ''}; "
+                       f"worst {w[0]} max abs {w[1].max_abs:.3g}")
+        out += [f"note: {n}" for n in self.notes]
+        return out
+
+    def to_dict(self) -> dict:
+        d = {"passed": self.passed, "summary": self.summary(), "torch_model": self.torch_model,
+             "flax_model": self.flax_model, "dtype": self.dtype, "device": self.device, "precision": self.mode,
+             "train": self.train, "layout": self.layout, "direction": self.direction,
+             "tolerance": asdict(self.tolerance), "layers_compared": self.layers_compared,
+             "first_divergence": self.first_divergence.to_dict() if self.first_divergence else None,
+             "rows": [asdict(r) for r in self.rows], "outputs": [asdict(s) for s in self.outputs],
+             "input_grads": {k: asdict(v) for k, v in self.input_grads.items()},
+             "param_grads": {k: asdict(v) for k, v in self.param_grads.items()},
+             "pairing": self.pairing, "notes": self.notes, "seconds": self.seconds}
+        return _json_safe(d)
+
+    def write_json(self, path) -> None:
+        write_json_atomic(self.to_dict(), path)

@@ -1,0 +1,296 @@
+"""`compare_training`: the same initial weights, the same batches, N optimiser steps in each framework;
+both loss curves, and the first step (and parameter) where they part.
+
+The bound is `parity.tolerances.training_curve(dtype)`: |flax − torch| <= N·u·(1 + |torch|) per step,
+for the loss and, after each step, elementwise for every parameter. It holds for free-running curves
+over one segment of `parity.curves.SEGMENT_STEPS` (20) steps; beyond that rounding drift feeds back
+step after step (parity/curves.py), so every 20 steps the Flax side restarts from torch's weights,
+statistics and optimiser slots (teacher forcing), which needs the optax state to be one whose slots
+map onto torch's (SGD momentum: `trace` ⇄ `momentum_buffer`; Adam/AdamW: `mu`, `nu`, `count` ⇄
+`exp_avg`, `exp_avg_sq`, `step`). A float32 run can, rarely, exceed the bound through a rounding event
+(a ReLU input or a max-pool runner-up within rounding of its threshold; parity/curves.py measured one
+segment in 33); rerun it in float64, where a real difference stays just as large.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import torch
+from flax import nnx
+from rich.table import Table
+
+from parity import curves, precision
+from parity.console import write_json_atomic
+from parity.porting import core, trace
+from parity.porting.pairing import PortingError, build
+from parity.porting.report import _json_safe
+from parity.tolerances import Tolerance, training_curve
+
+LOSSES = ("mse", "cross_entropy")
+
+
+def _losses(loss):
+    if isinstance(loss, tuple) and len(loss) == 2 and all(callable(f) for f in loss):
+        return loss
+    if loss == "mse":  # mean((out − y)²) in both (docs/traps.md, trap 22)
+        return (torch.nn.functional.mse_loss, lambda o, y: jnp.mean((o - y) ** 2))
+    if loss == "cross_entropy":  # mean over the batch, classes on the last axis of (N, C) logits (trap 23)
+        return (torch.nn.functional.cross_entropy,
+                lambda o, y: optax.softmax_cross_entropy_with_integer_labels(o, y).mean())
+    raise PortingError(f"loss must be 'mse', 'cross_entropy' or a (torch_fn, jax_fn) pair; got {loss!r}")
+
+
+@dataclass
+class TrainingReport:
+    """Both loss curves (per step, float64) and where they first part. Steps are 1-based."""
+
+    torch_model: str
+    flax_model: str
+    dtype: str
+    device: str
+    steps: int
+    tolerance: Tolerance
+    torch_losses: np.ndarray
+    flax_losses: np.ndarray
+    param_errors: np.ndarray  # per step: the largest parameter error, in multiples of the bound
+    first_loss_step: int | None
+    first_param_step: int | None
+    first_param: str | None
+    forced_every: int | None
+    notes: list = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.first_loss_step is None and self.first_param_step is None
+
+    def summary(self) -> str:
+        head = (f"{self.torch_model} (torch) vs {self.flax_model} (Flax), {self.steps} steps, {self.dtype} on "
+                f"{self.device}, bound {self.tolerance.rtol:.3g}·(1 + |value|): ")
+        if self.passed:
+            worst = float(np.max(np.abs(self.flax_losses - self.torch_losses), initial=0.0))
+            return head + (f"SAME — losses within {worst:.2g} of each other; parameters within "
+                           f"{float(np.max(self.param_errors, initial=0.0)):.2g} of the bound")
+        parts = []
+        if self.first_loss_step is not None:
+            k = self.first_loss_step - 1
+            parts.append(f"losses part at step {self.first_loss_step} (torch {self.torch_losses[k]:.9g}, "
+                         f"Flax {self.flax_losses[k]:.9g})")
+        if self.first_param_step is not None:
+            parts.append(f"parameters part after step {self.first_param_step}, first `{self.first_param}` "
+                         f"({self.param_errors[self.first_param_step - 1]:.3g}× the bound)")
+        return head + "DIFFERENT — " + "; ".join(parts)
+
+    def table(self, every: int = 1) -> Table:
+        t = Table(title=f"{self.torch_model} ⇄ {self.flax_model}: training", header_style="bold")
+        for col in ("step", "torch loss", "Flax loss", "|Δ loss|", "params (× bound)", ""):
+            t.add_column(col, justify="right")
+        for k in range(0, self.steps, every):
+            a, b = self.torch_losses[k], self.flax_losses[k]
+            bad = (self.first_loss_step == k + 1) or (self.first_param_step == k + 1)
+            t.add_row(str(k + 1), f"{a:.9g}", f"{b:.9g}", f"{abs(a - b):.2g}", f"{self.param_errors[k]:.2g}",
+                      "◀ parts" if bad else "", style="bold red" if bad else None)
+        return t
+
+    def to_dict(self) -> dict:
+        return _json_safe({
+            "passed": self.passed, "summary": self.summary(), "torch_model": self.torch_model,
+            "flax_model": self.flax_model, "dtype": self.dtype, "device": self.device, "steps": self.steps,
+            "tolerance": {"rtol": self.tolerance.rtol, "atol": self.tolerance.atol, "source": self.tolerance.source},
+            "torch_losses": self.torch_losses.tolist(), "flax_losses": self.flax_losses.tolist(),
+            "param_errors_over_bound": self.param_errors.tolist(), "first_loss_step": self.first_loss_step,
+            "first_param_step": self.first_param_step, "first_param": self.first_param,
+            "forced_every": self.forced_every, "notes": self.notes, "seconds": self.seconds})
+
+    def write_json(self, path) -> None:
+        write_json_atomic(self.to_dict(), path)
+
+
+# optax states whose slots map onto torch's optimiser state, by name
+_SLOTS = {optax.ScaleByAdamState: {"mu": "exp_avg", "nu": "exp_avg_sq", "count": "step"},
+          optax.TraceState: {"trace": "momentum_buffer"}}
+
+
+def _force_slots(opt_state, torch_opt, pairing, params_state, names):
+    """The optax state with its slots replaced by torch's (converted to Flax layout)."""
+    by_param = {id(p): n for n, p in names.items()}
+
+    def slot(torch_key):
+        sd = {}
+        step = 0
+        for group in torch_opt.param_groups:
+            for p in group["params"]:
+                st = torch_opt.state.get(p, {})
+                if torch_key == "step":
+                    step = int(st.get("step", 0))
+                elif torch_key in st:
+                    sd[by_param[id(p)]] = st[torch_key].detach().cpu().numpy()
+        return step if torch_key == "step" else sd
+
+    def walk(s):
+        m = _SLOTS.get(type(s))
+        if m:
+            new = {}
+            for field_, key in m.items():
+                old = getattr(s, field_)
+                if key == "step":
+                    new[field_] = jnp.asarray(slot("step"), old.dtype)
+                else:
+                    sd = slot(key)
+                    ref = nnx.to_pure_dict(old)
+                    pure = pairing.torch_to_flax(sd) if sd else jax.tree.map(np.zeros_like, ref)
+                    filled = jax.tree.map(lambda a: a, old)
+                    nnx.replace_by_pure_dict(filled, jax.tree.map(lambda r, v: jnp.asarray(v, r.dtype), ref,
+                                                                  _complete(ref, pure)))
+                    new[field_] = filled
+            return s._replace(**new)
+        if type(s) is tuple:
+            return tuple(walk(x) for x in s)
+        if isinstance(s, (optax.EmptyState, optax.ScaleByScheduleState)) or not jax.tree.leaves(s):
+            return s
+        if any(np.shape(a) == np.shape(b) for a in jax.tree.leaves(s) for b in jax.tree.leaves(params_state)
+               if np.ndim(a) > 0):
+            raise PortingError(f"steps > {curves.SEGMENT_STEPS}: teacher forcing cannot map the optax state "
+                               f"{type(s).__name__} onto torch's optimiser state (known: SGD momentum, Adam, "
+                               f"AdamW); run at most {curves.SEGMENT_STEPS} steps")
+        return s
+    return walk(opt_state)
+
+
+def _complete(ref: dict, pure: dict) -> dict:
+    out = {}
+    for k, r in ref.items():
+        if isinstance(r, dict):
+            out[k] = _complete(r, pure.get(k, {}) if isinstance(pure, dict) else {})
+        else:
+            out[k] = pure[k] if isinstance(pure, dict) and k in pure else np.zeros(np.shape(r))
+    return out
+
+
+def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, optax_tx, steps: int | None = None,
+                     *, loss="mse", dtype: str = "float32", device: str = "cpu", mode: str = "strict",
+                     weights="torch->flax", layout: str = "nhwc", train: bool = True, seed: int = core.SEED,
+                     torch_kwargs: dict | None = None, flax_kwargs: dict | None = None) -> TrainingReport:
+    """Train a copy of each model from the same weights on the same batches for `steps` steps.
+
+    `batches`: a sequence of (x, y) in torch's layout (x one array or a tuple of them), used in order
+    and cycled; `torch_optimizer_factory(parameters)` builds the torch optimiser, `optax_tx` is the
+    optax transformation; `loss` is 'mse', 'cross_entropy' or a (torch_fn(out, y), jax_fn(out, y)) pair.
+    Training mode by default (train=False trains in eval mode); paired Dropouts share one mask per
+    step. The caller's models are not changed."""
+    t0 = time.perf_counter()
+    batches = list(batches)
+    if not batches:
+        raise PortingError("no batches given")
+    steps = len(batches) if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise PortingError(f"steps must be an integer >= 1; got {steps!r}")
+    if not callable(torch_optimizer_factory):
+        raise PortingError("torch_optimizer_factory must be callable: parameters → torch optimiser")
+    if not (hasattr(optax_tx, "init") and hasattr(optax_tx, "update")):
+        raise PortingError("optax_tx must be an optax.GradientTransformation")
+    t_loss, j_loss = _losses(loss)
+    for name, value, choices in (("dtype", dtype, precision.DTYPES), ("mode", mode, precision.MODES)):
+        core._choice(name, value, choices)
+    if callable(weights) and not isinstance(weights, dict):
+        raise PortingError("compare_training takes weights='torch->flax', 'flax->torch' or a {torch_name: "
+                           "flax_path} mapping")
+    mapping, _, direction = core._weights_arg(weights, None)
+    data = []
+    for i, b in enumerate(batches):
+        if not (isinstance(b, (tuple, list)) and len(b) == 2):
+            raise PortingError(f"batch {i}: expected (x, y), got {type(b).__name__}")
+        data.append((core.as_numpy_inputs(b[0], dtype), core.as_numpy_inputs(b[1], dtype)[0]))
+    notes: list[str] = []
+    tol = training_curve(dtype)
+    seg = curves.SEGMENT_STEPS
+
+    with precision.policy(mode):
+        t, f, tl, fl, np_in, t_kw, runner, _, masks = core._prepare(
+            torch_model, flax_model, data[0][0], dtype, device, mode, layout, train, torch_kwargs, flax_kwargs,
+            seed, notes)
+        tdev, jdev = core._tdev(t), precision.jax_device(device)
+        f_kw = dict(flax_kwargs or {})
+        with trace.patched({type(lf.module) for lf in fl.values()}):
+            pairing = core.pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, None, direction, layout,
+                                            notes)
+            if any(p.flatten for p in pairing.pairs):
+                f_calls, _, _ = runner.record(pairing)
+                core._check_flatten(pairing, f_calls, t, f, direction, None)
+            names = dict(t.named_parameters())
+            opt = torch_optimizer_factory(t.parameters())
+            graphdef, params, rest = nnx.split(f, nnx.Param, ...)
+            opt_state = optax_tx.init(params)
+
+            def jax_step(params, rest, opt_state, xs, y, mask_arrays):
+                handler = trace.flax_recorder(None, core._mask_store(mask_arrays, layout).flax_inject(pairing, train))
+
+                def lossf(p):
+                    m = nnx.merge(graphdef, p, rest)
+                    with trace.bind(m, fl, handler):
+                        out = m(*xs, **f_kw)
+                    out_t = jnp.transpose(out, (0, 3, 1, 2)) if layout == "nhwc" and out.ndim == 4 else out
+                    return j_loss(out_t, y), nnx.split(m, nnx.Param, ...)[2]
+                (value, new_rest), grads = jax.value_and_grad(lossf, has_aux=True)(params)
+                updates, new_opt = optax_tx.update(grads, opt_state, params)
+                return optax.apply_updates(params, updates), new_rest, new_opt, value
+
+            step_fn = jax.jit(jax_step)
+            t_losses, f_losses, p_err = [], [], []
+            first_loss = first_param_step = first_param = None
+            for k in range(steps):
+                xs, y = data[k % len(data)]
+                if k and k % seg == 0:  # teacher forcing: restart the Flax side from torch's state
+                    params, rest = _state_from_torch(t, f, pairing)
+                    opt_state = _force_slots(opt_state, opt, pairing, params, names)
+                masks.masks = {}
+                t_in = [torch.as_tensor(x, device=tdev) for x in xs]
+                opt.zero_grad(set_to_none=True)
+                with core._framework("torch", [x.shape for x in xs]), \
+                        trace.torch_tracer(tl.values(), None, masks.torch_inject(pairing)):
+                    out = t(*t_in, **t_kw)
+                    lv = t_loss(out, torch.as_tensor(y, device=tdev))
+                    lv.backward()
+                    opt.step()
+                mask_arrays = core._mask_args(masks.masks)
+                f_in = [jax.device_put(a, jdev) for a in core.flax_inputs(xs, layout)[0]]
+                with core._framework("Flax", [x.shape for x in xs]):
+                    params, rest, opt_state, fv = step_fn(params, rest, opt_state, f_in, jax.device_put(y, jdev),
+                                                          mask_arrays)
+                a, b = float(lv.detach().cpu()), float(fv)
+                t_losses.append(a)
+                f_losses.append(b)
+                if first_loss is None and not abs(b - a) <= tol.atol + tol.rtol * abs(a):
+                    first_loss = k + 1
+                f_params = pairing.flax_to_torch(jax.tree.map(np.asarray, nnx.to_pure_dict(params)),
+                                                 params_only=True)
+                worst, worst_name = 0.0, None
+                for n, p in names.items():
+                    ref = p.detach().cpu().numpy().astype(np.float64)
+                    err = np.abs(f_params[n].astype(np.float64) - ref) / (tol.atol + tol.rtol * np.abs(ref))
+                    e = float(np.max(err, initial=0.0)) if np.all(np.isfinite(err)) else np.inf
+                    if e > worst:
+                        worst, worst_name = e, n
+                p_err.append(worst)
+                if first_param_step is None and worst > 1:
+                    first_param_step, first_param = k + 1, worst_name
+    if steps > seg:
+        notes.append(f"the Flax side restarted from torch's weights and optimiser state every {seg} steps "
+                     f"(teacher forcing, parity/curves.py)")
+    return TrainingReport(type(torch_model).__name__, type(flax_model).__name__, dtype, device, steps, tol,
+                          np.asarray(t_losses), np.asarray(f_losses), np.asarray(p_err), first_loss,
+                          first_param_step, first_param, seg if steps > seg else None,
+                          [*pairing.notes, *notes], time.perf_counter() - t0)
+
+
+def _state_from_torch(t, f, pairing):
+    """The Flax (params, rest) holding torch's current weights and statistics."""
+    sd = {k: v.detach().cpu().numpy() for k, v in t.state_dict().items()}
+    pairing.load_flax(f, sd)
+    _, params, rest = nnx.split(f, nnx.Param, ...)
+    return params, rest
