@@ -88,7 +88,19 @@ def _timed(runner: Runner, device: str, number: int) -> float:
 
 
 def measure(runner: Runner, device: str, settings: Settings = Settings()) -> Timing:
-    """Time a runner: first call (with compilation) alone, warm-up, calibration, samples."""
+    """Time one runner alone: first call (with compilation), warm-up, calibration, samples."""
+    t = _prepare(runner, device, settings)
+    with runner.context(), _no_gc():
+        start = clock()
+        while len(t.samples_s) < settings.repeats:
+            t.samples_s.append(_timed(runner, device, t.number) / (t.number * runner.steps))
+            if len(t.samples_s) >= settings.min_repeats and clock() - start > settings.max_time_s:
+                break
+    return t
+
+
+def _prepare(runner: Runner, device: str, settings: Settings) -> Timing:
+    """First call (with compilation) alone, a bounded warm-up, then the calls per sample."""
     with runner.context():
         first = _timed(runner, device, 1)
         one, start = first, clock()
@@ -96,15 +108,51 @@ def measure(runner: Runner, device: str, settings: Settings = Settings()) -> Tim
             one = _timed(runner, device, 1)
             if clock() - start > settings.max_time_s / 4:
                 break
-        number = max(1, min(10_000, math.ceil(settings.min_sample_s / max(one, 1e-9))))
-        t = Timing(first, number=number, steps=runner.steps)
-        with _no_gc():
-            start = clock()
-            while len(t.samples_s) < settings.repeats:
-                t.samples_s.append(_timed(runner, device, number) / (number * runner.steps))
-                if len(t.samples_s) >= settings.min_repeats and clock() - start > settings.max_time_s:
-                    break
-    return t
+    number = max(1, min(10_000, math.ceil(settings.min_sample_s / max(one, 1e-9))))
+    return Timing(first, number=number, steps=runner.steps)
+
+
+def measure_interleaved(runners: dict[str, Runner], device: str, settings: Settings = Settings()
+                        ) -> dict[str, Timing | Exception]:
+    """Time several modes of one workload round-robin: one sample of each mode per round, in an order
+    that rotates every round, so a slow minute of a noisy machine lands on every mode alike instead
+    of on whichever mode was being timed then (as torch.utils.benchmark users interleave by hand).
+
+    A mode whose first call raises is returned as its exception; the others go on. Sample k of every
+    mode comes from the same round, which `paired_ratio` uses.
+    """
+    timings: dict[str, Timing | Exception] = {}
+    for mode, r in runners.items():
+        try:
+            timings[mode] = _prepare(r, device, settings)
+        except Exception as e:  # recorded per mode, never fatal
+            timings[mode] = e
+    live = [m for m in runners if isinstance(timings[m], Timing)]
+    budget = settings.max_time_s * max(len(live), 1)
+    with _no_gc():
+        start = clock()
+        for k in range(settings.repeats):
+            for mode in live[k % len(live):] + live[:k % len(live)] if live else []:
+                r, t = runners[mode], timings[mode]
+                try:
+                    with r.context():
+                        t.samples_s.append(_timed(r, device, t.number) / (t.number * r.steps))
+                except Exception as e:
+                    timings[mode] = e
+            live = [m for m in live if isinstance(timings[m], Timing)]
+            if k + 1 >= settings.min_repeats and clock() - start > budget:
+                break
+    return timings
+
+
+def paired_ratio(a: Timing, b: Timing, resamples: int = 2000, seed: int = 0) -> dict:
+    """Median of the per-round ratios a/b (samples of one round share the machine's state), with a
+    95 % bootstrap confidence interval over rounds."""
+    n = min(len(a.samples_s), len(b.samples_s))
+    r = np.asarray(a.samples_s[:n]) / np.asarray(b.samples_s[:n])
+    boot = np.median(r[np.random.default_rng(seed).integers(0, n, (resamples, n))], axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return {"ratio": float(np.median(r)), "ci_low": float(lo), "ci_high": float(hi), "rounds": n}
 
 
 @contextlib.contextmanager

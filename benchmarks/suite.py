@@ -23,49 +23,85 @@ def plan(ws, modes, sizes, device: str, full: bool) -> list[tuple]:
             for m in harness.modes_for(w.kind, device) if not modes or m in modes]
 
 
+REFERENCE = "torch-eager"  # every workload has it: each mode's time is also given as a ratio to it
+
+
 def run(items: list[tuple], device: str, dtype: str, settings: harness.Settings,
         run_index: int = 0, progress=None) -> list[dict]:
-    """Measure every planned item; a mode that raises is recorded with its error, never fatal."""
-    out, built = [], {}
-    itemsize = np.dtype(dtype).itemsize
+    """Measure every planned item, the modes of one workload and size interleaved round-robin
+    (harness.measure_interleaved); a mode that raises is recorded with its error, never fatal."""
+    groups: dict[tuple, list[str]] = {}
     for w, n, mode in items:
-        if (w.name, n) not in built:  # one set of inputs per workload and size, shared by its modes
-            built = {(w.name, n): w.build(n, device, dtype)}
+        groups.setdefault((w, n), []).append(mode)
+    out = []
+    itemsize = np.dtype(dtype).itemsize
+    for (w, n), modes in groups.items():
         flops, nbytes = w.count(n, itemsize)
-        rec = {"workload": w.name, "kind": w.kind, "size_name": w.size_name, "size": n, "mode": mode,
-               "run": run_index, "flops": flops, "bytes": nbytes, "error": ""}
-        try:
-            rec.update(harness.measure(built[(w.name, n)][mode](), device, settings).stats())
-            rec["gflop_s"] = flops / rec["median_s"] / 1e9
-            rec["gbyte_s"] = nbytes / rec["median_s"] / 1e9
-        except Exception as e:  # torch.compile and friends can fail on a platform; say so and go on
-            rec["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        out.append(rec)
-        if progress:
-            progress(rec)
+        built = w.build(n, device, dtype)  # one set of inputs per workload and size, shared by its modes
+        runners, errors = {}, {}
+        for mode in modes:
+            try:
+                runners[mode] = built[mode]()
+            except Exception as e:  # torch.compile and friends can fail on a platform; say so and go on
+                errors[mode] = e
+        timings = {**harness.measure_interleaved(runners, device, settings), **errors}
+        ref = timings.get(REFERENCE)
+        for mode in modes:
+            rec = {"workload": w.name, "kind": w.kind, "size_name": w.size_name, "size": n, "mode": mode,
+                   "run": run_index, "flops": flops, "bytes": nbytes, "error": ""}
+            t = timings[mode]
+            if isinstance(t, Exception):
+                rec["error"] = f"{type(t).__name__}: {str(t).splitlines()[0] if str(t) else ''}"
+            else:
+                rec.update(t.stats())
+                rec["gflop_s"] = flops / rec["median_s"] / 1e9
+                rec["gbyte_s"] = nbytes / rec["median_s"] / 1e9
+                if isinstance(ref, harness.Timing) and mode != REFERENCE:
+                    rec["vs_" + REFERENCE.replace("-", "_")] = harness.paired_ratio(t, ref)
+            out.append(rec)
+            if progress:
+                progress(rec)
     return out
 
 
 def repeatability(results: list[dict]) -> dict | None:
-    """How far each median of a later run lies from the first run's, as a fraction."""
-    first = {(r["workload"], r["size"], r["mode"]): r["median_s"] for r in results
-             if r["run"] == 0 and not r["error"]}
-    diffs = [(r["median_s"] / first[k] - 1, k) for r in results if r["run"] > 0 and not r["error"]
-             for k in [(r["workload"], r["size"], r["mode"])] if k in first]
-    if not diffs:
+    """How far each later run's figure lies from the first run's, as a fraction: on the ratios to
+    the reference mode (measured interleaved, so a machine-wide slowdown cancels), and, for
+    comparison, on the raw medians."""
+    key = "vs_" + REFERENCE.replace("-", "_")
+
+    def pairs(value):
+        first = {(r["workload"], r["size"], r["mode"]): value(r) for r in results
+                 if r["run"] == 0 and not r["error"] and value(r) is not None}
+        return [(v / first[k] - 1, k) for r in results if r["run"] > 0 and not r["error"]
+                for k in [(r["workload"], r["size"], r["mode"])] for v in [value(r)]
+                if k in first and v is not None]
+
+    diffs = pairs(lambda r: r[key]["ratio"] if key in r else None)
+    raw = pairs(lambda r: r["median_s"])
+    if not raw:
         return None
-    a = np.abs([d for d, _ in diffs])
-    worst = max(diffs, key=lambda d: abs(d[0]))
-    return {"pairs": len(diffs), "median_abs": float(np.median(a)), "p90_abs": float(np.percentile(a, 90)),
-            "max_abs": float(a.max()), "within_5pct": float(np.mean(a <= 0.05)),
-            "worst": {"workload": worst[1][0], "size": worst[1][1], "mode": worst[1][2], "diff": worst[0]}}
+    out = {}
+    for name, d in (("ratios", diffs), ("medians", raw)):
+        if not d:
+            continue
+        a = np.abs([x for x, _ in d])
+        worst = max(d, key=lambda x: abs(x[0]))
+        out[name] = {"pairs": len(d), "median_abs": float(np.median(a)), "p90_abs": float(np.percentile(a, 90)),
+                     "max_abs": float(a.max()), "within_5pct": float(np.mean(a <= 0.05)),
+                     "worst": {"workload": worst[1][0], "size": worst[1][1], "mode": worst[1][2], "diff": worst[0]}}
+    return out
 
 
 def repeatability_line(rep: dict, runs: int) -> str:
-    w = rep["worst"]
-    return (f"repeatability over {runs} runs: median |Δ| {100 * rep['median_abs']:.1f}%, 90th percentile "
-            f"{100 * rep['p90_abs']:.1f}%, max {100 * rep['max_abs']:.1f}% ({w['workload']} {w['size']} "
-            f"{w['mode']}); {100 * rep['within_5pct']:.0f}% of {rep['pairs']} medians within ±5%")
+    parts = []
+    for name, label in (("ratios", f"ratios to {REFERENCE}"), ("medians", "raw medians")):
+        if name in rep:
+            r, w = rep[name], rep[name]["worst"]
+            parts.append(f"{label}: {100 * r['within_5pct']:.0f}% of {r['pairs']} within ±5% (median |Δ| "
+                         f"{100 * r['median_abs']:.1f}%, worst {100 * r['max_abs']:.1f}% {w['workload']} {w['size']} "
+                         f"{w['mode']})")
+    return f"repeatability over {runs} runs — " + "; ".join(parts)
 
 
 def environment(device: str) -> dict:
@@ -131,11 +167,34 @@ def table(results: list[dict], modes: list[str], title: str) -> Table:
     return t
 
 
+def ratio_rows(results: list[dict], modes: list[str]) -> list[list[str]]:
+    """Per workload and size (first run): each mode's time as a ratio to the reference mode, the
+    median of per-round ratios with its 95 % bootstrap interval."""
+    key = "vs_" + REFERENCE.replace("-", "_")
+    by = {}
+    for r in results:
+        if r["run"] == 0:
+            by.setdefault((r["workload"], r["size"]), {})[r["mode"]] = r
+    out = []
+    for (name, size), ms in by.items():
+        cells = [name, str(size)]
+        for m in modes:
+            q = ms.get(m, {}).get(key)
+            cells.append("1" if m == REFERENCE and m in ms else
+                         f"{q['ratio']:.3g} [{q['ci_low']:.3g}–{q['ci_high']:.3g}]" if q else "—")
+        out.append(cells)
+    return out
+
+
 def markdown(results: list[dict], modes: list[str]) -> str:
     hs = headers(modes)
     lines = ["| " + " | ".join(hs) + " |", "|" + "---|" * len(hs)]
     lines += ["| " + " | ".join(r) + " |" for r in rows(results, modes)]
-    return "\n".join(lines) + f"\n\n{LEGEND}.\n"
+    lines += ["", f"{LEGEND}.", "", f"Time relative to {REFERENCE} (median of per-round ratios, modes timed "
+              f"round-robin; [95 % bootstrap interval]; below 1 is faster):", "",
+              "| workload | size | " + " | ".join(modes) + " |", "|" + "---|" * (len(modes) + 2)]
+    lines += ["| " + " | ".join(r) + " |" for r in ratio_rows(results, modes)]
+    return "\n".join(lines) + "\n"
 
 
 @contextlib.contextmanager

@@ -78,7 +78,9 @@ def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, sample: str, what: str
 
     Non-finite values must sit at the same places with the same kind (nan, +inf, −inf) in both: torch
     is the reference, so a nan torch also returns is agreement, a nan only one side returns is not.
+    float16 and bfloat16 arrays compare at their own tolerance (`tolerances.HALF`), whatever `tol` is.
     """
+    from parity.tolerances import HALF
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return Comparison(sample, what, b.shape, np.inf, np.inf, False,
@@ -86,7 +88,8 @@ def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, sample: str, what: str
     if a.dtype != b.dtype:
         return Comparison(sample, what, b.shape, np.inf, np.inf, False,
                           f"dtype mismatch: jax {a.dtype} vs torch {b.dtype}")
-    if a.dtype.kind not in "fc":
+    tol = HALF.get(a.dtype.name, tol)  # NumPy's kind of ml_dtypes' bfloat16 is "V", not "f"
+    if a.dtype.kind not in "fc" and a.dtype.name not in HALF:
         n = int((a != b).sum())
         return Comparison(sample, what, b.shape, 0.0, 0.0, n == 0,
                           f"{n} of {b.size} elements differ" if n else "", exact=True, differ=n)

@@ -147,7 +147,13 @@ def test_bench_writes_json_table_and_plots(tmp_path, capsys):
         assert keys <= set(r) and r["error"] == ""
         assert r["min_s"] <= r["median_s"] <= r["max_s"] and len(r["samples_s"]) == r["repeats"]
     assert {r["mode"] for r in rs if r["workload"] == "activations.relu"} == {"jax-jit", "torch-eager"}
-    assert doc["repeatability"]["pairs"] == len(rs) // 2
+    assert doc["repeatability"]["medians"]["pairs"] == len(rs) // 2
+    # every mode but the reference carries its paired ratio to it, inside its own interval
+    assert doc["repeatability"]["ratios"]["pairs"] == len([r for r in rs if r["mode"] != "torch-eager"]) // 2
+    for r in rs:
+        if r["mode"] != "torch-eager":
+            q = r["vs_torch_eager"]
+            assert q["ci_low"] <= q["ratio"] <= q["ci_high"] and q["rounds"] == r["repeats"]
     md = (tmp_path / "bench-cpu.md").read_text()
     assert md.startswith("parity bench — float32 on cpu") and "| workload |" in md and "repeatability" in md
     for name in ("activations.relu", "train.linear_net.sgd"):
@@ -167,12 +173,34 @@ def test_a_failing_mode_is_recorded_and_exits_1(tmp_path, monkeypatch, capsys):
 
 
 def test_repeatability_summary():
-    rs = [{"workload": "w", "size": s, "mode": "m", "run": k, "median_s": v, "error": ""}
-          for k, vals in enumerate(([1.0, 2.0], [1.02, 2.2])) for s, v in zip((1, 2), vals)]
+    def rec(k, size, median, ratio):
+        return {"workload": "w", "size": size, "mode": "m", "run": k, "median_s": median, "error": "",
+                "vs_torch_eager": {"ratio": ratio}}
+    # run 1 is 2% and 10% slower in raw medians (a busy machine), but its ratios moved 0% and 1%
+    rs = [rec(0, 1, 1.0, 0.5), rec(0, 2, 2.0, 0.8), rec(1, 1, 1.02, 0.5), rec(1, 2, 2.2, 0.808)]
     rep = suite.repeatability(rs)
-    assert rep["pairs"] == 2 and rep["max_abs"] == pytest.approx(0.1) and rep["within_5pct"] == 0.5
-    assert rep["worst"]["size"] == 2
+    assert rep["medians"]["pairs"] == 2 and rep["medians"]["max_abs"] == pytest.approx(0.1)
+    assert rep["medians"]["within_5pct"] == 0.5 and rep["medians"]["worst"]["size"] == 2
+    assert rep["ratios"]["max_abs"] == pytest.approx(0.01) and rep["ratios"]["within_5pct"] == 1.0
     assert suite.repeatability(rs[:2]) is None
+
+
+def test_interleaved_samples_rotate_and_pair_by_round(clock, syncs):
+    """Modes are sampled round-robin; a slowdown that hits one round hits every mode in it, so the
+    per-round ratio stays put while raw times move."""
+    order = []
+
+    def runner(name, cost):
+        def call():
+            order.append(name)
+            clock.t += cost * (10 if len(order) in range(13, 17) else 1)  # rounds 5 and 6 run slow
+        return Runner(call, "jax")
+    ts = harness.measure_interleaved({"a": runner("a", 1.0), "b": runner("b", 2.0)}, "cpu",
+                                     Settings(repeats=6, warmup=1, min_sample_s=0, max_time_s=1e9))
+    sampled = order[4:]  # after first call + warm-up of each mode
+    assert sampled[:4] == ["a", "b", "b", "a"]  # the order rotates every round
+    q = harness.paired_ratio(ts["a"], ts["b"])
+    assert q["ratio"] == pytest.approx(0.5) and q["rounds"] == 6
 
 
 def test_usage_errors(capsys):

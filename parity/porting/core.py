@@ -364,18 +364,24 @@ class FlaxRunner:
 
     def vjp(self, pairing, masks, cts):
         """Outputs and the gradients wrt the floating inputs and the parameters for cotangents `cts`
-        (one per output, Flax layout, None for non-floating outputs)."""
+        (one per output, Flax layout, None for non-floating outputs): the gradient of Σ out·ct, taken
+        with nnx.grad so that a training-mode pass may update BatchNorm statistics on the way."""
         params, rest = self.state()
         xs_float = [self.xs[i] for i in self.float_in]
 
         def run(params, rest, xs_float, masks, cts):
             handler = trace.flax_recorder(None, _mask_store(masks, self.layout).flax_inject(pairing, self.train))
 
-            def fwd(p, x):
-                return self._forward(p, rest, x, handler)[0]
-            outs, pullback = jax.vjp(fwd, params, xs_float)
-            ct = tuple(np.zeros(o.shape, jax.dtypes.float0) if c is None else c for o, c in zip(outs, cts))
-            return outs, pullback(ct)
+            def scalar(m, xf):
+                args = list(self.xs)
+                for j, i in enumerate(self.float_in):
+                    args[i] = xf[j]
+                with trace.bind(m, self.fl, handler):
+                    outs = tuple(jax.tree.leaves(m(*args, **self.f_kw)))
+                return sum((o * c).sum() for o, c in zip(outs, cts) if c is not None), outs
+            m = nnx.merge(self.graphdef, params, rest)
+            (gp, gx), outs = nnx.grad(scalar, argnums=(nnx.DiffState(0, nnx.Param), 1), has_aux=True)(m, xs_float)
+            return outs, (gp, gx)
         with _framework("Flax", self.shapes):
             return jax.jit(run)(params, rest, xs_float, _mask_args(masks),
                                 [None if c is None else jnp.asarray(c) for c in cts])
@@ -730,7 +736,7 @@ def _state_stats(t, f_rest, pairing: Pairing, tol) -> dict:
 
 def _gradients(t, tl, np_in, t_kw, runner: FlaxRunner, masks: Masks, pairing: Pairing, tol, layout: str, seed: int):
     """Outputs, and gradients wrt every floating input and every parameter, of both sides for one
-    fixed random cotangent (drawn in NumPy in torch's output shapes), compared."""
+    fixed random cotangent (drawn in NumPy in torch's output shapes, N(0, 1/n)), compared."""
     notes = []
     dev = _tdev(t)
     t_in = [torch.tensor(x, device=dev, requires_grad=x.dtype.kind == "f") for x in np_in]
@@ -741,8 +747,12 @@ def _gradients(t, tl, np_in, t_kw, runner: FlaxRunner, masks: Masks, pairing: Pa
                                                                               masks.torch_inject(pairing)):
         t_outs = _flat_torch(t(*t_in, **t_kw))
     np_t = [o.detach().cpu().numpy() for o in t_outs]
+    # N(0, 1/n) for an output of n elements: the scale a mean-reduced loss gives its gradient, so a
+    # parameter's gradient (a sum over batch and positions) keeps the size of one output's however
+    # large the batch, and the table's atol means the same for every model size
     rng = np.random.default_rng(seed)
-    cts = [rng.standard_normal(o.shape).astype(o.dtype) if o.dtype.kind == "f" else None for o in np_t]
+    cts = [(rng.standard_normal(o.shape) / np.sqrt(max(o.size, 1))).astype(o.dtype) if o.dtype.kind == "f"
+           else None for o in np_t]
     float_in = [i for i, x in enumerate(np_in) if x.dtype.kind == "f"]
     wrt = [t_in[i] for i in float_in] + list(params.values())
     scalar = sum((o * torch.as_tensor(c, device=o.device)).sum() for o, c in zip(t_outs, cts)

@@ -124,8 +124,8 @@ def _fmt(x, kind="e") -> str:
         return "—"
     if kind == "db":
         return "∞" if x == math.inf else ("-∞" if x == -math.inf else f"{x:.1f}")
-    if kind == "cos":
-        return f"{x:.6f}" if x < 0.999999 else ("1" if x == 1.0 else f"1−{1 - x:.0e}")
+    if kind == "cos":  # near 1, the gap to 1 is what tells
+        return "1" if x >= 1.0 else (f"1−{1 - x:.0e}" if x > 0.999999 else f"{x:.6f}")
     return "0" if x == 0 else f"{x:.1e}"
 
 
