@@ -344,6 +344,82 @@ for _m in TRAIN_MODELS:
             (64,), _train_case(_m, _o), train_count(_m, _o), cpu_max=1024 if _m == "small_cnn" else None))
 
 
+# ---------------------------------------------------------------- data-parallel training steps
+# One data-parallel training step over N ranks/devices (the swept size): torch DDP over N processes
+# (gloo on the CPU, NCCL on CUDA) and JAX's step sharded over N devices of one process (on the CPU,
+# N host devices of a process started with XLA_FLAGS=--xla_force_host_platform_device_count=N).
+# Every device gets the same batch of 64 (weak scaling). The step runs in worker processes, so each
+# timed call asks them for `timing.STEPS_PER_CALL` steps and waits for all of them
+# (parity/distributed/timing.py says why that is the harness's own model, and how
+# `python -m parity.distributed.timing bench-cpu.json` turns the results into scaling efficiency).
+DP_RANKS = (1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class DataParallelWorkload(Workload):
+    """Its sweep stops at the ranks the machine has: CPU cores, or CUDA devices (then the device
+    count itself is added to the full sweep)."""
+
+    def sweep(self, device: str, full: bool) -> tuple[int, ...]:
+        from parity.distributed.compare import devices_available
+        have = devices_available(device)
+        keep = tuple(n for n in (self.sizes if full else self.smoke_sizes) if n <= have)
+        if full and device == "cuda" and have not in keep and have <= max(self.sizes):
+            keep = tuple(sorted(keep + (have,)))
+        return keep or (1,)
+
+
+def _dp_case(model: str, opt: str):
+    hyper = _OPTIMS[opt][0]
+
+    def build(n, device, dtype):
+        from parity.distributed import timing
+        spec = {"model": model, "kwargs": model_counts(model).kwargs, "optimizer": opt, "hyper": hyper,
+                "dtype": dtype, "image": list(TRAIN_IMAGE), "classes": TRAIN_CLASSES}
+
+        def runner(fw, mode):
+            def make():
+                held = {}
+
+                @contextlib.contextmanager
+                def context():  # the workers start (once per run) and build the step outside any timing
+                    with timing.prepared(fw, n, device, {**spec, "mode": mode}) as group:
+                        held["group"] = group
+                        yield
+
+                return Runner(lambda: timing.steps(held["group"], timing.STEPS_PER_CALL), "jax",
+                              steps=timing.STEPS_PER_CALL, context=context)
+            return make
+
+        out = {"jax-jit": runner("jax", "jit"), "jax-eager": runner("jax", "eager"),
+               "torch-eager": runner("torch", "eager"), "torch-compile": runner("torch", "compile")}
+        if device == "cuda":
+            out["torch-compile-ro"] = runner("torch", "compile-ro")
+        return out
+    return build
+
+
+def dp_count(model: str, opt: str):
+    """(N, bytes per element) → (FLOPs, bytes) of one data-parallel step: N single-device steps of
+    the per-device batch (`train_count`), plus the gradients' ring all-reduce, which moves
+    2·(N − 1)/N of the parameters in and out of each of the N devices."""
+    single = train_count(model, opt)
+
+    def count(n, b):
+        from parity.distributed.timing import PER_DEVICE_BATCH
+        flops, nbytes = single(PER_DEVICE_BATCH, b)
+        return n * flops, n * nbytes + 2.0 * (n - 1) * model_counts(model).params * b
+    return count
+
+
+for _m in TRAIN_MODELS:
+    for _o in _OPTIMS:
+        _add(DataParallelWorkload(
+            f"dp.{_m}.{_o}", "dp",
+            f"one data-parallel {training.class_name(_m)} + {_o} step, 64 images per device (torch DDP, JAX sharded)",
+            "ranks", DP_RANKS, (1, 2), _dp_case(_m, _o), dp_count(_m, _o)))
+
+
 def all_workloads() -> list[Workload]:
     return list(WORKLOADS.values())
 

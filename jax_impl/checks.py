@@ -6,6 +6,7 @@ torch's twin checks NCHW; the layout-free rules both twins follow (shapes and dt
 from __future__ import annotations
 
 import functools
+import sys
 import warnings
 
 import jax
@@ -51,8 +52,11 @@ def check_x64(*arrays, dtype=None) -> None:
 def _warn_x64(wide: np.dtype) -> None:
     global _x64_warned
     _x64_warned = True
+    level, frame = 2, sys._getframe(1)  # point at the first caller outside jax_impl
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("jax_impl."):
+        level, frame = level + 1, frame.f_back
     warnings.warn(f"jax_enable_x64 is off: {wide.name} input computes in {_WIDE[wide]}; enable it with "
-                  f"jax.config.update('jax_enable_x64', True)", UserWarning, stacklevel=3)
+                  f"jax.config.update('jax_enable_x64', True)", UserWarning, stacklevel=level)
 
 
 def x64_checked(fn):

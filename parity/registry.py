@@ -19,6 +19,11 @@ NOT_COMPARED: dict[str, str] = {
     "optim.Transformation": "the (init, update) container the optimisers return, not a computation; "
                             "tests/test_twins.py compares its fields, tests/test_twin_optim_checks.py and "
                             "tests/test_train_parity.py drive it through both Trainers",
+    "checks.check_x64": "a warning, not a computation: JAX's twin warns once per process when float64 is asked "
+                        "for with x64 off (torch's twin does nothing); tests/test_twin_dtypes.py::"
+                        "test_x64_off_warns_once_per_process and ::test_x64_on_does_not_warn",
+    "checks.x64_checked": "the decorator that puts check_x64 in front of a jitted JAX leaf (identity in torch); "
+                          "every leaf it wraps is compared; tests/test_twin_dtypes.py::test_x64_on_does_not_warn",
 }
 
 

@@ -68,6 +68,7 @@ class Result:
     seconds: float = 0.0
     error: str = ""
     failures: list[str] = field(default_factory=list)
+    comparisons: list[dict] = field(default_factory=list)  # every Comparison of every sample, as dicts
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -222,6 +223,7 @@ def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
         res.grad_abs = max((c.max_abs for c in grads), default=0.0)
         res.grad_rel = max((c.max_rel for c in grads), default=0.0)
         res.failures = [f"{c.sample} {c.what} {c.shape}: {c.problem}" for c in comps if not c.ok]
+        res.comparisons = [asdict(c) for c in comps]
         if not samples:
             res.failures.append("no samples: the sample generator returned none, so nothing was compared")
         elif concept.differentiable and (concept.grad_inputs or any(s.params for s in samples)) and not grads:

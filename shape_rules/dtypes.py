@@ -79,7 +79,8 @@ def check_dtype(op: str, param: str, dtype, kind: str | None = None, when: str =
 
 
 def check_same_dtype(op: str, param_a: str, dtype_a, param_b: str, dtype_b, hint: str) -> str:
-    """The common name when both dtypes are equal (torch's matmul, Linear and Conv2d never mix); a DtypeError otherwise."""
+    """The common name when both dtypes are equal (torch's matmul, Linear and Conv2d never mix); a
+    DtypeError otherwise."""
     a, b = dtype_name(dtype_a), dtype_name(dtype_b)
     if a != b:
         raise DtypeError(f"{op}: {param_a} dtype {a} differs from {param_b} dtype {b}; {hint}")

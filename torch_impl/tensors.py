@@ -61,10 +61,10 @@ def mm(a, b):
 
 def mul(a, b):
     """Elementwise (Hadamard) product with broadcasting, in torch's result dtype (JAX's twin copies the rule)."""
-    out = a * b
-    if out.dtype == torch.complex32:  # float16 × complex: JAX has no complex32, so both twins refuse
+    if torch.float16 in (getattr(a, "dtype", None), getattr(b, "dtype", None)) \
+            and torch.result_type(a, b) == torch.complex32:  # JAX has no complex32: both twins refuse
         raise complex32_error("mul")
-    return out
+    return a * b
 
 
 def reshape(x, shape):

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from benchmarks import harness, plots, suite, workloads
+from benchmarks import harness
 from benchmarks.modes import MODES
 from parity import precision
 from parity.commands.common import add_device, add_precision, check_device
@@ -64,6 +64,7 @@ def _check(args, ws) -> None:
 
 def run(args, out, err) -> int:
     """Exit 0, 1 (a mode failed) or 2 (usage)."""
+    from benchmarks import plots, suite, workloads  # matplotlib and the workloads: only when benchmarking
     try:
         ws = workloads.select(args.names, args.full)
     except KeyError as e:

@@ -7,7 +7,10 @@ other framework), and summary.json; the verdict compares the curves and the test
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,8 @@ from rich.table import Table
 from parity import data, precision, training
 from parity.checkpoints import cross_load
 from parity.commands.common import check_device
-from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, progress, write_bytes_atomic, write_json_atomic
-from parity.console import writable_dir
+from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, print_error, progress, write_bytes_atomic
+from parity.console import writable_dir, write_json_atomic
 
 _HELP = {
     "model": "the model", "optimizer": "the optimiser", "epochs": "passes over the training set",
@@ -43,6 +46,13 @@ def add_parser(sub) -> None:
     p.add_argument("--log-dir", default="runs", help="writes <log-dir>/<name>/{jax,torch}, loss.png, summary.json")
     p.add_argument("--name", help="run name, a plain folder name (default: model-optimizer-data-dtype); "
                                   "an existing run folder gets a numbered sibling instead of a second history")
+    p.add_argument("--data-parallel", dest="data_parallel", type=int, metavar="N",
+                   help="also train data-parallel over N ranks/devices (torch DDP, JAX sharding) and compare "
+                        "with the single-device run and across frameworks; N at most the CPU cores (or CUDA "
+                        "devices), dividing the batch size")
+    p.add_argument("--dp-timeout", dest="dp_timeout", type=float, default=None, metavar="SECONDS",
+                   help="with --data-parallel: end every worker and fail when one sends nothing for this long "
+                        "(default 120)")
     p.set_defaults(run=run)
 
 
@@ -115,11 +125,45 @@ def _validate(args):
         data.Shuffler(len(ds.x_train), cfg.batch_size)
     except (ValueError, FileNotFoundError) as e:  # data errors name their file
         raise UsageError(str(e)) from None
+    _validate_data_parallel(args, cfg)
     return cfg, ds, folder
+
+
+def _validate_data_parallel(args, cfg) -> None:
+    n, timeout = getattr(args, "data_parallel", None), getattr(args, "dp_timeout", None)
+    if n is None:
+        if timeout is not None:
+            raise UsageError("--dp-timeout applies with --data-parallel N only")
+        return
+    from parity.distributed import compare
+    try:
+        compare.check_world(n, cfg.device, cfg.batch_size)
+    except ValueError as e:
+        raise UsageError(f"--data-parallel: {e}") from None
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"--dp-timeout must be a number of seconds > 0, got {timeout}")
 
 
 def run(args, out, err) -> int:
     cfg, ds, folder = _validate(args)
+    if getattr(args, "data_parallel", None) is None:
+        return _run(cfg, ds, folder, folder, out, err)
+    # data-parallel: everything is written into a hidden sibling folder, renamed into place at the end,
+    # so a run that fails or is interrupted leaves no half-written event file or checkpoint behind
+    staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
+    try:
+        code = _run(cfg, ds, staging, folder, out, err, args.data_parallel, args.dp_timeout)
+        if code is not None:
+            os.rename(staging, folder)
+        return EXIT_FAIL if code is None else code
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None, timeout: float | None = None):
+    """Train and write into `folder` (the run folder, or its staging folder, whose final name is
+    `shown`); the exit code, or None when a data-parallel worker failed (reported on `err`)."""
     steps = cfg.epochs * (len(ds.x_train) // cfg.batch_size) * len(cfg.frameworks)
     metric = "test_loss" if cfg.model == "linear_regression" else "test_accuracy"
     out.print(f"training {cfg.model} with {cfg.optimizer} (lr {cfg.lr:g}, batch {cfg.batch_size}, "
@@ -133,7 +177,26 @@ def run(args, out, err) -> int:
                      for fw in cfg.frameworks]
             out.print(f"epoch {rec['epoch']:3d}: " + " | ".join(parts), highlight=False)
 
-        run_ = training.train(cfg, ds, on_step=lambda: prog.advance(task), on_epoch=on_epoch)
+        if world is None:
+            run_ = training.train(cfg, ds, on_step=lambda: prog.advance(task), on_epoch=on_epoch)
+        else:
+            from parity.distributed import compare, launch
+            dp_tasks = {}
+
+            def on_progress(fw, what, step, total):
+                if fw not in dp_tasks:
+                    dp_tasks[fw] = prog.add_task(f"{fw} data-parallel", total=total)
+                prog.update(dp_tasks[fw], completed=min(step, total), total=total,
+                            description=f"{fw} data-parallel: {what}")
+            try:
+                dp = compare.train_data_parallel(cfg, world, ds, on_single_step=lambda: prog.advance(task),
+                                                 on_single_epoch=on_epoch, on_progress=on_progress,
+                                                 timeout=launch.TIMEOUT if timeout is None else timeout)
+            except launch.DistributedError as e:
+                prog.stop()
+                print_error(err, f"data-parallel training failed: {e}")
+                return None
+            run_ = dp.single
     _write_events(run_, folder)
     _plot(run_, folder / "loss.png")
     loaded = cross_load(run_, ds, folder)
@@ -142,7 +205,7 @@ def run(args, out, err) -> int:
                "train_seconds_after_first_step": run_.seconds,
                "first_step_seconds_with_compile": run_.first_step_seconds, "cross_load": loaded}
     ok = True
-    table = Table(title=f"{esc(folder.name)}: final epoch", header_style="bold")
+    table = Table(title=f"{esc(shown.name)}: final epoch", header_style="bold")
     for col in ("framework", "train loss", metric.replace("_", " "), "first step s (compile)", "other steps s"):
         table.add_column(col, justify="left" if col == "framework" else "right")
     for fw in cfg.frameworks:
@@ -170,7 +233,66 @@ def run(args, out, err) -> int:
             line += f", test accuracy {rec['test_accuracy_src']:.4f} -> {rec['test_accuracy_dst']:.4f}"
             ok &= rec["test_accuracy_src"] == rec["test_accuracy_dst"]
         out.print(line, highlight=False)
+    dp_dirs = ""
+    if world is not None:
+        ok &= _report_data_parallel(dp, folder, summary, out)
+        for rec in loaded.values():  # the checkpoints' final place
+            rec["checkpoint"] = str(shown / Path(rec["checkpoint"]).relative_to(folder))
+        dp_dirs = ",".join(_dp_dir(fw, world) for fw in sorted(dp.losses))
+        dp_dirs = f", {esc(shown)}/{{{dp_dirs}}} (data-parallel events, checkpoints)"
     write_json_atomic(summary, folder / "summary.json")
-    out.print(f"wrote {esc(folder)}/{{jax,torch}} (TensorBoard events, checkpoints), {esc(folder)}/loss.png, "
-              f"{esc(folder)}/summary.json", highlight=False)
+    out.print(f"wrote {esc(shown)}/{{jax,torch}} (TensorBoard events, checkpoints){dp_dirs}, {esc(shown)}/loss.png, "
+              f"{esc(shown)}/summary.json", highlight=False)
     return EXIT_OK if ok else EXIT_FAIL
+
+
+# ---------------------------------------------------------------- --data-parallel N
+def _dp_dir(fw: str, world: int) -> str:
+    return f"torch-ddp{world}" if fw == "torch" else f"jax-dp{world}"
+
+
+def _report_data_parallel(dp, folder: Path, summary: dict, out) -> bool:
+    """Per-epoch agreement of the per-step losses, the three verdicts, the data-parallel runs'
+    TensorBoard events and checkpoints, and their part of summary.json; True when all agree."""
+    from parity.checkpoints import save_checkpoint
+    cfg, world = dp.config, dp.world
+    spe = len(dp.single.losses[cfg.frameworks[0]]) // cfg.epochs
+    diffs = dp.free_differences()
+    table = Table(title=f"data-parallel ({world} ranks/devices) vs single device: per-step training losses, "
+                        f"free running", header_style="bold")
+    table.add_column("epoch", justify="right")
+    for fw in sorted(dp.losses, reverse=True):
+        table.add_column(f"{'torch ddp' if fw == 'torch' else 'jax sharded'} train loss", justify="right")
+    for name in diffs:
+        table.add_column(f"max |Δ| {name}", justify="right")
+    for e in range(cfg.epochs):
+        sl = slice(e * spe, (e + 1) * spe)
+        table.add_row(str(e + 1), *[f"{dp.epochs[fw][e]['train_loss']:.6f}" for fw in sorted(dp.losses, reverse=True)],
+                      *[f"{d[sl].max(initial=0.0):.3g}" for d in diffs.values()])
+    table.add_row("all", *["" for _ in dp.losses], *[f"{d.max(initial=0.0):.3g}" for d in diffs.values()])
+    out.print(table)
+    ok = True
+    for name, c in dp.comparisons.items():
+        line = f"data-parallel {name}: {'[green]AGREE[/]' if c.ok else '[red]DIFFER[/]'} — {esc(c.verdict.summary())}"
+        if c.accuracy is not None:
+            line += f"; {c.accuracy.flips} of {c.accuracy.examples} test predictions differ"
+        out.print(line, highlight=False)
+        ok &= c.ok
+    from torch.utils.tensorboard import SummaryWriter
+    for fw, losses in dp.losses.items():
+        sub = folder / _dp_dir(fw, world)
+        with SummaryWriter(log_dir=str(sub)) as w:
+            for i, v in enumerate(losses, 1):
+                w.add_scalar("loss/train_step", float(v), i)
+            for name, d in diffs.items():
+                if name.startswith(fw) or name.startswith("ddp"):
+                    for i, v in enumerate(d, 1):
+                        w.add_scalar(f"agreement/{re.sub('[^a-z]+', '_', name).strip('_')}", float(v), i)
+            for rec in dp.epochs[fw]:
+                for k, v in rec.items():
+                    if k != "epoch":
+                        w.add_scalar(f"epoch/{k}", v, rec["epoch"])
+        model = training.build(cfg.model, dp.model_kwargs, fw, cfg.dtype, dp.final_weights[fw])
+        save_checkpoint(model, sub / ("model.pt" if fw == "torch" else "model.msgpack"))
+    summary["data_parallel"] = dp.to_dict()
+    return ok

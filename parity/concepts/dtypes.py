@@ -174,7 +174,7 @@ def half_concepts(half: str) -> list[Concept]:
     # activations: the same inputs as activations.*, in the half dtype (x·3 fills float16's range of interest)
     def act_samples(rng, dt):
         return [Sample("random (4,9)·3", {"x": _randn(rng, (4, 9), h, 3.0)}),
-                Sample("zeros and ±edges", {"x": np.array([[0.0, -0.0, 1e-3, -1e-3, 8.0, -8.0]], np.float32).astype(h)}),
+                Sample("zeros and ±edges", {"x": np.array([[0.0, -0.0, 1e-3, -1e-3, 8.0, -8.0]]).astype(h)}),
                 Sample("logits 100, 200", {"x": np.array([[100.0, 200.0, 199.0, -200.0]], np.float32).astype(h)})]
 
     for op in ("relu", "sigmoid", "log_sigmoid", "tanh", "softmax", "log_softmax"):
@@ -211,7 +211,7 @@ def half_concepts(half: str) -> list[Concept]:
         res = []
         for label, shape, p, training, masked in (("eval p=0.5", (4, 6), 0.5, False, False),
                                                   ("train p=1", (4, 6), 1.0, True, False),
-                                                  ("train p=0.3, injected mask (scale 1/0.7 rounds)", (5, 6), 0.3, True, True),
+                                                  ("train p=0.3, injected mask (1/0.7 rounds)", (5, 6), 0.3, True, True),
                                                   ("train p=0.5, injected mask", (2, 3, 4), 0.5, True, True)):
             inputs = {"x": _randn(rng, shape, h)}
             if masked:
@@ -224,7 +224,8 @@ def half_concepts(half: str) -> list[Concept]:
 
     def conv_samples(rng, dt):
         res = []
-        for label, shape, kw in (("3->4 k3 p1", (2, 3, 6, 6), dict(in_channels=3, out_channels=4, kernel_size=3, padding=1)),
+        for label, shape, kw in (("3->4 k3 p1", (2, 3, 6, 6),
+                                  dict(in_channels=3, out_channels=4, kernel_size=3, padding=1)),
                                  ("16->2 k3 s2 no bias", (1, 16, 7, 7),
                                   dict(in_channels=16, out_channels=2, kernel_size=3, stride=2, bias=False)),
                                  ("groups 2 'same'", (1, 4, 5, 5),
@@ -281,7 +282,8 @@ def half_concepts(half: str) -> list[Concept]:
                 affine = affine and full
                 inputs = {"x": (_randn(rng, shape, np.float32) * 2 + 1).astype(h),
                           "running_mean": _randn(rng, (c,), ld), "running_var": rng.uniform(0.5, 2.0, (c,)).astype(ld)}
-                params = {"weight": rng.uniform(0.5, 1.5, (c,)).astype(ld), "bias": _randn(rng, (c,), ld)} if affine else {}
+                params = {"weight": rng.uniform(0.5, 1.5, (c,)).astype(ld),
+                          "bias": _randn(rng, (c,), ld)} if affine else {}
                 res.append(Sample(label, inputs, params, dict(num_features=c, affine=affine, training=training,
                                                                dtype=layer, stats=full)))
             return res
@@ -296,7 +298,8 @@ def half_concepts(half: str) -> list[Concept]:
 
     # losses
     leaf("losses.mse_loss", "mean/sum/none of (ŷ − y)²", lambda rng, dt: [
-        Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, h), "y": _randn(rng, shape, h)}, kwargs={"reduction": red})
+        Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, h), "y": _randn(rng, shape, h)},
+               kwargs={"reduction": red})
         for shape, red in (((16,), "mean"), ((4, 3), "sum"), ((6,), "none"))],
          lambda f, p, x, reduction: f(x["y_hat"], x["y"], reduction), ("y_hat", "y"))
     leaf("losses.cross_entropy", "cross-entropy of half logits, int64 labels", lambda rng, dt: [
@@ -323,7 +326,8 @@ CONCEPTS += half_concepts("float16")
 
 # ---------------------------------------------------------------- integer and bool: exact
 def _int_leaf(op, summary, make, call):
-    CONCEPTS.append(twin(name=f"dtypes.{op.rpartition('.')[2]}_int", group=GROUP, summary=f"{summary} (integer and bool, exact)",
+    CONCEPTS.append(twin(name=f"dtypes.{op.rpartition('.')[2]}_int", group=GROUP,
+                         summary=f"{summary} (integer and bool, exact)",
                          samples=_samples(make), leaf=op, call=call, differentiable=False))
 
 
@@ -334,7 +338,8 @@ _int_leaf("tensors.mm", "strict 2-D product", lambda rng, dt: [
     Sample(d, {"a": _ints(rng, (3, 4), d), "b": _ints(rng, (4, 2), d)}) for d in INTS],
     lambda f, p, x: f(x["a"], x["b"]))
 _int_leaf("tensors.reshape", "reshape", lambda rng, dt: [
-    Sample(d, {"x": _ints(rng, (2, 3, 4), d) if d != "bool" else rng.random((2, 3, 4)) > 0.5}, kwargs={"shape": (-1, 4)})
+    Sample(d, {"x": _ints(rng, (2, 3, 4), d) if d != "bool" else rng.random((2, 3, 4)) > 0.5},
+           kwargs={"shape": (-1, 4)})
     for d in ("int32", "int64", "bool")], lambda f, p, x, shape: f(x["x"], shape))
 _int_leaf("tensors.flatten_batch", "view(N, -1)", lambda rng, dt: [
     Sample(d, {"x": _ints(rng, (2, 3, 4), d) if d != "bool" else rng.random((2, 3, 4)) > 0.5})
@@ -372,8 +377,8 @@ CONCEPTS.append(Concept(
     name="dtypes.creation_int", group=GROUP, summary="zeros, ones and eye in integer and bool dtypes",
     samples=_samples(lambda rng, dt: [Sample(d, {}, kwargs={"dtype": d}) for d in ("int32", "int64", "uint8", "bool")]),
     jax=lambda p, x, dtype: (J.tensors.zeros((2, 3), dtype), J.tensors.ones((2, 3), dtype), J.tensors.eye(3, dtype)),
-    torch=lambda p, x, dtype: (T.tensors.zeros((2, 3), _torch_dtype(dtype)), T.tensors.ones((2, 3), _torch_dtype(dtype)),
-                               T.tensors.eye(3, _torch_dtype(dtype))),
+    torch=lambda p, x, dtype: (T.tensors.zeros((2, 3), _torch_dtype(dtype)),
+                               T.tensors.ones((2, 3), _torch_dtype(dtype)), T.tensors.eye(3, _torch_dtype(dtype))),
     covers=("tensors.zeros", "tensors.ones", "tensors.eye"), differentiable=False))
 
 CONCEPTS.append(Concept(
@@ -389,7 +394,8 @@ CONCEPTS.append(Concept(
     samples=_samples(lambda rng, dt: [
         Sample(f"{d} {label}", {"x": _ints(rng, (3, 4), d) if d != "bool" else rng.random((3, 4)) > 0.5},
                kwargs={"p": p, "training": training})
-        for d in ("int32", "bool") for label, p, training in (("eval", 0.5, False), ("p=0", 0.0, True), ("p=1", 1.0, True))]),
+        for d in ("int32", "bool")
+        for label, p, training in (("eval", 0.5, False), ("p=0", 0.0, True), ("p=1", 1.0, True))]),
     jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), differentiable=False))
 
 
@@ -428,7 +434,7 @@ CONCEPTS.append(twin(
     leaf="losses.cross_entropy", call=lambda f, p, x: f(x["logits"], x["labels"]), grad_inputs=("logits",)))
 
 
-# ---------------------------------------------------------------- complex: complex64 (float32 run), complex128 (float64 run)
+# ---------------------------------------------------------------- complex: complex64 / complex128 (float32 / float64 run)
 def _complex_leaf(op, summary, make, call):
     CONCEPTS.append(twin(name=f"dtypes.{op.rpartition('.')[2]}_complex", group=GROUP, summary=f"{summary} (complex)",
                          samples=_samples(make), leaf=op, call=call, differentiable=False))
@@ -481,6 +487,7 @@ CONCEPTS.append(Concept(
 CONCEPTS.append(Concept(
     name="dtypes.dropout_complex", group=GROUP,
     summary="Dropout on complex input: identity in eval, zeros at p=1 (training with 0 < p < 1 refuses it, as torch)",
-    samples=_samples(lambda rng, dt: [Sample(label, {"x": _randn(rng, (3, 4), _complex(dt))}, kwargs={"p": p, "training": t})
+    samples=_samples(lambda rng, dt: [Sample(label, {"x": _randn(rng, (3, 4), _complex(dt))},
+                                             kwargs={"p": p, "training": t})
                                       for label, p, t in (("eval", 0.5, False), ("p=1", 1.0, True))]),
     jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), differentiable=False))

@@ -29,7 +29,7 @@ def pair_models(torch_model, flax_model, inputs, *, layout: str = "nhwc", weight
     mode on the CPU), for converting weights yourself:
 
         pairing = pair_models(torch_model, flax_model, x)
-        sd = {k: v.numpy() for k, v in torch_model.state_dict().items()}
+        sd = {k: v.numpy().copy() for k, v in torch_model.state_dict().items()}
         pairing.load_flax(flax_model, sd)          # in place, in the Flax model's own dtypes
         back = pairing.flax_to_torch(pairing.torch_to_flax(sd))   # == sd (bit for bit)
     """
@@ -42,10 +42,10 @@ def pair_models(torch_model, flax_model, inputs, *, layout: str = "nhwc", weight
         torch_model, flax_model, inputs, dtype, "cpu", "strict", layout, False, torch_kwargs, flax_kwargs, 0, notes)
     with trace.patched({type(lf.module) for lf in fl.values()}):
         d_t, _ = core.torch_pass(t, tl, np_in, t_kw)
-        d_f, _, _ = runner.record(None, abstract=True)
+        d_f, _, _, _ = runner.run(None, abstract=True)
         pairing = build(t, f, tl, fl, d_t, d_f, mapping=weights, layout=layout)
         if any(p.flatten for p in pairing.pairs):  # confirm the flatten order in the Flax model's data
-            f_calls, _, _ = runner.record(pairing)
+            f_calls, _, _, _ = runner.run(pairing)
             core._check_flatten(pairing, f_calls, t, f, "torch->flax", None)
     return pairing
 

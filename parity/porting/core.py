@@ -7,7 +7,6 @@ import copy
 import functools
 import inspect
 import time
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -57,7 +56,7 @@ def as_numpy_inputs(inputs, dtype: str) -> tuple[np.ndarray, ...]:
     out = []
     for i, x in enumerate(items):
         if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
+            x = x.detach().cpu().numpy().copy()
         try:
             a = np.asarray(x)
         except Exception as e:  # noqa: BLE001 - anything NumPy cannot take
@@ -150,10 +149,10 @@ def flax_copy(model, dtype: str, jdev, notes: list | None = None):
     own = {np.dtype(a.dtype) for a in jax.tree.leaves(nnx.state(model, nnx.Param))
            if jnp.issubdtype(a.dtype, jnp.floating)}
 
-    def put(a):
+    def put(a):  # cast in NumPy: a JAX cast would compile one kernel per shape
         if isinstance(a, (jax.Array, np.ndarray)):
             if jnp.issubdtype(a.dtype, jnp.floating):
-                a = jnp.asarray(a).astype(dtype)
+                a = np.asarray(a).astype(dtype)
             return jax.device_put(a, jdev)
         return a
     f = nnx.merge(graphdef, jax.tree.map(put, state))
@@ -189,10 +188,6 @@ def _torch_restore(t, snap) -> None:
             v.copy_(snap[k])
 
 
-def _flax_snapshot(f):
-    return jax.tree.map(lambda a: a, nnx.state(f))
-
-
 def _flat_torch(out) -> list:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -210,15 +205,21 @@ def _first_line(e: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _framework(side: str, shapes):
-    """A framework error while running a model → PortingError naming the side and the input shapes."""
+def _framework(side: str, shapes, calls=None):
+    """A framework error while running a model → PortingError naming the side, the input shapes and
+    the last leaf layer that ran before it (from `calls`, a list of trace.Call filled as it runs)."""
     try:
         yield
     except PortingError:
         raise
     except Exception as e:  # noqa: BLE001 - any error the user's model raises on these inputs
+        last = ""
+        if calls:
+            c = calls[-1]
+            last = (f"; the last layer it ran was `{c.leaf.label}` ({c.leaf.cls}, called at {c.called_at}), "
+                    f"which returned shape {c.out_shape}")
         raise PortingError(f"the {side} model failed on inputs of shape {', '.join(map(str, shapes))}: "
-                           f"{_first_line(e)}") from e
+                           f"{_first_line(e)}{last}") from e
 
 
 # ---------------------------------------------------------------- training-mode dropout masks
@@ -276,7 +277,8 @@ def _tdev(t):
 def torch_pass(t, tl, np_in, t_kw, inject=None):
     """One recorded forward pass of the torch model without gradients: (calls, outputs)."""
     calls = []
-    with _framework("torch", [x.shape for x in np_in]), torch.no_grad(), trace.torch_tracer(tl.values(), calls, inject):
+    with _framework("torch", [x.shape for x in np_in], calls), torch.no_grad(), \
+            trace.torch_tracer(tl.values(), calls, inject):
         out = t(*[torch.as_tensor(x, device=_tdev(t)) for x in np_in], **t_kw)
     return calls, out
 
@@ -292,10 +294,12 @@ def _mask_store(args: dict, layout: str) -> "Masks":
 
 
 class FlaxRunner:
-    """The Flax model as pure functions of its state, each compiled once: a recorded pass (every leaf
-    layer's input and output come back as extra outputs of one jitted function, with the call order
-    and call sites noted while tracing), and outputs with a VJP. Arrays for the layers are whatever
-    `load` last wrote into the model."""
+    """The Flax model as one pure function of its state, compiled once per comparison: a pass that
+    returns, besides the outputs, every leaf layer's input and output (extra outputs of the same
+    jitted function; the call order and call sites are noted while tracing), the state after the
+    pass, and, given cotangents, the gradient of Σ out·ct wrt the parameters and the floating inputs
+    (nnx.grad, so a training-mode pass may update BatchNorm statistics on the way). The arrays are
+    whatever was last written into the model."""
 
     def __init__(self, f, fl: dict, f_np: list, f_kw: dict, train: bool, layout: str, jdev):
         self.f, self.fl, self.f_kw, self.train, self.layout = f, fl, f_kw, train, layout
@@ -303,88 +307,70 @@ class FlaxRunner:
         self.xs = [jax.device_put(a, jdev) for a in f_np]
         self.float_in = [i for i, a in enumerate(f_np) if a.dtype.kind == "f"]
         self.meta: list = []
-        self._record_jit = jax.jit(self._record, static_argnums=0)
-        self._vjp_jit = None
+        self._jit = jax.jit(self._pass, static_argnums=0)
         self.shapes = [tuple(a.shape) for a in f_np]
 
-    def state(self):
-        _, params, rest = nnx.split(self.f, nnx.Param, ...)
-        return params, rest
-
-    def _forward(self, params, rest, xs_float, handler):
-        m = nnx.merge(self.graphdef, params, rest)
-        args = list(self.xs)
-        for j, i in enumerate(self.float_in):
-            args[i] = xs_float[j]
-        with trace.bind(m, self.fl, handler):
-            out = m(*args, **self.f_kw)
-        return tuple(jax.tree.leaves(out)), nnx.split(m, nnx.Param, ...)[2]
-
-    def _record(self, pairing, params, rest, xs_float, masks):
-        self.meta = []
-        arrays = []
+    def _pass(self, pairing, params, rest, xs_float, masks, cts):
+        self.meta.clear()
         inject = _mask_store(masks, self.layout).flax_inject(pairing, self.train)
-        counts: dict = {}
 
-        def handler(leaf, module, call, args, kwargs):
-            k = counts.get(leaf.name, 0)
-            counts[leaf.name] = k + 1
-            x = args[0] if args else None
-            out = inject(leaf, k, module, x, kwargs)
-            if out is None:
-                out = call(*args, **kwargs)
-            slots = []
-            for v in (x, out):
-                if isinstance(v, jax.Array):
-                    slots.append(len(arrays))
-                    arrays.append(v)
-                else:
-                    slots.append(None)
-            self.meta.append((leaf, k, slots[0], slots[1], trace.call_site()))
-            return out
-        outs, new_rest = self._forward(params, rest, xs_float, handler)
-        return outs, arrays, new_rest
+        def forward(m, xf):
+            arrays, counts = [], {}
 
-    def record(self, pairing=None, masks=None, abstract=False):
-        """(calls, outputs, the state after the pass); `abstract`: shapes only, nothing compiled."""
-        params, rest = self.state()
-        xs_float = [self.xs[i] for i in self.float_in]
-        args = (params, rest, xs_float, _mask_args(masks or {}))
-        with _framework("Flax", self.shapes):
-            if abstract:
-                outs, arrays, new_rest = jax.eval_shape(functools.partial(self._record, pairing), *args)
-            else:
-                outs, arrays, new_rest = self._record_jit(pairing, *args)
-        calls = []
-        for leaf, k, i_in, i_out, site in self.meta:
-            get = (lambda i: None) if abstract else (lambda i: None if i is None else np.asarray(arrays[i]))
-            shape = lambda i: None if i is None else tuple(arrays[i].shape)  # noqa: E731
-            calls.append(trace.Call(leaf, k, get(i_in), get(i_out), site, shape(i_in), shape(i_out)))
-        return calls, outs, new_rest
+            def handler(leaf, module, call, args, kwargs):
+                k = counts.get(leaf.name, 0)
+                counts[leaf.name] = k + 1
+                x = args[0] if args else None
+                out = inject(leaf, k, module, x, kwargs)
+                if out is None:
+                    out = call(*args, **kwargs)
+                slots = []
+                for v in (x, out):
+                    slots.append(len(arrays) if isinstance(v, jax.Array) else None)
+                    if isinstance(v, jax.Array):
+                        arrays.append(v)
+                self.meta.append(trace.Call(leaf, k, slots[0], slots[1], trace.call_site(),
+                                            tuple(x.shape) if isinstance(x, jax.Array) else None,
+                                            tuple(out.shape) if isinstance(out, jax.Array) else None))
+                return out
+            args = list(self.xs)
+            for j, i in enumerate(self.float_in):
+                args[i] = xf[j]
+            self.meta.clear()
+            with trace.bind(m, self.fl, handler):
+                outs = tuple(jax.tree.leaves(m(*args, **self.f_kw)))
+            return outs, arrays
 
-    def vjp(self, pairing, masks, cts):
-        """Outputs and the gradients wrt the floating inputs and the parameters for cotangents `cts`
-        (one per output, Flax layout, None for non-floating outputs): the gradient of Σ out·ct, taken
-        with nnx.grad so that a training-mode pass may update BatchNorm statistics on the way."""
-        params, rest = self.state()
-        xs_float = [self.xs[i] for i in self.float_in]
-
-        def run(params, rest, xs_float, masks, cts):
-            handler = trace.flax_recorder(None, _mask_store(masks, self.layout).flax_inject(pairing, self.train))
-
+        m = nnx.merge(self.graphdef, params, rest)
+        if cts is None:
+            outs, arrays = forward(m, xs_float)
+            grads = None
+        else:
             def scalar(m, xf):
-                args = list(self.xs)
-                for j, i in enumerate(self.float_in):
-                    args[i] = xf[j]
-                with trace.bind(m, self.fl, handler):
-                    outs = tuple(jax.tree.leaves(m(*args, **self.f_kw)))
-                return sum((o * c).sum() for o, c in zip(outs, cts) if c is not None), outs
-            m = nnx.merge(self.graphdef, params, rest)
-            (gp, gx), outs = nnx.grad(scalar, argnums=(nnx.DiffState(0, nnx.Param), 1), has_aux=True)(m, xs_float)
-            return outs, (gp, gx)
-        with _framework("Flax", self.shapes):
-            return jax.jit(run)(params, rest, xs_float, _mask_args(masks),
-                                [None if c is None else jnp.asarray(c) for c in cts])
+                outs, arrays = forward(m, xf)
+                return sum((o * c).sum() for o, c in zip(outs, cts) if c is not None), (outs, arrays)
+            (gp, gx), (outs, arrays) = nnx.grad(scalar, argnums=(nnx.DiffState(0, nnx.Param), 1),
+                                                has_aux=True)(m, xs_float)
+            grads = (gp, gx)
+        return outs, arrays, nnx.split(m, nnx.Param, ...)[2], grads
+
+    def run(self, pairing=None, masks=None, cts=None, abstract=False):
+        """(calls, outputs, the state after the pass, gradients or None); `abstract`: shapes only,
+        traced but not compiled."""
+        _, params, rest = nnx.split(self.f, nnx.Param, ...)
+        xs_float = [self.xs[i] for i in self.float_in]
+        cts = None if cts is None else [None if c is None else jnp.asarray(c) for c in cts]
+        args = (params, rest, xs_float, _mask_args(masks or {}), cts)
+        self.meta.clear()
+        with _framework("Flax", self.shapes, self.meta):
+            if abstract:
+                outs, arrays, new_rest, grads = jax.eval_shape(functools.partial(self._pass, pairing), *args)
+            else:
+                outs, arrays, new_rest, grads = self._jit(pairing, *args)
+        get = (lambda i: None) if abstract else (lambda i: None if i is None else np.asarray(arrays[i]))
+        calls = [trace.Call(m.leaf, m.index, get(m.inp), get(m.out), m.called_at, m.in_shape, m.out_shape)
+                 for m in self.meta]  # meta holds indices into `arrays` where calls hold arrays
+        return calls, outs, new_rest, grads
 
 
 # ---------------------------------------------------------------- layouts for comparing
@@ -568,10 +554,34 @@ def pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, fn, direction, 
     snap = _torch_snapshot(t)
     d_t, _ = torch_pass(t, tl, np_in, t_kw)
     _torch_restore(t, snap)
-    d_f, _, _ = runner.record(None, abstract=True)
+    for c in d_t:  # torch's Conv2d/BatchNorm2d also run on 3-D (unbatched) input; the layout rule would not
+        if isinstance(c.leaf.module, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and c.in_shape and len(c.in_shape) != 4:
+            raise PortingError(f"torch `{c.leaf.label}` ({c.leaf.cls}) received a {len(c.in_shape)}-D input "
+                               f"{c.in_shape}: give batched 4-D (N, C, H, W) inputs (the Flax side's layout rule "
+                               f"transposes 4-D inputs only)")
+    try:
+        d_f, _, _, _ = runner.run(None, abstract=True)
+    except PortingError as e:
+        raise PortingError(str(e) + _shape_hint(d_t, runner.meta, layout)) from e.__cause__
     pairing = build(t, f, tl, fl, d_t, d_f, mapping=mapping, layout=layout)
     _convert(t, f, pairing, direction, fn)
     return pairing
+
+
+def _shape_hint(t_calls, f_calls, layout: str) -> str:
+    """Where the Flax model's layer outputs first take another shape than torch's (layers with
+    parameters, in execution order), for the message of a Flax model that failed."""
+    t_seq = [c for c in t_calls if c.leaf.kind in kinds.PARAM_KINDS]
+    f_seq = [c for c in f_calls if c.leaf.kind in kinds.PARAM_KINDS]
+    for tc, fc in zip(t_seq, f_seq):
+        want = tc.out_shape
+        if want is not None and layout == "nhwc" and len(want) == 4:
+            want = (want[0], want[2], want[3], want[1])
+        if want != fc.out_shape:
+            return (f"; the first layer whose output shape differs from torch's is Flax `{fc.leaf.label}` "
+                    f"({fc.leaf.cls}, called at {fc.called_at}): {fc.out_shape}, where torch `{tc.leaf.label}` "
+                    f"gives {tc.out_shape}" + (" (NHWC: " + str(want) + ")" if want != tc.out_shape else ""))
+    return ""
 
 
 def _check_flatten(pairing: Pairing, f_calls, t, f, direction, fn) -> bool:
@@ -611,24 +621,36 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
     t0 = time.perf_counter()
     notes: list[str] = []
     mapping, fn, direction = _weights_arg(weights, direction)
-    tol = lookup(dtype, device, mode)
+    _choice("mode", mode, precision.MODES)
     with precision.policy(mode):
         t, f, tl, fl, np_in, t_kw, runner, rules, masks = _prepare(
             torch_model, flax_model, inputs, dtype, device, mode, layout, train, torch_kwargs, flax_kwargs, seed,
             notes)
+        tol = lookup(dtype, device, mode)
         with trace.patched({type(lf.module) for lf in fl.values()}):
             pairing = pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, fn, direction, layout, notes)
             snap = _torch_snapshot(t)
-            # a recorded pass of each: every leaf layer's input and output
-            t_calls, _ = torch_pass(t, tl, np_in, t_kw, masks.torch_inject(pairing))
-            f_calls, _, f_rest = runner.record(pairing, masks.masks)
-            if _check_flatten(pairing, f_calls, t, f, direction, fn):
-                f_calls, _, f_rest = runner.record(pairing, masks.masks)
-            state_stats = _state_stats(t, f_rest, pairing, tol) if train else {}
-            _torch_restore(t, snap)
-            # outputs and gradients (VJP with one fixed cotangent)
-            outputs, input_grads, param_grads, grad_notes = _gradients(t, tl, np_in, t_kw, runner, masks,
-                                                                       pairing, tol, layout, seed)
+            for _ in range(2):  # a second round only if the data overturn a Flatten→Linear permutation
+                # torch: a recorded pass (every leaf layer's input and output), then outputs and gradients
+                t_calls, _ = torch_pass(t, tl, np_in, t_kw, masks.torch_inject(pairing))
+                t_stats = _torch_stats(pairing) if train else {}
+                _torch_restore(t, snap)
+                np_t, t_grads, cts = _torch_gradients(t, tl, np_in, t_kw, masks, pairing, seed)
+                _torch_restore(t, snap)
+                # Flax: one compiled pass giving all of that at once, for the same cotangents
+                f_cts = [None if c is None else (c.transpose(0, 2, 3, 1) if layout == "nhwc" and c.ndim == 4 else c)
+                         for c in cts]
+                _, shapes, _, _ = runner.run(pairing, masks.masks, abstract=True)
+                fits = bool(t_grads) and len(shapes) == len(f_cts) and all(
+                    c is None or tuple(c.shape) == tuple(sh.shape) for c, sh in zip(f_cts, shapes))
+                f_calls, f_outs, f_rest, grads = runner.run(pairing, masks.masks, f_cts if fits else None)
+                if not _check_flatten(pairing, f_calls, t, f, direction, fn):
+                    break
+                snap = _torch_snapshot(t)
+            state_stats = _state_stats(t_stats, f_rest, pairing, tol) if train else {}
+            outputs, input_grads, param_grads, grad_notes = _compare_outputs(
+                np_t, t_grads, f_outs, grads, fits, [i for i, x in enumerate(np_in) if x.dtype.kind == "f"],
+                pairing, tol, layout)
 
     def notes_of(pair: Pair):
         fc = next((c for c in f_calls if c.leaf is pair.flax), None)
@@ -664,7 +686,7 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
 
 def _convert(t, f, pairing: Pairing, direction: str, fn) -> None:
     if direction == "torch->flax":
-        sd = {k: v.detach().cpu().numpy() for k, v in t.state_dict().items()}
+        sd = {k: v.detach().cpu().numpy().copy() for k, v in t.state_dict().items()}
         if fn is None:
             pairing.load_flax(f, sd)
             return
@@ -716,28 +738,40 @@ def _check_pure(ref, pure, path) -> None:
                                f"the Flax model holds {tuple(np.shape(ref[k]))}")
 
 
-def _state_stats(t, f_rest, pairing: Pairing, tol) -> dict:
-    """torch's running statistics against the Flax layer's, after a training-mode pass."""
+def _torch_stats(pairing: Pairing) -> dict:
+    """Each paired torch BatchNorm's running statistics (NumPy copies)."""
+    out = {}
+    for p in pairing.pairs:
+        if p.kind == "batchnorm":
+            sd = p.torch.module.state_dict()
+            out[p.torch.name] = {k: sd[k].detach().cpu().numpy().copy() for k in ("running_mean", "running_var")
+                                 if k in sd}
+    return out
+
+
+def _state_stats(t_stats: dict, f_rest, pairing: Pairing, tol) -> dict:
+    """torch's running statistics against the Flax layer's, after one training-mode pass each."""
     out = {}
     pure = nnx.to_pure_dict(f_rest)
     for p in pairing.pairs:
-        if p.kind != "batchnorm":
+        if p.kind != "batchnorm" or p.torch.name not in t_stats:
             continue
         node = pure
         for k in p.flax.path:
             node = node.get(k, {}) if isinstance(node, dict) else {}
         conv = kinds.to_torch("batchnorm", {k: np.asarray(node[k]) for k in ("mean", "var") if k in node})
-        sd = p.torch.module.state_dict()
-        st = [measure(conv[k], sd[k].detach().cpu().numpy(), tol) for k in conv if k in sd]
+        st = [measure(conv[k], t_stats[p.torch.name][k], tol) for k in conv if k in t_stats[p.torch.name]]
         if st:
             out[p.torch.name] = worst(st)
     return out
 
 
-def _gradients(t, tl, np_in, t_kw, runner: FlaxRunner, masks: Masks, pairing: Pairing, tol, layout: str, seed: int):
-    """Outputs, and gradients wrt every floating input and every parameter, of both sides for one
-    fixed random cotangent (drawn in NumPy in torch's output shapes, N(0, 1/n)), compared."""
-    notes = []
+def _torch_gradients(t, tl, np_in, t_kw, masks: Masks, pairing: Pairing, seed: int):
+    """torch's outputs, its gradients wrt every floating input and every parameter for one fixed
+    random cotangent, and that cotangent: N(0, 1/n) for an output of n elements (drawn in NumPy),
+    the scale a mean-reduced loss gives its gradient, so a parameter's gradient (a sum over batch and
+    positions) keeps the size of one output's however large the batch, and the table's atol means
+    the same for every model size."""
     dev = _tdev(t)
     t_in = [torch.tensor(x, device=dev, requires_grad=x.dtype.kind == "f") for x in np_in]
     params = dict(t.named_parameters())
@@ -746,10 +780,7 @@ def _gradients(t, tl, np_in, t_kw, runner: FlaxRunner, masks: Masks, pairing: Pa
     with _framework("torch", [x.shape for x in np_in]), trace.torch_tracer(tl.values(), None,
                                                                               masks.torch_inject(pairing)):
         t_outs = _flat_torch(t(*t_in, **t_kw))
-    np_t = [o.detach().cpu().numpy() for o in t_outs]
-    # N(0, 1/n) for an output of n elements: the scale a mean-reduced loss gives its gradient, so a
-    # parameter's gradient (a sum over batch and positions) keeps the size of one output's however
-    # large the batch, and the table's atol means the same for every model size
+    np_t = [o.detach().cpu().numpy().copy() for o in t_outs]
     rng = np.random.default_rng(seed)
     cts = [(rng.standard_normal(o.shape) / np.sqrt(max(o.size, 1))).astype(o.dtype) if o.dtype.kind == "f"
            else None for o in np_t]
@@ -761,35 +792,32 @@ def _gradients(t, tl, np_in, t_kw, runner: FlaxRunner, masks: Masks, pairing: Pa
     if isinstance(scalar, torch.Tensor) and scalar.requires_grad and wrt:
         gs = torch.autograd.grad(scalar, wrt, allow_unused=True)
         names = [f"input {i}" for i in float_in] + list(params)
-        t_grads = {n: (torch.zeros_like(w) if g is None else g).detach().cpu().numpy()
+        t_grads = {n: (torch.zeros_like(w) if g is None else g).detach().cpu().numpy().copy()
                    for n, w, g in zip(names, wrt, gs)}
+    return np_t, t_grads, cts
 
-    f_cts = [None if c is None else (c.transpose(0, 2, 3, 1) if layout == "nhwc" and c.ndim == 4 else c)
-             for c in cts]
-    _, shapes, _ = runner.record(pairing, masks.masks, abstract=True)
-    shapes = [tuple(o.shape) for o in shapes]
-    fits = len(shapes) == len(f_cts) and all(c is None or tuple(c.shape) == sh for c, sh in zip(f_cts, shapes))
-    if fits and t_grads:
-        f_outs, (gp, gx) = runner.vjp(pairing, masks.masks, f_cts)
-    else:
-        _, f_outs, _ = runner.record(pairing, masks.masks)
+
+def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, pairing: Pairing, tol, layout: str):
+    """Outputs, input gradients and parameter gradients (torch names and layouts), compared."""
     np_f = [np.asarray(o) for o in f_outs]
     if len(np_f) != len(np_t):
         return ([Stats((), np.inf, np.inf, np.nan, np.nan, np.nan, False,
                        f"torch returns {len(np_t)} outputs, Flax {len(np_f)}")], {}, {},
                 ["gradients not compared: the outputs differ in number"])
     outputs = [measure(to_torch_layout(a, layout), b, tol) for a, b in zip(np_f, np_t)]
-    if not (fits and t_grads):
+    if not fits or grads is None:
         return outputs, {}, {}, ["gradients not compared: " + ("the output shapes differ" if t_grads
                                                                else "nothing to differentiate")]
-    input_grads = {}
-    for j, i in enumerate(float_in):
-        input_grads[f"input {i}"] = measure(to_torch_layout(np.asarray(gx[j]), layout), t_grads[f"input {i}"], tol)
+    gp, gx = grads
+    input_grads = {f"input {i}": measure(to_torch_layout(np.asarray(gx[j]), layout), t_grads[f"input {i}"], tol)
+                   for j, i in enumerate(float_in)}
     f_grads = pairing.flax_to_torch(jax.tree.map(np.asarray, nnx.to_pure_dict(gp)), params_only=True)
-    param_grads = {}
-    for name in params:
+    param_grads, notes = {}, []
+    for name, g in t_grads.items():
+        if name.startswith("input "):
+            continue
         if name not in f_grads:
             notes.append(f"gradient of torch `{name}` not compared: no Flax counterpart")
             continue
-        param_grads[name] = measure(f_grads[name], t_grads[name], tol)
+        param_grads[name] = measure(f_grads[name], g, tol)
     return outputs, input_grads, param_grads, notes

@@ -78,7 +78,7 @@ def normalised_flax_name(model, path: tuple) -> str:
 
 
 def torch_state(leaf: Leaf) -> dict:
-    return {k: v.detach().cpu().numpy() for k, v in leaf.module.state_dict().items()}
+    return {k: v.detach().cpu().numpy().copy() for k, v in leaf.module.state_dict().items()}
 
 
 # ---------------------------------------------------------------- the pairing

@@ -27,7 +27,7 @@ from rich.table import Table
 from parity import curves, precision
 from parity.console import write_json_atomic
 from parity.porting import core, trace
-from parity.porting.pairing import PortingError, build
+from parity.porting.pairing import PortingError
 from parity.porting.report import _json_safe
 from parity.tolerances import Tolerance, training_curve
 
@@ -129,7 +129,7 @@ def _force_slots(opt_state, torch_opt, pairing, params_state, names):
                 if torch_key == "step":
                     step = int(st.get("step", 0))
                 elif torch_key in st:
-                    sd[by_param[id(p)]] = st[torch_key].detach().cpu().numpy()
+                    sd[by_param[id(p)]] = st[torch_key].detach().cpu().numpy().copy()
         return step if torch_key == "step" else sd
 
     def walk(s):
@@ -220,7 +220,7 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
             pairing = core.pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, None, direction, layout,
                                             notes)
             if any(p.flatten for p in pairing.pairs):
-                f_calls, _, _ = runner.record(pairing)
+                f_calls, _, _, _ = runner.run(pairing)
                 core._check_flatten(pairing, f_calls, t, f, direction, None)
             names = dict(t.named_parameters())
             opt = torch_optimizer_factory(t.parameters())
@@ -279,6 +279,7 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 p_err.append(worst)
                 if first_param_step is None and worst > 1:
                     first_param_step, first_param = k + 1, worst_name
+                    notes += _zero_gradient_note(names, worst_name)
     if steps > seg:
         notes.append(f"the Flax side restarted from torch's weights and optimiser state every {seg} steps "
                      f"(teacher forcing, parity/curves.py)")
@@ -288,9 +289,26 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                           [*pairing.notes, *notes], time.perf_counter() - t0)
 
 
+def _zero_gradient_note(names: dict, name: str) -> list[str]:
+    """A note when the parameter that parted has a gradient at rounding level (a bias before a
+    softmax or a BatchNorm, zero in exact arithmetic): Adam divides by √v + eps and scales such
+    noise up to steps of about the learning rate, differently in each framework."""
+    grads = {n: p.grad.detach().abs().max().item() for n, p in names.items() if p.grad is not None}
+    top = max(grads.values(), default=0.0)
+    g = grads.get(name)
+    if g is None or top == 0 or g > 1e-6 * top:
+        return []
+    return [f"torch's gradient of `{name}` at that step is at most {g:.2g} ({g / top:.1g} of the largest): "
+            f"zero in exact arithmetic, so what parts is rounding noise; an optimiser that normalises steps "
+            f"(Adam: m/(√v + eps)) scales it up to about the learning rate (docs/traps.md, trap 20). Check "
+            f"with SGD or in float64"]
+
+
 def _state_from_torch(t, f, pairing):
-    """The Flax (params, rest) holding torch's current weights and statistics."""
-    sd = {k: v.detach().cpu().numpy() for k, v in t.state_dict().items()}
+    """The Flax (params, rest) holding torch's current weights and statistics (copied: a NumPy view of
+    a torch tensor that JAX took without copying would change with torch's next in-place update;
+    docs/traps.md, trap 27)."""
+    sd = {k: v.detach().cpu().numpy().copy() for k, v in t.state_dict().items()}
     pairing.load_flax(f, sd)
     _, params, rest = nnx.split(f, nnx.Param, ...)
     return params, rest

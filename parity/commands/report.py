@@ -1,0 +1,79 @@
+"""`parity report --html DIR`: a static HTML site of every concept, side by side (opens from file://).
+
+index.html holds the concept table (sortable, filterable by group and result), one page per concept
+shows the JAX and PyTorch source of every function it runs with each sample's per-tensor errors,
+the trap it belongs to and its worked example; --train and --bench add the training and benchmark
+pages. Each concept runs once per dtype (in --jobs worker processes, JAX's compilation cache on).
+"""
+from __future__ import annotations
+
+import time
+
+from parity import precision
+from parity.commands.common import (add_concept_names, add_device, add_precision, check_device,
+                                    select_concepts)
+from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, progress, writable_dir
+from parity.site import build, runs
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write a static HTML site: every concept's JAX and PyTorch code side by "
+                                      "side with its errors, plus training and benchmark pages")
+    p.add_argument("--html", metavar="DIR", required=True,
+                   help="the site's folder (created; index.html, concepts/, docs/, assets/ go there)")
+    add_concept_names(p)
+    add_device(p)
+    p.add_argument("--dtype", choices=precision.DTYPES, nargs="+", default=list(precision.DTYPES),
+                   help="one or both (default: both)")
+    add_precision(p)
+    p.add_argument("--train", metavar="DIR", help="a `parity train` run folder (summary.json, loss.png) or the "
+                                                 "--log-dir holding several: adds the training page")
+    p.add_argument("--bench", metavar="DIR", help="a `parity bench --out` folder (bench-<device>.json/.md, PNGs): "
+                                                 "adds the benchmarks page")
+    p.add_argument("--jobs", type=int, default=runs.default_jobs(),
+                   help="worker processes running the concepts (default: the usable cores, at most 4)")
+    p.add_argument("--cache-dir", metavar="DIR", default=str(runs.default_cache_dir()),
+                   help="JAX's persistent compilation cache (default: %(default)s); the programs are the same, "
+                        "only their compile time is saved")
+    p.add_argument("--no-cache", action="store_true", help="compile every program afresh")
+    p.set_defaults(run=run)
+
+
+def run(args, out, err) -> int:
+    concepts = select_concepts(args.names)
+    check_device(args.device)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    site_dir = writable_dir(args.html, "--html")
+    train = build.check_train(args.train) if args.train else None
+    bench = build.check_bench(args.bench) if args.bench else None
+    cache = None
+    if not args.no_cache:
+        try:
+            cache = writable_dir(args.cache_dir, "--cache-dir")
+        except UsageError:
+            if args.cache_dir != str(runs.default_cache_dir()):
+                raise
+            err.print(f"parity: note: cannot write the default cache {esc(args.cache_dir)}; compiling afresh",
+                      highlight=False)
+    dtypes = list(dict.fromkeys(args.dtype))
+    t0 = time.perf_counter()
+    with progress(err) as prog:
+        task = prog.add_task("running", total=len(concepts) * len(dtypes))
+        results = runs.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
+                           on_result=lambda r: prog.update(task, advance=1, description=f"ran {r.concept} ({r.dtype})"))
+        run_seconds = time.perf_counter() - t0
+        pages = prog.add_task("writing pages", total=len(concepts))
+        written = build.write_site(site_dir, concepts, results, dtypes=dtypes, device=args.device,
+                                   precision=args.precision, jobs=args.jobs, run_seconds=run_seconds,
+                                   train=train, bench=bench,
+                                   extra_env={"jobs": args.jobs, "torch threads per worker":
+                                              max(1, runs.cores() // args.jobs) if args.jobs > 1 else "default",
+                                              "JAX compilation cache": cache or "off"},
+                                   on_page=lambda name: prog.update(pages, advance=1, description=f"page {name}"))
+    n_fail = sum(not r.passed for r in results)
+    out.print(f"{len(results) - n_fail} passed, {n_fail} failed ({len(concepts)} concepts × {len(dtypes)} dtypes, "
+              f"ran in {run_seconds:.0f} s); wrote {len(written)} files in {time.perf_counter() - t0:.0f} s",
+              highlight=False)
+    out.print(f"open {esc((site_dir / 'index.html').resolve().as_uri())}", highlight=False, soft_wrap=True)
+    return EXIT_FAIL if n_fail else EXIT_OK

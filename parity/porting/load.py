@@ -1,0 +1,143 @@
+"""Loading a model from `path/to/file.py:NameOrFactory`, as `parity compare` is given them."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import torch
+from flax import nnx
+
+from parity.porting.pairing import PortingError
+
+_MODULES: dict[str, object] = {}
+
+
+def load_module(path: str):
+    """Import a Python file once (the same file named twice gives one module); its folder is on
+    sys.path while it runs, so it may import its neighbours."""
+    p = Path(path)
+    if not p.exists():
+        raise PortingError(f"{path}: no such file")
+    if not p.is_file() or p.suffix != ".py":
+        raise PortingError(f"{path}: expected a Python file (.py)")
+    key = str(p.resolve())
+    if key in _MODULES:
+        return _MODULES[key]
+    name = f"_parity_user_{p.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, key)
+    module = importlib.util.module_from_spec(spec)
+    folder = str(p.resolve().parent)
+    sys.path.insert(0, folder)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - any error in the user's file is bad input here
+        sys.modules.pop(name, None)
+        where = ""
+        tb = e.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == key:
+                where = f" (line {tb.tb_lineno})"
+            tb = tb.tb_next
+        if isinstance(e, SyntaxError):
+            where = f" (line {e.lineno})"
+        raise PortingError(f"{path}: importing it failed{where}: {type(e).__name__}: {e}") from None
+    finally:
+        if sys.path and sys.path[0] == folder:
+            sys.path.pop(0)
+    _MODULES[key] = module
+    return module
+
+
+def load_target(target: str):
+    """'file.py:Name' → the object named Name in file.py (a class, a factory or a model)."""
+    path, sep, name = target.rpartition(":")
+    if not sep or not path or not name:
+        raise PortingError(f"{target!r}: expected FILE.py:NAME (a model class, a factory or a model)")
+    module = load_module(path)
+    obj = module
+    for part in name.split("."):
+        if not hasattr(obj, part):
+            here = sorted(k for k, v in vars(module).items() if not k.startswith("_") and
+                          (inspect.isclass(v) or inspect.isfunction(v)) and getattr(v, "__module__", "") == module.__name__)
+            raise PortingError(f"{path}: no {name!r} in it (defined there: {', '.join(here) or 'nothing'})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def abstract_model(make):
+    """The NNX model `make()` builds, traced with nnx.eval_shape so that no random initialiser runs
+    (op by op, each compiles: seconds for a small ResNet on a CPU), then given zeros for its
+    parameters and batch statistics and a fixed key for its RNG streams; None when it holds any
+    other state (a precomputed table, say), whose values only a real build can give, or when it
+    cannot be built abstractly. For a model whose weights are about to be overwritten by torch's
+    (parity/training.py builds its Flax models the same way)."""
+    try:
+        graphdef, state = nnx.split(nnx.eval_shape(make))
+    except Exception:  # noqa: BLE001 - anything that needs concrete values: build it for real instead
+        return None
+    key = jax.random.key(0)
+
+    def fill(v):
+        if not isinstance(v, (nnx.Param, nnx.BatchStat, nnx.RngKey, nnx.RngCount)):
+            raise LookupError
+        if isinstance(v, nnx.RngKey):
+            if v.shape != () or v.dtype != key.dtype:
+                raise LookupError
+            return v.replace(key)
+        return v.replace(np.zeros(v.shape, v.dtype))
+    try:
+        filled = jax.tree.map(fill, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    except LookupError:
+        return None
+    return nnx.merge(graphdef, filled)
+
+
+def build(obj, kwargs: dict, side: str, notes: list, label: str, abstract: bool = False):
+    """The model `obj` names: itself if it is one, else obj(**kwargs) (plus rngs=nnx.Rngs(0) for a Flax
+    class or factory whose signature has `rngs`); `abstract`: a Flax model through `abstract_model`
+    when it can be (its weights will be overwritten)."""
+    want = torch.nn.Module if side == "torch" else nnx.Module
+    if isinstance(obj, want):
+        if kwargs:
+            raise PortingError(f"{label} is a model already; --args cannot be applied to it")
+        notes.append(f"{side}: {label} (a model instance)")
+        return obj
+    if not callable(obj):
+        raise PortingError(f"{label} is a {type(obj).__name__}, not a model, class or factory")
+    kwargs = dict(kwargs)
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    if side == "flax" and "rngs" not in kwargs:
+        try:  # NNX's metaclass hides a class's own signature: read __init__'s
+            params = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "rngs" in params:
+            kwargs["rngs"] = nnx.Rngs(0)
+            shown = ", ".join(filter(None, [shown, "rngs=nnx.Rngs(0)"]))
+    model = abstract_model(lambda: obj(**kwargs)) if abstract and side == "flax" else None
+    how = "built abstractly (nnx.eval_shape; its weights come from torch) by" if model is not None else "built by"
+    if model is None:
+        try:
+            model = obj(**kwargs)
+        except Exception as e:  # noqa: BLE001 - a constructor failing on these arguments is bad input
+            raise PortingError(f"building {label}({shown}) failed: {type(e).__name__}: {e}") from None
+    if not isinstance(model, want):
+        raise PortingError(f"{label}({shown}) returned a {type(model).__name__}, expected a "
+                           f"{'torch.nn.Module' if side == 'torch' else 'flax.nnx.Module'}")
+    notes.append(f"{side}: {type(model).__name__} {how} {label}({shown})")
+    return model
+
+
+def rel_target(target: str) -> str:
+    path, _, name = target.rpartition(":")
+    try:
+        return f"{os.path.relpath(path)}:{name}"
+    except ValueError:
+        return target
