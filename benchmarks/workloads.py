@@ -378,17 +378,10 @@ def _dp_case(model: str, opt: str):
                 "dtype": dtype, "image": list(TRAIN_IMAGE), "classes": TRAIN_CLASSES}
 
         def runner(fw, mode):
-            def make():
-                held = {}
-
-                @contextlib.contextmanager
-                def context():  # the workers start (once per run) and build the step outside any timing
-                    with timing.prepared(fw, n, device, {**spec, "mode": mode}) as group:
-                        held["group"] = group
-                        yield
-
-                return Runner(lambda: timing.steps(held["group"], timing.STEPS_PER_CALL), "jax",
-                              steps=timing.STEPS_PER_CALL, context=context)
+            def make():  # the workers start (once per bench run) and build the step: nothing timed yet
+                group, key = timing.prepare(fw, n, device, {**spec, "mode": mode})
+                return Runner(lambda: timing.steps(group, key, timing.STEPS_PER_CALL), "jax",
+                              steps=timing.STEPS_PER_CALL, context=timing.guard)
             return make
 
         out = {"jax-jit": runner("jax", "jit"), "jax-eager": runner("jax", "eager"),

@@ -14,8 +14,10 @@ workload and mode, the time per step at each N, the throughput (examples/s) and 
 efficiency t(1) / t(N) (1 = perfect: N devices take as long for N batches as one device for one).
 
 Worker groups are started on first use (their start-up is outside every timing) and kept for the
-rest of the bench run: they end at interpreter exit, on the first error or Ctrl-C inside a
-measurement, or on `close_all()`.
+rest of the bench run: they end at interpreter exit, on the first error or Ctrl-C inside a timed
+sample (`guard`), or on `close_all()`. Each worker keeps the steps of one workload (one per mode,
+since the harness interleaves the modes of a workload round-robin) and runs them with Python's
+garbage collector off, as the harness times in-process steps.
 """
 from __future__ import annotations
 
@@ -64,26 +66,34 @@ def close_all() -> None:
     _DIR.clear()
 
 
+def prepare(fw: str, world: int, device: str, spec: dict) -> tuple:
+    """Start (or reuse) the group and build the step of `spec` in every worker, under a key of its
+    own (the harness interleaves a workload's modes, so a worker holds one step per mode); what
+    `steps` takes. Nothing here is timed; the harness's first call includes the compilation."""
+    g = group(fw, world, device)
+    key = f"{fw}-{spec.get('mode')}"
+    g.request({"cmd": "bench_prepare", "key": key, "spec": spec})
+    return g, key
+
+
 @contextlib.contextmanager
-def prepared(fw: str, world: int, device: str, spec: dict):
-    """One measurement's context: the group ready with the step of `spec` built (compiled on the
-    harness's first call); every group ended if anything fails or is interrupted inside."""
+def guard():
+    """The context of every timed sample: if anything fails or is interrupted inside, every worker
+    group ends now (not at interpreter exit)."""
     try:
-        g = group(fw, world, device)
-        g.request({"cmd": "bench_prepare", "spec": spec})
-        yield g
+        yield
     except BaseException:
         close_all()
         raise
 
 
-def steps(g, k: int) -> float:
-    """Run k steps in every worker of `g`; the slowest worker's own seconds for them."""
-    return max(r["seconds"] for r in g.request({"cmd": "bench_steps", "steps": k}))
+def steps(g, key: str, k: int) -> float:
+    """Run k steps of the step under `key` in every worker of `g`; the slowest worker's own seconds."""
+    return max(r["seconds"] for r in g.request({"cmd": "bench_steps", "key": key, "steps": k}))
 
 
 # ---------------------------------------------------------------- inside a worker
-def prepare(worker, model: str, kwargs: dict, optimizer: str, hyper: dict, dtype: str, mode: str,
+def build_steps(worker, model: str, kwargs: dict, optimizer: str, hyper: dict, dtype: str, mode: str,
             image: list, classes: int, per_device_batch: int = PER_DEVICE_BATCH, seed: int = 0):
     """The step to time in this worker: a function(k) running k data-parallel steps on a fixed batch."""
     from parity import training

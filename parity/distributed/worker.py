@@ -10,7 +10,7 @@ replies leave as JSON lines on the original stdout; anything else a library prin
 (the launcher's log). Commands: `free` (train from the initial weights, keeping the training state
 at every segment start), `segments` (train given segments, each from a given state: teacher forcing
 and float64 replays), `call` (run a function of `parity.distributed.experiments` on every rank),
-`bench_prepare` / `bench_steps` (timing), `exit`. Bulk inputs and outputs are .npz / pickle files
+`bench_prepare` / `bench_steps` (timing, `parity.distributed.timing`), `exit`. Bulk inputs and outputs are .npz / pickle files
 named in the command; only rank 0 (torch) writes them.
 
 PARITY_DP_FAULT (tests only) plants a failure: "exit:R:S" makes rank R exit with code 3 when it
@@ -112,7 +112,8 @@ class Worker:
             self.rank, self.world = 0, int(os.environ["PARITY_DP_WORLD"])
         self.fault = Fault(os.environ.get("PARITY_DP_FAULT", ""), self.rank)
         self.sides: dict = {}
-        self.bench = None
+        self.benches: dict = {}  # key → function(k) running k timed steps
+        self.bench_workload = None
 
     def start(self) -> dict:
         import torch
@@ -244,9 +245,14 @@ class Worker:
         return {}
 
     def cmd_bench_prepare(self, cmd: dict) -> dict:
+        """Build the step to time under `key`; steps of another workload are dropped first."""
         from parity.distributed import timing
-        self.bench = None
-        self.bench = timing.prepare(self, **cmd["spec"])
+        spec = cmd["spec"]
+        workload = {k: v for k, v in spec.items() if k != "mode"}
+        if self.bench_workload != workload:
+            self.benches, self.bench_workload = {}, workload
+        self.benches.pop(cmd["key"], None)
+        self.benches[cmd["key"]] = timing.build_steps(self, **spec)
         gc.collect()
         gc.freeze()  # what exists now is never scanned again: no collection pass inside a timing
         return {}
@@ -258,7 +264,7 @@ class Worker:
         gc.disable()
         try:
             t0 = time.perf_counter()
-            self.bench(int(cmd["steps"]))
+            self.benches[cmd["key"]](int(cmd["steps"]))
             return {"seconds": time.perf_counter() - t0}
         finally:
             if was:
@@ -298,7 +304,11 @@ def main(argv=None) -> int:
             if cmd.get("cmd") == "exit":
                 break
             try:
-                send("done", cmd=cmd["cmd"], **(w.run(cmd) or {}))
+                t0 = time.perf_counter()
+                reply = w.run(cmd) or {}
+                if cmd["cmd"] != "bench_steps":  # the log says what each command cost
+                    print(f"parity worker: {cmd['cmd']} took {time.perf_counter() - t0:.3f} s", file=sys.stderr)
+                send("done", cmd=cmd["cmd"], **reply)
             except Exception as e:
                 traceback.print_exc()
                 first = str(e).splitlines()[0] if str(e) else ""
