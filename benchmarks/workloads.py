@@ -8,6 +8,7 @@ step's model FLOPs are read off the built model, `model_counts`) and the fewest 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import functools
 from dataclasses import dataclass
@@ -159,6 +160,85 @@ _add(Workload(
         f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2})),
     lambda n, b: (3.0 * 16 * 32 * (n // 2) ** 2, 16 * 32 * (n * n + (n // 2) ** 2) * b)))
 
+def _module_fwd_bwd_case(name: str, sample_at):
+    """Forward and backward of the leaf class a layer concept covers: the output and the gradients
+    of sum(y · ct) for a fixed cotangent `ct`, with respect to the input and every parameter.
+
+    JAX: one `jax.vjp` of the merged module (jitted, or op by op); torch: the module, then
+    `torch.autograd.grad` (eager, or on the output of `torch.compile(module)`, whose backward AOT
+    compiles too). Each framework gets its own layout, as `_module_case`.
+    """
+    def build(n, device, dtype):
+        c = registry.get(name)
+        rng = np.random.default_rng(SEED)
+        s = sample_at(rng, n, np.dtype(dtype))
+        mod, cls = c.covers[0].split(".")
+        kw = dict(s.kwargs)
+        dt = kw.pop("dtype", None)
+        dkw = {"dtype": dt} if dt else {}
+        tm = getattr(getattr(T, mod), cls)(**kw, **({"dtype": getattr(torch, dt)} if dt else {}))
+        tm = tm.to(torch_device(device))
+        if s.params:
+            tm.load_state_dict(bridge.to_torch(s.params, device))
+            jm = bridge.flax_module(getattr(getattr(J, mod), cls),
+                                    c.params_to_jax(s.params) if c.params_to_jax else dict(s.params), **kw, **dkw)
+        else:
+            jm = getattr(getattr(J, mod), cls)(**kw)
+        x = s.inputs["x"]
+        with torch.no_grad():
+            y_shape = tuple(tm(bridge.to_torch({"x": x}, device)["x"]).shape)
+        ct = rng.standard_normal(y_shape).astype(dtype)
+        jx, jct = bridge.to_jax((convert.nchw_to_nhwc(x), convert.nchw_to_nhwc(ct)), device)
+        tx = bridge.to_torch({"x": x}, device)["x"].requires_grad_(True)
+        tct = bridge.to_torch({"ct": ct}, device)["ct"]
+        graphdef, state = nnx.split(jm)
+
+        def jax_fb(st, v, g):
+            y, vjp = jax.vjp(lambda st_, v_: nnx.merge(graphdef, st_)(v_), st, v)
+            return y, vjp(g)
+
+        jitted = jax.jit(jax_fb)
+
+        def torch_fb(module):
+            y = module(tx)
+            return y, torch.autograd.grad(y, [tx, *tm.parameters()], tct)
+
+        def compiled(mode=None):
+            torch.compiler.reset()
+            f = torch.compile(tm, mode=mode, dynamic=False)
+            return Runner(lambda: torch_fb(f), "torch")
+
+        out = {"jax-jit": lambda: Runner(lambda: jitted(state, jx, jct), "jax"),
+               "jax-eager": lambda: Runner(lambda: jax_fb(state, jx, jct), "jax", context=jax.disable_jit),
+               "torch-eager": lambda: Runner(lambda: torch_fb(tm), "torch"),
+               "torch-compile": lambda: compiled(None)}
+        if device == "cuda":
+            out["torch-compile-ro"] = lambda: compiled("reduce-overhead")
+        return out
+    return build
+
+
+CONV_FB_BATCH = 64
+_add(Workload(
+    "layers.conv2d.fwd_bwd", "op", f"Conv2d(3, 32, 3, padding=1) forward + backward on {CONV_FB_BATCH} images n×n",
+    "image", IMAGES, (8, 32),
+    _module_fwd_bwd_case("layers.conv2d", lambda rng, n, dt: dataclasses.replace(
+        _conv_sample(rng, n, dt), inputs={"x": _randn(rng, (CONV_FB_BATCH, 3, n, n), dt)})),
+    # forward, input gradient and weight gradient: one convolution's multiply-adds each, plus the
+    # bias gradient's sum; reads x, w, b and the cotangent, writes y and the three gradients
+    lambda n, b: (3 * 2.0 * CONV_FB_BATCH * 32 * n * n * 3 * 9 + CONV_FB_BATCH * 32 * n * n,
+                  (2 * (CONV_FB_BATCH * 3 * n * n + 32 * 27 + 32) + 2 * CONV_FB_BATCH * 32 * n * n) * b),
+    cpu_max=64))
+
+_add(Workload(
+    "layers.max_pool2d.fwd_bwd", "op", "MaxPool2d(2) forward + backward on (16, 32, n, n)", "image", IMAGES, (8, 32),
+    _module_fwd_bwd_case("layers.max_pool2d", lambda rng, n, dt: Sample(
+        f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2})),
+    # forward: 3 comparisons per 2×2 window; backward: one comparison and one select per input
+    # element; reads x and the cotangent, writes y and the input gradient
+    lambda n, b: (3.0 * 16 * 32 * (n // 2) ** 2 + 2.0 * 16 * 32 * n * n,
+                  2 * 16 * 32 * (n * n + (n // 2) ** 2) * b)))
+
 LINEAR_IN, LINEAR_OUT = 784, 128  # SimpleNet's first layer on MNIST
 _add(Workload(
     "layers.linear", "op", f"Linear({LINEAR_IN}, {LINEAR_OUT}) on (batch, {LINEAR_IN})", "batch", BATCHES, (16, 1024),
@@ -275,7 +355,21 @@ def _train_case(model: str, opt: str):
             f = torch.compile(tr.step, mode=mode)
             return Runner(lambda: f(tx, ty), "torch")
 
-        out = {"jax-jit": jit, "jax-eager": partial(jit, jax.disable_jit), "jax-scan": scan,
+        def op_by_op():
+            # a debugging mode: JAX's op-by-op dispatch compiles each primitive once per static
+            # argument, and optax's bias correction decay ** count is one integer_pow per step count,
+            # so successive steps would time a compilation each (~30 ms). The state is put back
+            # before every timed call (the count repeats, only dispatch is timed; under
+            # disable_jit nothing is donated, and the assignment costs ~30 µs of a step of ms).
+            tr = jax_trainer()
+            start = tr.state
+
+            def call():
+                tr.state = start
+                return tr.step(jx, jy)
+            return Runner(call, "jax", context=jax.disable_jit)
+
+        out = {"jax-jit": jit, "jax-eager": op_by_op, "jax-scan": scan,
                "torch-eager": eager, "torch-compile": compiled}
         if device == "cuda":
             out["torch-compile-ro"] = partial(compiled, "reduce-overhead")
@@ -342,6 +436,125 @@ for _m in TRAIN_MODELS:
             f"one {training.class_name(_m)} + {_o} step on MNIST-sized data ({'×'.join(map(str, TRAIN_IMAGE))})",
             "batch", (1, 16, 64, 256, 1024, 8192) if _m == "small_cnn" else (1, 64, 1024, 8192),
             (64,), _train_case(_m, _o), train_count(_m, _o), cpu_max=1024 if _m == "small_cnn" else None))
+
+
+# ---------------------------------------------------------------- each Trainer against a minimal step
+# How much each framework's Trainer costs over the least code that trains the same model: a
+# `jax.jit` step over plain arrays with optax (donated buffers, index rows already on the device)
+# and a torch step with fused Adam. The Trainers are driven as `parity train` drives them (index
+# rows of a dataset on the device, put there once per epoch). The suite's modes and its reference
+# mode (torch-eager) are fixed, so here each mode name stands for one implementation:
+TRAINER_VS_MINIMAL = {
+    "torch-eager": "the minimal torch step: zero_grad, forward, F.cross_entropy, backward, fused Adam (the reference)",
+    "torch-compile": "torch_impl's Trainer.step (eager), as parity train drives it: its ratio is trainer / minimal",
+    "jax-eager": "the minimal JAX step: jax.jit over plain dicts of arrays, optax.adam, donated, device index rows",
+    "jax-jit": "jax_impl's Trainer.step_at over the epoch's rows put on the device once per epoch "
+               "(parity train's forced side); its ratio over jax-eager's is trainer / minimal",
+    "jax-scan": "jax_impl's Trainer.epoch: the epoch in one lax.scan (parity train's free-running side), per step",
+}
+
+
+def _trainer_vs_minimal_case(model: str):
+    hyper = _OPTIMS["adam"][0]
+
+    def build(n, device, dtype):
+        rng = np.random.default_rng(SEED)
+        k = _scan_steps(n)
+        kwargs = model_counts(model).kwargs
+        xs = rng.random((n * k, *TRAIN_IMAGE)).astype(dtype)
+        ys = rng.integers(0, TRAIN_CLASSES, (n * k,)).astype(np.int64)
+        rows = rng.permutation(n * k).reshape(k, n)
+        jx, jy = bridge.to_jax((xs.transpose(0, 2, 3, 1), ys), device)
+        tx, ty = (bridge.to_torch({"v": v}, device)["v"] for v in (xs, ys))
+        trows = [torch.as_tensor(r, device=torch_device(device)) for r in rows]
+        sd = training.init_state_dict(training.build(model, kwargs, "torch", dtype), np.random.default_rng(0))
+
+        def jax_trainer():
+            m = training.build(model, kwargs, "jax", dtype, sd)
+            return J.train.Trainer(m, J.optim.from_library("adam", **hyper), J.losses.cross_entropy)
+
+        def jax_step_at():
+            tr, box = jax_trainer(), {"i": k}
+
+            def call():
+                if box["i"] == k:  # a new epoch: its rows onto the device once, as JaxSide.epoch
+                    box["rows"], box["i"] = jax.device_put(rows.astype(np.int32), jx.device), 0
+                box["i"] += 1
+                return tr.step_at(jx, jy, box["rows"], box["i"] - 1)
+            return Runner(call, "jax")
+
+        def jax_epoch():
+            tr = jax_trainer()
+            return Runner(lambda: tr.epoch(jx, jy, jax.device_put(rows.astype(np.int32), jx.device)), "jax", steps=k)
+
+        def jax_minimal():
+            import optax
+            graphdef, params, rest = nnx.split(training.build(model, kwargs, "jax", dtype, sd), nnx.Param, ...)
+            tx_ = optax.adam(**{"learning_rate": hyper["lr"]})
+            p = jax.tree.map(jax.numpy.copy, nnx.to_pure_dict(params))
+            box = {"p": p, "o": tx_.init(p), "i": 0}
+            drows = [jax.device_put(r.astype(np.int32), jx.device) for r in rows]
+
+            @partial(jax.jit, donate_argnums=(0, 1))
+            def step(p, o, idx):
+                def loss(p):
+                    return J.losses.cross_entropy(nnx.merge(graphdef, nnx.State(p), rest)(jx[idx]), jy[idx])
+                value, g = jax.value_and_grad(loss)(p)
+                u, o = tx_.update(g, o, p)
+                return optax.apply_updates(p, u), o, value
+
+            def call():
+                box["p"], box["o"], value = step(box["p"], box["o"], drows[box["i"] % k])
+                box["i"] += 1
+                return value
+            return Runner(call, "jax")
+
+        def torch_model():
+            return training.build(model, kwargs, "torch", dtype, sd).to(torch_device(device))
+
+        @contextlib.contextmanager
+        def one_thread():  # parity train's torch threads on the CPU (training._torch_threads says why)
+            saved = torch.get_num_threads()
+            torch.set_num_threads(1 if device == "cpu" else saved)
+            try:
+                yield
+            finally:
+                torch.set_num_threads(saved)
+
+        def torch_trainer():
+            tr, box = T.train.Trainer(torch_model(), T.optim.from_library("adam", **hyper), F.cross_entropy), {"i": 0}
+
+            def call():
+                box["i"] += 1
+                return tr.step(tx, ty, trows[(box["i"] - 1) % k])
+            return Runner(call, "torch", context=one_thread)
+
+        def torch_minimal():
+            m = torch_model().train()
+            opt, box = torch.optim.Adam(m.parameters(), **hyper, fused=True), {"i": 0}
+
+            def call():
+                idx = trows[box["i"] % k]
+                box["i"] += 1
+                opt.zero_grad(set_to_none=True)
+                value = F.cross_entropy(m(tx[idx]), ty[idx])
+                value.backward()
+                opt.step()
+                return value.detach()
+            return Runner(call, "torch", context=one_thread)
+
+        return {"torch-eager": torch_minimal, "torch-compile": torch_trainer, "jax-eager": jax_minimal,
+                "jax-jit": jax_step_at, "jax-scan": jax_epoch}
+    return build
+
+
+for _m in TRAIN_MODELS:
+    _add(Workload(
+        f"train.{_m}.adam.trainer_vs_minimal", "train",
+        f"{training.class_name(_m)} + adam: each Trainer against a minimal step; here "
+        + "; ".join(f"{mode} = {what}" for mode, what in TRAINER_VS_MINIMAL.items()),
+        "batch", (1, 64, 1024) if _m != "small_cnn" else (1, 64, 256), (64,),
+        _trainer_vs_minimal_case(_m), train_count(_m, "adam")))
 
 
 # ---------------------------------------------------------------- data-parallel training steps

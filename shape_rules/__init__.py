@@ -7,7 +7,7 @@ and returns, by torch's behaviour) live in `shape_rules.dtypes`.
 """
 from __future__ import annotations
 
-from shape_rules import dtypes  # noqa: F401  (imported here so the no-framework import check covers it)
+from shape_rules import dtypes, losses  # noqa: F401  (imported here so the no-framework import check covers them)
 from shape_rules.dtypes import DtypeError  # noqa: F401
 
 AXES = ("height", "width")
@@ -115,13 +115,15 @@ def cnn_features(image_size, channels, padding) -> int:
 
 
 def check_batchnorm_args(num_features, eps, momentum) -> None:
-    """BatchNorm2d's constructor arguments, with momentum in torch's meaning (weight of the new batch)."""
+    """BatchNorm2d's constructor arguments, with momentum in torch's meaning (weight of the new batch);
+    None is torch's cumulative moving average (weight 1/n for the n-th batch)."""
     if not isinstance(num_features, int) or num_features < 1:
         raise ValueError(f"BatchNorm2d: num_features must be an int >= 1, got {num_features!r}")
     if not eps > 0:
         raise ValueError(f"BatchNorm2d: eps must be > 0, got {eps!r}")
-    if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
-        raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] (torch's meaning), got {momentum!r}")
+    if momentum is not None and (not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0):
+        raise ValueError(f"BatchNorm2d: momentum must be in [0, 1] (torch's meaning) or None (cumulative "
+                         f"average), got {momentum!r}")
 
 
 def check_optimizer_args(lr, momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8,

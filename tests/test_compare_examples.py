@@ -42,7 +42,8 @@ def build(name: str):
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
     if name == "resnet":
-        return (load("resnet_block.py:torch_model")(), flax(lambda: load("resnet_block.py:flax_model")(rngs=nnx.Rngs(0))),
+        return (load("resnet_block.py:torch_model")(),
+                flax(lambda: load("resnet_block.py:flax_model")(rngs=nnx.Rngs(0))),
                 rng.standard_normal((4, 3, 16, 16)).astype(np.float32), 9)
     if name == "transformer":
         return (load("transformer_block.py:TorchTransformerBlock")(),

@@ -142,6 +142,9 @@ def _bad(tmp_path):
         "--bench missing": (["--html", str(tmp_path / "s7"), "--bench", str(tmp_path / "nope")], "no such folder"),
         "--bench other schema": (["--html", str(tmp_path / "s8"), "--bench", str(notbench)], "not a `parity bench` file"),
         "--jobs 0": (["--html", str(tmp_path / "s9"), "--jobs", "0"], "--jobs must be >= 1"),
+        "--results not JSON": (["--html", str(tmp_path / "sa"), "--results", str(afile)], "cannot read it as JSON"),
+        "--results not results": (["--html", str(tmp_path / "sb"), "--results", str(notrun / "summary.json")],
+                                  "not a results file"),
     }
 
 
@@ -202,3 +205,43 @@ def test_worker_processes_give_the_same_results_as_one_process(tmp_path):
         assert a.passed and b.passed
         assert [(c["sample"], c["what"], c["max_abs"]) for c in a.comparisons] == \
                [(c["sample"], c["what"], c["max_abs"]) for c in b.comparisons]
+
+
+def test_a_failing_and_a_crashing_concept_are_reported_as_such(tmp_path, capsys, monkeypatch):
+    """A torch tanh with a wrong gradient fails on grad[x]; a torch relu that raises is a crash: the
+    site is still written, the index marks both FAIL and the pages say what failed."""
+    import torch
+
+    import torch_impl as T
+    monkeypatch.setattr(T.activations, "tanh", lambda x: x - x.detach() + torch.tanh(x).detach())
+
+    def boom(x):
+        raise RuntimeError("kaboom in relu")
+    monkeypatch.setattr(T.activations, "relu", boom)
+    out = tmp_path / "site"
+    assert main(["report", "--html", str(out), "activations.tanh", "activations.relu", "activations.sigmoid",
+                 "--dtype", "float32", "--jobs", "1", "--no-cache"]) == 1
+    assert "1 passed, 2 failed" in capsys.readouterr().out
+    index = (out / "index.html").read_text()
+    assert len(re.findall(r'data-result="fail"', index)) == 2 and len(re.findall(r'data-result="pass"', index)) == 1
+    tanh = unescape((out / "concepts" / "activations.tanh.html").read_text())
+    assert "FAIL" in tanh and re.search(r"grad\[x\].*?badge fail", tanh, re.S) and "max abs err" in tanh
+    relu = unescape((out / "concepts" / "activations.relu.html").read_text())
+    assert "RuntimeError: kaboom in relu" in relu and "FAIL" in relu
+
+
+def test_results_from_a_file_are_reused_not_run_again(tmp_path, capsys, monkeypatch):
+    first = tmp_path / "first"
+    assert main(["report", "--html", str(first), "activations.relu", "--dtype", "float32", "--jobs", "1",
+                 "--no-cache"]) == 0
+    ran = []
+    real = runner.run_concept
+    monkeypatch.setattr(runner, "run_concept", lambda c, *a, **k: ran.append(c.name) or real(c, *a, **k))
+    second = tmp_path / "second"
+    assert main(["report", "--html", str(second), "activations.relu", "activations.tanh", "--dtype", "float32",
+                 "--jobs", "1", "--no-cache", "--results", str(first / "results.json")]) == 0
+    assert ran == ["activations.tanh"]
+    assert "reused 1" in capsys.readouterr().out
+    page = unescape((second / "concepts" / "activations.relu.html").read_text())
+    assert "grad[x]" in page and "random (4,5)" in page  # the per-tensor records came along
+    assert "1 from" in unescape((second / "index.html").read_text())

@@ -7,6 +7,7 @@ own kernels accept (floating input only), and every refusal raises the shared me
 import torch
 
 from shape_rules.dtypes import KINDS, check_dtype
+from shape_rules.losses import softmax_dim
 
 _RELU = frozenset(getattr(torch, n) for n in KINDS["floating or integer"][0])
 
@@ -38,19 +39,32 @@ def tanh(x):
     return torch.tanh(x)
 
 
-def softmax(x, axis=-1):
-    """e^{x_i} / Σ_j e^{x_j} along `axis`, computed as exp(x − max) / Σ exp(x − max)."""
+def _normalised(op, x, dim, dtype):
+    """(x in `dtype`, the axis) with torch's rules for `dim` (shape_rules.losses.softmax_dim)."""
+    axis = softmax_dim(op, x.dim(), dim)
+    x = x if dtype is None else x.to(dtype)
     if not x.is_floating_point():  # as torch.softmax (this form would give float32 for integers)
-        check_dtype("softmax", "input", x.dtype)
+        check_dtype(op, "input", x.dtype)
+    return x, axis
+
+
+def softmax(x, dim=None, *, dtype=None):
+    """e^{x_i} / Σ_j e^{x_j} along `dim`, computed as exp(x − max) / Σ exp(x − max): F.softmax's
+    arguments (dim None: torch's implicit choice, with its warning; `dtype` casts the input first)."""
+    x, axis = _normalised("softmax", x, dim, dtype)
+    if x.numel() == 0:
+        return x.clone()  # torch's empty result (amax over a zero-size axis would raise)
     z = x - torch.amax(x, dim=axis, keepdim=True).detach()
     e = torch.exp(z)
     return e / torch.sum(e, dim=axis, keepdim=True)
 
 
-def log_softmax(x, axis=-1):
-    """x_i − log Σ_j e^{x_j} along `axis`, with the max subtracted inside the log-sum-exp."""
-    if not x.is_floating_point():
-        check_dtype("log_softmax", "input", x.dtype)
+def log_softmax(x, dim=None, *, dtype=None):
+    """x_i − log Σ_j e^{x_j} along `dim`, with the max subtracted inside the log-sum-exp; F.log_softmax's
+    arguments, as softmax."""
+    x, axis = _normalised("log_softmax", x, dim, dtype)
+    if x.numel() == 0:
+        return x.clone()
     z = x - torch.amax(x, dim=axis, keepdim=True).detach()
     return z - torch.log(torch.sum(torch.exp(z), dim=axis, keepdim=True))
 

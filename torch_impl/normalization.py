@@ -18,19 +18,25 @@ from torch_impl.checks import check_input
 class BatchNorm2d(nn.BatchNorm2d):
     """Per-channel batch normalisation of NCHW input with running mean and variance.
 
-    nn.BatchNorm2d with validation (always tracking running statistics); momentum 0.1 is Flax's 0.9.
+    nn.BatchNorm2d with validation; momentum 0.1 is Flax's 0.9, None the cumulative average;
+    track_running_stats=False keeps no statistics and normalises with the batch's own in eval too.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, *, dtype=torch.float32):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *,
+                 dtype=torch.float32):
         check_batchnorm_args(num_features, eps, momentum)
-        check_layer_dtype("BatchNorm2d", dtype)
-        super().__init__(num_features, float(eps), float(momentum), affine, dtype=dtype)
+        name = check_layer_dtype("BatchNorm2d", dtype)
+        super().__init__(num_features, float(eps), None if momentum is None else float(momentum), affine,
+                         bool(track_running_stats), dtype=dtype)
+        self._layer_dtype = name  # the dtype an input must have when no parameter or buffer holds it
 
     def forward(self, x):
         check_input("BatchNorm2d", x, self.num_features, "num_features")
-        if x.dtype != self.running_mean.dtype:  # the layer's dtype is floating (checked when built)
-            check_batchnorm_input(x.dtype, self.running_mean.dtype)
-        if self.training and x.shape[0] * x.shape[2] * x.shape[3] < 2:
+        held = self.running_mean if self.running_mean is not None else self.weight
+        layer = held.dtype if held is not None else self._layer_dtype
+        if x.dtype != layer:  # the layer's dtype is floating (checked when built)
+            check_batchnorm_input(x.dtype, layer)
+        if (self.training or self.running_mean is None) and x.shape[0] * x.shape[2] * x.shape[3] == 1:
             raise ValueError(f"BatchNorm2d: expected more than 1 value per channel when training, "
                              f"got input shape {tuple(x.shape)}")
         return super().forward(x)

@@ -1,6 +1,6 @@
 """Training in PyTorch: zero_grad(set_to_none) → forward → loss → backward → step, in place.
 
-The optimiser runs on its fast path (foreach on the CPU, fused on CUDA; `optim.from_library`);
+The optimiser runs on its fast path (fused where torch has it, CPU included; `optim.from_library`);
 a pure (init, update) pair from `optim` works too. JAX's twin jits a pure step with donated buffers.
 """
 import torch
@@ -44,6 +44,16 @@ class Trainer:
         else:
             self.optimizer.step()
         return loss.detach()
+
+    def step_at(self, x, y, rows, i):
+        """`step` on the batch of row i of `rows` (k, batch): x[rows[i]], y[rows[i]] (JAX's twin keeps
+        the rows on the device for a whole epoch this way)."""
+        return self.step(x, y, rows[i])
+
+    def epoch(self, x, y, rows):
+        """One `step` per row of `rows` (k, batch), in order; returns the k losses as one tensor
+        (JAX's twin runs them in one lax.scan)."""
+        return torch.stack([self.step(x, y, r) for r in rows])
 
     @torch.no_grad()
     def predict(self, x):

@@ -121,6 +121,8 @@ def run(args, out, err) -> int:
                 t = _train(t_model, f_model, shapes, args, dtype, compare_training)
                 trainings.append(t)
                 out.print(t.table(every=max(1, args.steps // 20)))
+                for line in t.lines():
+                    out.print(esc(line), highlight=False, soft_wrap=True)
                 out.print(_verdict(t.summary()), highlight=False, soft_wrap=True)
                 ok &= t.passed
     except PortingError as e:

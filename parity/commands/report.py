@@ -36,6 +36,9 @@ def add_parser(sub) -> None:
                    help="JAX's persistent compilation cache (default: %(default)s); the programs are the same, "
                         "only their compile time is saved")
     p.add_argument("--no-cache", action="store_true", help="compile every program afresh")
+    p.add_argument("--results", metavar="FILE", help="reuse the results in this file (`parity check --json`, or "
+                                                    "a report's results.json) instead of running those concepts "
+                                                    "again; the others run")
     p.set_defaults(run=run)
 
 
@@ -57,11 +60,13 @@ def run(args, out, err) -> int:
             err.print(f"parity: note: cannot write the default cache {esc(args.cache_dir)}; compiling afresh",
                       highlight=False)
     dtypes = list(dict.fromkeys(args.dtype))
+    reuse = build.load_results(args.results, concepts, dtypes, args.device, args.precision) if args.results else {}
     t0 = time.perf_counter()
     with progress(err) as prog:
         task = prog.add_task("running", total=len(concepts) * len(dtypes))
         results = runs.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
-                           on_result=lambda r: prog.update(task, advance=1, description=f"ran {r.concept} ({r.dtype})"))
+                           on_result=lambda r: prog.update(task, advance=1, description=f"ran {r.concept} ({r.dtype})"),
+                           reuse=reuse)
         run_seconds = time.perf_counter() - t0
         pages = prog.add_task("writing pages", total=len(concepts))
         written = build.write_site(site_dir, concepts, results, dtypes=dtypes, device=args.device,
@@ -69,11 +74,13 @@ def run(args, out, err) -> int:
                                    train=train, bench=bench,
                                    extra_env={"jobs": args.jobs, "torch threads per worker":
                                               max(1, runs.cores() // args.jobs) if args.jobs > 1 else "default",
-                                              "JAX compilation cache": cache or "off"},
+                                              "JAX compilation cache": cache or "off",
+                                              "results reused": (f"{len(reuse)} from {args.results}" if args.results
+                                                                 else "none: every concept ran")},
                                    on_page=lambda name: prog.update(pages, advance=1, description=f"page {name}"))
     n_fail = sum(not r.passed for r in results)
+    ran = f"ran {len(results) - len(reuse)} in {run_seconds:.0f} s" + (f", reused {len(reuse)}" if reuse else "")
     out.print(f"{len(results) - n_fail} passed, {n_fail} failed ({len(concepts)} concepts × {len(dtypes)} dtypes, "
-              f"ran in {run_seconds:.0f} s); wrote {len(written)} files in {time.perf_counter() - t0:.0f} s",
-              highlight=False)
+              f"{ran}); wrote {len(written)} files in {time.perf_counter() - t0:.0f} s", highlight=False)
     out.print(f"open {esc((site_dir / 'index.html').resolve().as_uri())}", highlight=False, soft_wrap=True)
     return EXIT_FAIL if n_fail else EXIT_OK

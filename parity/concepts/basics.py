@@ -6,6 +6,7 @@ Where both twins have the leaf under one dotted name, `twin()` builds both adapt
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import numpy as np
 import torch
@@ -144,12 +145,31 @@ def _activation_samples(rng, dt):
 for _name, _summary in (("relu", "max(0, x); gradient 0 at exactly 0 in both"),
                         ("sigmoid", "1/(1 + e^-x)"),
                         ("log_sigmoid", "log(1/(1 + e^-x)): the seed's misprinted 'sigmoid'"),
-                        ("tanh", "hyperbolic tangent"),
-                        ("softmax", "stable e^x_i / Σ e^x_j: finite for logits 100 and 1000"),
-                        ("log_softmax", "x_i − logΣe^x_j with the max subtracted")):
+                        ("tanh", "hyperbolic tangent")):
     CONCEPTS.append(twin(
         name=f"activations.{_name}", group="activations", summary=_summary, samples=_activation_samples,
         leaf=f"activations.{_name}", call=lambda f, p, x: f(x["x"]), grad_inputs=("x",)))
+
+
+def _softmax_samples(rng, dt):
+    """torch's F.softmax(x, dim): the activation samples along the last axis, other axes, a 0-d input
+    (dim 0 or −1: the result is 1, or 0 for log_softmax) and inputs with a zero-size axis (empty
+    results; nothing to differentiate, so no finite differences)."""
+    out = [dataclasses.replace(s, kwargs={"dim": -1}) for s in _activation_samples(rng, dt)]
+    out += [Sample("random (4,5) dim=0", {"x": _randn(rng, (4, 5), dt) * 3}, kwargs={"dim": 0}),
+            Sample("(2,3,4) dim=1", {"x": _randn(rng, (2, 3, 4), dt)}, kwargs={"dim": 1}),
+            Sample("0-d dim=0", {"x": np.array(1.5, dt)}, kwargs={"dim": 0}),
+            Sample("0-d dim=-1", {"x": np.array(-2.0, dt)}, kwargs={"dim": -1}),
+            Sample("(3,0) dim=1 (zero-size reduced axis)", {"x": np.zeros((3, 0), dt)}, kwargs={"dim": 1}, fd_ok=False),
+            Sample("(0,5) dim=1 (empty batch)", {"x": np.zeros((0, 5), dt)}, kwargs={"dim": 1}, fd_ok=False)]
+    return out
+
+
+for _name, _summary in (("softmax", "F.softmax(x, dim): stable e^x_i / Σ e^x_j, finite for logits 100 and 1000; 0-d and empty input"),
+                        ("log_softmax", "F.log_softmax(x, dim): x_i − logΣe^x_j with the max subtracted; 0-d and empty input")):
+    CONCEPTS.append(twin(
+        name=f"activations.{_name}", group="activations", summary=_summary, samples=_softmax_samples,
+        leaf=f"activations.{_name}", call=lambda f, p, x, dim: f(x["x"], dim), grad_inputs=("x",)))
 
 
 CONCEPTS.append(twin(
@@ -176,7 +196,8 @@ def _linear_samples(rng, dt):
     for label, x, i, o, bias in (("Linear(10,5) on ones(3,10)", np.ones((3, 10), dt), 10, 5, True),
                                  ("(4,7)->3", _randn(rng, (4, 7), dt), 7, 3, True),
                                  ("no bias", _randn(rng, (2, 6), dt), 6, 4, False),
-                                 ("batched (2,3,8)->2", _randn(rng, (2, 3, 8), dt), 8, 2, True)):
+                                 ("batched (2,3,8)->2", _randn(rng, (2, 3, 8), dt), 8, 2, True),
+                                 ("empty batch (0,7)->3", np.zeros((0, 7), dt), 7, 3, True)):
         bound = 1 / np.sqrt(i)  # torch's default init range, drawn once in NumPy (docs/traps.md, trap 16)
         params = {"weight": rng.uniform(-bound, bound, (o, i)).astype(dt)}
         if bias:
@@ -207,30 +228,129 @@ CONCEPTS.append(Concept(
 
 # ---------------------------------------------------------------- losses
 def _mse_samples(rng, dt):
-    return [Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, dt), "y": _randn(rng, shape, dt)},
-                   kwargs={"reduction": red})
-            for shape, red in (((10,), "mean"), ((10, 1), "mean"), ((4, 3), "sum"), ((6,), "none"))]
+    out = [Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, dt), "y": _randn(rng, shape, dt)},
+                  kwargs={"reduction": red})
+           for shape, red in (((10,), "mean"), ((10, 1), "mean"), ((4, 3), "sum"), ((6,), "none"),
+                              ((0, 3), "sum"), ((0,), "none"))]
+    # torch's mean over no elements is 0/0 = nan (gradient: empty); nan has no finite differences
+    return out + [Sample("empty batch (0,) mean: nan", {"y_hat": np.zeros((0,), dt), "y": np.zeros((0,), dt)},
+                         kwargs={"reduction": "mean"}, fd_ok=False)]
 
 
 CONCEPTS.append(twin(
     name="losses.mse", group="losses",
-    summary="mean/sum of (ŷ − y)²; (10,1) vs (10,) raises instead of broadcasting",
+    summary="mean/sum of (ŷ − y)²; (10,1) vs (10,) raises instead of broadcasting; an empty mean is nan",
     samples=_mse_samples,
     leaf="losses.mse_loss", call=lambda f, p, x, reduction: f(x["y_hat"], x["y"], reduction),
     grad_inputs=("y_hat", "y")))
 
+REDUCTIONS = ("mean", "sum", "none")
 
-def _ce_samples(rng, dt):
-    return [Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), dt) * scale,
-                                          "labels": rng.integers(0, c, (n,)).astype(np.int64)},
-                   kwargs={"reduction": red})
-            for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 1),
-                                     (3, 4, "mean", 100))]
+
+def _labels(rng, shape, c, ignored=0, ignore_index=-100):
+    """Class indices in [0, c) of `shape`, the first `ignored` of them set to ignore_index."""
+    y = rng.integers(0, c, shape).astype(np.int64)
+    y.reshape(-1)[:ignored] = ignore_index
+    return y
+
+
+def _weight(rng, c, dt):
+    return rng.uniform(0.2, 2.0, (c,)).astype(dt)
+
+
+def _class_loss_samples(rng, dt, smoothing: bool):
+    """Every option of F.cross_entropy / F.nll_loss with class-index targets, each in the three
+    reductions: class weights, ignored targets (the default -100, and an index inside [0, C)),
+    label smoothing (cross_entropy only), K-dimensional input, unbatched (C,) input, and the two
+    cases where torch's 'mean' divides 0 by 0 and returns nan (every target ignored, an empty batch):
+    their gradients are zeros (empty for the empty batch) in torch and in the JAX twin; nan has no
+    finite differences, so those samples skip them."""
+    out = [Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), dt) * scale, "labels": _labels(rng, (n,), c)},
+                  kwargs={"reduction": red})
+           for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 1), (3, 4, "mean", 100))]
+    smooth = (0.0, 0.1) if smoothing else (0.0,)
+    cases = [  # label, logits shape, labels, weight?, ignore_index, nan in 'mean'
+        ("weight", (6, 4), _labels(rng, (6,), 4), True, -100, False),
+        ("ignore -100 (2 of 6)", (6, 4), _labels(rng, (6,), 4, 2), False, -100, False),
+        ("weight, ignore -100", (6, 4), _labels(rng, (6,), 4, 2), True, -100, False),
+        ("ignore_index=2 (a class)", (6, 4), np.array([2, 0, 2, 1, 3, 2]), True, 2, False),
+        ("K-dim (2,4,3,2), weight, ignore", (2, 4, 3, 2), _labels(rng, (2, 3, 2), 4, 3), True, -100, False),
+        ("K-dim (2,3,5)", (2, 3, 5), _labels(rng, (2, 5), 3), False, -100, False),
+        ("unbatched (5,)", (5,), np.array(3), True, -100, False),
+        ("every target ignored", (4, 3), np.full((4,), -100), False, -100, True),
+        ("every target ignored, weight", (4, 3), np.full((4,), -100), True, -100, True),
+        ("unbatched, ignored", (5,), np.array(-100), False, -100, True),
+        ("empty batch N=0", (0, 3), np.zeros((0,), np.int64), False, -100, True),
+        ("empty batch N=0, weight", (0, 3), np.zeros((0,), np.int64), True, -100, True),
+    ]
+    for label, shape, labels, weighted, ignore, nan in cases:
+        c = shape[0] if len(shape) == 1 else shape[1]
+        inputs = {"logits": _randn(rng, shape, dt), "labels": np.asarray(labels, np.int64)}
+        if weighted:
+            inputs["weight"] = _weight(rng, c, dt)
+        for ls in smooth:
+            for red in REDUCTIONS:
+                out.append(Sample(f"{label} {red}" + (f" smoothing {ls}" if ls else ""), inputs,
+                                  kwargs={"reduction": red, "ignore_index": ignore, "label_smoothing": ls},
+                                  fd_ok=not (nan and red == "mean")))
+    if smoothing:
+        out.append(Sample("smoothing 1.0 mean", {"logits": _randn(rng, (5, 4), dt), "labels": _labels(rng, (5,), 4)},
+                          kwargs={"reduction": "mean", "ignore_index": -100, "label_smoothing": 1.0}))
+    return out
+
+
+def _ce_call(f, p, x, reduction, ignore_index=-100, label_smoothing=0.0):
+    return f(x["logits"], x["labels"], x.get("weight"), ignore_index=ignore_index, reduction=reduction,
+             label_smoothing=label_smoothing)
 
 
 CONCEPTS.append(twin(
     name="losses.cross_entropy", group="losses",
-    summary="cross-entropy from integer labels over logits (N, C), mean/sum/none",
-    samples=_ce_samples,
-    leaf="losses.cross_entropy", call=lambda f, p, x, reduction: f(x["logits"], x["labels"], reduction),
-    grad_inputs=("logits",)))
+    summary="F.cross_entropy from class indices: weight, ignore_index, label_smoothing, (N,C,d1..dK), "
+            "unbatched (C,), mean/sum/none; nan where torch's mean divides 0 by 0",
+    samples=partial(_class_loss_samples, smoothing=True),
+    leaf="losses.cross_entropy", call=_ce_call, grad_inputs=("logits",)))
+
+
+def _probability_samples(rng, dt):
+    """F.cross_entropy against class probabilities (a target of the logits' shape): weight, label
+    smoothing, K-dimensional and unbatched input, each reduction; gradients for the logits and the
+    target. An empty batch's 'mean' is nan, as torch's."""
+    out = []
+    for label, shape, weighted, ls in (("(6,4)", (6, 4), False, 0.0), ("(6,4) weight", (6, 4), True, 0.0),
+                                       ("(6,4) smoothing 0.2", (6, 4), False, 0.2),
+                                       ("(6,4) weight, smoothing 0.2", (6, 4), True, 0.2),
+                                       ("K-dim (2,4,3,2) weight", (2, 4, 3, 2), True, 0.0),
+                                       ("unbatched (5,) smoothing 0.1", (5,), False, 0.1),
+                                       ("empty batch N=0", (0, 3), True, 0.0)):
+        c = shape[0] if len(shape) == 1 else shape[1]
+        p = rng.dirichlet(np.ones(c), size=int(np.prod(shape)) // c if c else 0)  # rows sum to 1
+        classes_last = (shape[0],) + shape[2:] + (c,) if len(shape) > 1 else shape
+        target = np.moveaxis(p.reshape(classes_last), -1, 1) if len(shape) > 1 else p.reshape(shape)
+        inputs = {"logits": _randn(rng, shape, dt), "labels": target.astype(dt)}
+        if weighted:
+            inputs["weight"] = _weight(rng, c, dt)
+        for red in REDUCTIONS:
+            out.append(Sample(f"{label} {red}", inputs, kwargs={"reduction": red, "label_smoothing": ls},
+                              fd_ok=not (shape[0] == 0 and red == "mean")))
+    return out
+
+
+CONCEPTS.append(twin(
+    name="losses.cross_entropy_probabilities", group="losses",
+    summary="F.cross_entropy against class probabilities (soft targets): weight, label_smoothing, "
+            "K-dim, unbatched; gradients for logits and target",
+    samples=_probability_samples,
+    leaf="losses.cross_entropy", call=_ce_call, grad_inputs=("logits", "labels")))
+
+
+def _nll_call(f, p, x, reduction, ignore_index=-100, label_smoothing=0.0):
+    return f(x["logits"], x["labels"], x.get("weight"), ignore_index=ignore_index, reduction=reduction)
+
+
+CONCEPTS.append(twin(
+    name="losses.nll_loss", group="losses",
+    summary="F.nll_loss over log-probabilities: weight, ignore_index, (N,C,d1..dK), unbatched (C,), "
+            "mean/sum/none; nan where torch's mean divides 0 by 0",
+    samples=partial(_class_loss_samples, smoothing=False),
+    leaf="losses.nll_loss", call=_nll_call, grad_inputs=("logits",)))

@@ -233,55 +233,81 @@ CONCEPTS.append(Concept(
 
 # ---------------------------------------------------------------- BatchNorm2d
 def _bn_samples(rng, dt):
-    cases = [  # label, (steps, N, C, H, W), eps, momentum, affine, training
-        ("train, 1 step", (1, 4, 3, 3, 3), 1e-5, 0.1, True, True),
-        ("train, 3 steps, momentum 0.3, eps 1e-3", (3, 2, 2, 3, 3), 1e-3, 0.3, True, True),
-        ("train, affine=False", (1, 3, 2, 2, 3), 1e-5, 0.1, False, True),
-        ("train, N=1 2x2 (4 values per channel)", (1, 1, 2, 2, 2), 1e-5, 0.1, True, True),
-        ("eval (running statistics)", (1, 2, 3, 4, 4), 1e-5, 0.1, True, False),
-        ("eval, affine=False", (1, 2, 2, 3, 3), 1e-5, 0.1, False, False),
+    cases = [  # label, (steps, N, C, H, W), eps, momentum, affine, training, track_running_stats, empty batches first
+        ("train, 1 step", (1, 4, 3, 3, 3), 1e-5, 0.1, True, True, True, 0),
+        ("train, 3 steps, momentum 0.3, eps 1e-3", (3, 2, 2, 3, 3), 1e-3, 0.3, True, True, True, 0),
+        ("train, affine=False", (1, 3, 2, 2, 3), 1e-5, 0.1, False, True, True, 0),
+        ("train, N=1 2x2 (4 values per channel)", (1, 1, 2, 2, 2), 1e-5, 0.1, True, True, True, 0),
+        ("eval (running statistics)", (1, 2, 3, 4, 4), 1e-5, 0.1, True, False, True, 0),
+        ("eval, affine=False", (1, 2, 2, 3, 3), 1e-5, 0.1, False, False, True, 0),
+        ("train, momentum=None (cumulative average), 3 steps", (3, 2, 3, 2, 2), 1e-5, None, True, True, True, 0),
+        ("train, momentum=None after an empty batch (counted: 1/2, then 1/3)", (2, 2, 3, 2, 2), 1e-5, None,
+         True, True, True, 1),
+        ("train, track_running_stats=False", (2, 3, 2, 2, 3), 1e-5, 0.1, True, True, False, 0),
+        ("eval, track_running_stats=False (batch statistics)", (1, 3, 2, 3, 2), 1e-5, 0.1, True, False, False, 0),
+        ("eval, no statistics, affine=False", (1, 2, 3, 2, 2), 1e-5, 0.1, False, False, False, 0),
+        ("train, empty batch N=0: empty output, statistics kept, batch counted", (2, 0, 3, 2, 2), 1e-5, 0.1,
+         True, True, True, 0),
+        ("train, empty 0x2 images", (1, 2, 2, 0, 2), 1e-5, None, True, True, True, 0),
+        ("eval, empty batch", (1, 0, 2, 3, 3), 1e-5, 0.1, True, False, True, 0),
     ]
     out = []
-    for label, shape, eps, momentum, affine, training in cases:
+    for label, shape, eps, momentum, affine, training, track, empty_first in cases:
         c = shape[2]
         x = _randn(rng, shape, dt) * 2 + 1
-        inputs = {"x": x, "running_mean": _randn(rng, (c,), dt),
-                  "running_var": rng.uniform(0.5, 2.0, (c,)).astype(dt)}
+        inputs = {"x": x}
+        if track:
+            inputs.update(running_mean=_randn(rng, (c,), dt), running_var=rng.uniform(0.5, 2.0, (c,)).astype(dt))
+        if empty_first:
+            inputs["empty_first"] = np.zeros((empty_first, 0, *shape[2:]), dt)
         params = {"weight": rng.uniform(0.5, 1.5, (c,)).astype(dt), "bias": _randn(rng, (c,), dt)} if affine else {}
-        # fd_ok=False in training: the updated running statistics are outputs that depend on x but
-        # are not differentiated (torch updates them in place), so finite differences see a slope
-        # autodiff does not; tests/test_layers_goldens.py checks y's gradient in training instead.
-        out.append(Sample(label, inputs, params, dict(num_features=c, eps=eps, momentum=momentum,
-                                                      affine=affine, training=training, dtype=dt.name),
-                          fd_ok=not training))
+        # fd_ok=False in training with running statistics: the updated running statistics are outputs
+        # that depend on x but are not differentiated (torch updates them in place), so finite
+        # differences see a slope autodiff does not; tests/test_layers_goldens.py checks y's gradient
+        # in training instead. Empty inputs have nothing to differentiate.
+        out.append(Sample(label, inputs, params, dict(num_features=c, eps=eps, momentum=momentum, affine=affine,
+                                                      training=training, track_running_stats=track,
+                                                      dtype=dt.name),
+                          fd_ok=not (training and track) and x.size > 0))
     return out
 
 
-def _torch_bn(p, x, num_features, eps, momentum, affine, training, dtype):
-    m = T.normalization.BatchNorm2d(num_features, eps, momentum, affine, dtype=getattr(torch, dtype))
+def _torch_bn(p, x, num_features, eps, momentum, affine, training, track_running_stats, dtype):
+    m = T.normalization.BatchNorm2d(num_features, eps, momentum, affine, track_running_stats,
+                                    dtype=getattr(torch, dtype))
     m = m.to(_device(x)).train(training)
-    state = {**p, "running_mean": x["running_mean"].clone(), "running_var": x["running_var"].clone(),
-             "num_batches_tracked": torch.zeros((), dtype=torch.long, device=_device(x))}
-    for step in x["x"]:  # functional_call swaps these tensors in, so the running update lands in them
+    state = dict(p)
+    if track_running_stats:
+        state.update(running_mean=x["running_mean"].clone(), running_var=x["running_var"].clone(),
+                     num_batches_tracked=torch.zeros((), dtype=torch.long, device=_device(x)))
+    steps = [*x["empty_first"], *x["x"]] if "empty_first" in x else list(x["x"])
+    for step in steps:  # functional_call swaps these tensors in, so the running update lands in them
         y = torch.func.functional_call(m, state, (step,))
-    return y, state["running_mean"], state["running_var"]
+    if not track_running_stats:
+        return (y,)
+    return y, state["running_mean"], state["running_var"], state["num_batches_tracked"]
 
 
-def _jax_bn(p, x, num_features, eps, momentum, affine, training, dtype):
-    m = J.normalization.BatchNorm2d(num_features, eps, momentum, affine, dtype=dtype)
+def _jax_bn(p, x, num_features, eps, momentum, affine, training, track_running_stats, dtype):
+    m = J.normalization.BatchNorm2d(num_features, eps, momentum, affine, track_running_stats, dtype=dtype)
     state = nnx.state(m)
-    nnx.replace_by_pure_dict(state, {**p, "mean": x["running_mean"], "var": x["running_var"]})
+    stats = {"mean": x["running_mean"], "var": x["running_var"]} if track_running_stats else {}
+    nnx.replace_by_pure_dict(state, {**p, **stats})
     nnx.update(m, state)
     if not training:
         m.eval()
-    for step in x["x"]:
+    steps = [*x["empty_first"], *x["x"]] if "empty_first" in x else list(x["x"])
+    for step in steps:
         y = _nhwc(m, step)
-    return y, m.mean[...], m.var[...]
+    if not track_running_stats:
+        return (y,)
+    return y, m.mean[...], m.var[...], m.num_batches_tracked[...]
 
 
 CONCEPTS.append(Concept(
     name="layers.batchnorm2d", group="layers",
-    summary="BatchNorm2d train (batch stats, unbiased running var) and eval; running mean/var compared",
+    summary="BatchNorm2d train (batch stats, unbiased running var) and eval; momentum=None, "
+            "track_running_stats=False, affine=False, empty batches; running mean/var and count compared",
     samples=_bn_samples, jax=_jax_bn, torch=_torch_bn,
     covers=("normalization.BatchNorm2d",), grad_inputs=("x",),
     params_to_jax=convert.batchnorm_torch_to_flax, grads_to_torch=convert.batchnorm_flax_to_torch))

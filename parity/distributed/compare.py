@@ -110,19 +110,23 @@ class Session:
         self._n += 1
         return str(self.dir / f"{stem}-{self._n}{suffix}")
 
-    def request(self, fw: str, cmd: dict, on_progress=None) -> list[dict]:
+    @property
+    def closed(self) -> bool:
+        return any(g.closed for g in self.groups.values())
+
+    def request(self, fw: str, cmd: dict, on_progress=None, timeout: float | None = None) -> list[dict]:
         """A command to every process of one framework (see `launch.Group.request`); any failure
-        ends every process of the session."""
+        (or Ctrl-C) ends every process of the session."""
         try:
-            return self.groups[fw].request(cmd, on_progress)
+            return self.groups[fw].request(cmd, on_progress, timeout)
         except BaseException:
             self.close()
             raise
 
-    def call(self, fw: str, fn: str, **kwargs):
+    def call(self, fw: str, fn: str, timeout: float | None = None, **kwargs):
         """`experiments.<fn>(worker, **kwargs)` on every process of `fw`; rank 0's result."""
         out = self.path(f"{fw}-{fn}", ".pkl")
-        self.request(fw, {"cmd": "call", "fn": fn, "kwargs": kwargs, "out": out})
+        self.request(fw, {"cmd": "call", "fn": fn, "kwargs": kwargs, "out": out}, timeout=timeout)
         with open(out, "rb") as f:
             return pickle.load(f)
 
@@ -338,12 +342,15 @@ NAMES = {"torch": "torch: ddp vs single", "jax": "jax: sharded vs single", "both
 def train_data_parallel(cfg: training.Config, world: int, ds: data.Dataset | None = None,
                         session: Session | None = None, single: training.Run | None = None,
                         on_single_step=None, on_single_epoch=None, on_progress=None,
-                        timeout: float = launch.TIMEOUT, segment_steps: int = SEGMENT_STEPS) -> DPRun:
+                        timeout: float = launch.TIMEOUT, segment_steps: int = SEGMENT_STEPS,
+                        options: dict | None = None) -> DPRun:
     """Train cfg's model single-device and data-parallel over `world` ranks/devices in cfg's
     frameworks, and compare (module docstring). `session`: worker processes to reuse (else started
     here and ended on return, error or Ctrl-C); `single`: a finished single-device run of the same
     config to reuse. `on_progress(framework, what, step, total)` reports the workers' steps. ValueError for a bad N;
-    DistributedError when a worker dies, hangs or fails (every worker ended)."""
+    DistributedError when a worker dies, hangs or fails (every worker ended). `options[fw]`: the
+    data-parallel side's options ("per_device" for JAX, "sync_bn" for torch; "lr_scale", a planted
+    defect for tests)."""
     cfg = cfg.resolved()
     ds = training.load_data(cfg, ds)
     kwargs = training.model_kwargs(cfg.model, ds)
@@ -361,10 +368,12 @@ def train_data_parallel(cfg: training.Config, world: int, ds: data.Dataset | Non
         session.start()  # the workers import torch and JAX while this process trains on one device
         spec = {"cfg": dataclasses.asdict(cfg), "kwargs": kwargs, "inputs": _inputs(session, sd, batches, ds),
                 "options": {}, "data_name": ds.name}
+        options = options or {}
         if single is None:
             single = training.train(cfg, ds, on_step=on_single_step, on_epoch=on_single_epoch)
         run = DPRun(cfg, world, kwargs, single)
-        remote = {fw: _Remote(session, fw, spec, on_progress) for fw in cfg.frameworks}
+        remote = {fw: _Remote(session, fw, {**spec, "options": options.get(fw, {})}, on_progress)
+                  for fw in cfg.frameworks}
         free = {}
         for fw in sorted(cfg.frameworks, reverse=True):  # torch first: its states force JAX's
             free[fw] = remote[fw].free(shuffler.steps_per_epoch, segment_steps)
@@ -421,7 +430,7 @@ def batchnorm_case(world: int = 2, steps: int = 20, dtype: str = "float64", opti
         session.start()
         inputs = _inputs(session, sd, batches, ds)
         for label, fw, options in (("torch DDP, per-rank BatchNorm", "torch", {}),
-                                   ("torch DDP, global BatchNorm (SyncBatchNorm)", "torch", {"sync_bn": True}),
+                                   ("torch DDP, global BatchNorm (SyncBatchNorm arithmetic)", "torch", {"sync_bn": True}),
                                    ("JAX sharded, global BatchNorm", "jax", {}),
                                    ("JAX per device (shard_map), per-device BatchNorm", "jax", {"per_device": True})):
             out = session.path("bn")
@@ -436,7 +445,7 @@ def batchnorm_case(world: int = 2, steps: int = 20, dtype: str = "float64", opti
     bound = curves.ulps_of(training_curve(dtype), dtype)
     ref = {"torch on one device": "JAX on one device",
            "torch DDP, per-rank BatchNorm": "torch on one device",
-           "torch DDP, global BatchNorm (SyncBatchNorm)": "torch on one device",
+           "torch DDP, global BatchNorm (SyncBatchNorm arithmetic)": "torch on one device",
            "JAX sharded, global BatchNorm": "JAX on one device",
            "JAX per device (shard_map), per-device BatchNorm": "torch DDP, per-rank BatchNorm"}
     rows = []

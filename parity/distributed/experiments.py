@@ -18,19 +18,19 @@ def _data(seed: int, n: int, d: int = 6, classes: int = 3, dtype="float64"):
 
 
 # ---------------------------------------------------------------- trap 30: mean over ranks vs global mean
-def torch_gradient(worker, sizes: list[int], reduction: str = "mean", rescale: bool = False,
+def torch_gradient(worker, shards: list[list[int]], n: int, reduction: str = "mean", rescale: bool = False,
                    dtype: str = "float64", seed: int = 0) -> dict:
-    """One DDP backward of a linear classifier's cross-entropy, rank r holding `sizes[r]` examples of
-    one global batch; and, on rank 0, the single-device gradient of the same loss over the whole
-    batch. `rescale`: each rank's loss is its sum × N / (global count), the fix for unequal shards."""
+    """One DDP backward of a linear classifier's cross-entropy, rank r holding examples `shards[r]`
+    of a data set of n; and, on rank 0, the single-device gradient of the same loss over all n.
+    `rescale`: each rank's loss is its sum × N / (examples over all ranks), the fix for unequal
+    shards (the mean over ranks of those is the global mean)."""
     import torch
     import torch.distributed as dist
     import torch.nn.functional as F
     from torch.nn.parallel import DistributedDataParallel
 
-    x, y, w, b = _data(seed, sum(sizes), dtype=dtype)
-    r = worker.rank
-    lo, hi = sum(sizes[:r]), sum(sizes[:r + 1])
+    x, y, w, b = _data(seed, n, dtype=dtype)
+    mine = np.asarray(shards[worker.rank], np.int64)
 
     def model():
         m = torch.nn.Linear(w.shape[1], w.shape[0], dtype=getattr(torch, dtype))
@@ -40,9 +40,9 @@ def torch_gradient(worker, sizes: list[int], reduction: str = "mean", rescale: b
         return m
 
     ddp = DistributedDataParallel(model())
-    xb, yb = torch.as_tensor(x[lo:hi]), torch.as_tensor(y[lo:hi])
+    xb, yb = torch.as_tensor(x[mine]), torch.as_tensor(y[mine])
     if rescale:
-        loss = F.cross_entropy(ddp(xb), yb, reduction="sum") * worker.world / sum(sizes)
+        loss = F.cross_entropy(ddp(xb), yb, reduction="sum") * worker.world / sum(len(s) for s in shards)
     else:
         loss = F.cross_entropy(ddp(xb), yb, reduction=reduction)
     loss.backward()
@@ -50,7 +50,7 @@ def torch_gradient(worker, sizes: list[int], reduction: str = "mean", rescale: b
     ref = model()
     F.cross_entropy(ref(torch.as_tensor(x)), torch.as_tensor(y), reduction="mean" if rescale else reduction).backward()
     dist.barrier()
-    return {"ddp": got, "single": ref.weight.grad.numpy().copy(), "sizes": list(sizes)}
+    return {"ddp": got, "single": ref.weight.grad.numpy().copy()}
 
 
 def jax_gradient(worker, n: int, reduction: str = "mean", dtype: str = "float64", seed: int = 0) -> dict:
@@ -198,3 +198,32 @@ def jax_gradient_rounding(worker, n: int = 60, d: int = 64, hidden: int = 32, dt
     l2, g2 = f(jax.device_put(params, rep), jax.device_put(x, sh), jax.device_put(y, sh))
     flat = (lambda g: np.concatenate([np.asarray(a).ravel() for a in g]))
     return {"sharded": flat(g2), "single": flat(g1), "sharded_loss": float(l2), "single_loss": float(l1)}
+
+
+# ---------------------------------------------------------------- a rank that dies or hangs (tests)
+def die(worker, rank: int = 1) -> dict:
+    """Rank `rank` exits (code 3) while the others enter an all-reduce that needs it: a rank lost
+    mid-step (killed, out of memory, a segfault)."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+    if worker.rank == rank:
+        os._exit(3)
+    t = torch.ones(1)
+    dist.all_reduce(t)
+    return {}
+
+def stall(worker, rank: int = 1) -> dict:
+    """Rank `rank` stops answering while the others enter an all-reduce that waits for it: the hang
+    a deadlocked or descheduled rank causes mid-step (tests of the launcher's watchdog)."""
+    import time
+
+    import torch
+    import torch.distributed as dist
+    if worker.rank == rank:
+        while True:
+            time.sleep(3600)
+    t = torch.ones(1)
+    dist.all_reduce(t)
+    return {}

@@ -14,7 +14,8 @@ whose last lines a failure quotes. Bulk data travels as .npz files in the group'
 Ending every process, whatever happens:
 - all processes of a group share one process group (not the parent's), so a signal reaches each
   rank and whatever it started, and the terminal's Ctrl-C reaches only the parent, which then ends
-  them (`close`: "exit" on stdin, then SIGTERM, then SIGKILL to the process group, then reaped);
+  them (`close`: "exit" on stdin, then SIGTERM, then SIGKILL to the process group, then reaped;
+  a second Ctrl-C meanwhile waits until that is done);
 - a rank that exits or reports an error ends the whole group at once, with its log's last line;
 - a rank that sends nothing for `timeout` seconds while a command runs (hung, or waiting on a peer
   that hung) ends the whole group, naming every rank's last step;
@@ -23,6 +24,7 @@ Ending every process, whatever happens:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -88,6 +90,23 @@ def _tail(path: Path, lines: int = 40) -> str:
     return text[-1] if text else ""
 
 
+@contextlib.contextmanager
+def _ctrl_c_deferred():
+    """Ctrl-C pressed while processes are being ended is held until they are (then raised), so a
+    second Ctrl-C cannot cut the clean-up short. Only the main thread can install the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed = []
+    old = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
+        if pressed:
+            raise KeyboardInterrupt
+
+
 class Group:
     """The worker processes of one framework: `world` torch ranks, or one JAX process with `world`
     devices. Use as a context manager (or call `close`); `request` sends a command to every process
@@ -109,6 +128,7 @@ class Group:
         self._threads: list[threading.Thread] = []
         self._last_step: dict[int, int] = {}
         self._ended: set[int] = set()  # processes whose output has ended (they exited)
+        self._busy = False  # a command is in flight (or was, when it failed)
 
     # ------------------------------------------------------------ names
     @property
@@ -231,13 +251,31 @@ class Group:
                 if on_progress:
                     on_progress(r, msg)
             elif event == "error":
-                self.close()
-                raise DistributedError(f"{self._name(r)} failed during {what!r}: {msg.get('message', '?')}; "
-                                       f"stopped all {self.n_procs} process(es)")
+                self._fail_error(r, msg.get("message", "?"), what)
             elif event == expect:
                 replies[r] = msg
                 pending.discard(r)
         return [replies[r] for r in range(self.n_procs)]
+
+    def _fail_error(self, r: int, message: str, what: str):
+        """A rank reported an error. When a peer died just before (a collective then fails on every
+        rank left), the dead peer is the cause and is named first."""
+        deadline = time.monotonic() + 1.0
+        dead = []
+        while time.monotonic() < deadline and not dead:
+            dead = [q for q, p in enumerate(self.procs) if q != r and p.poll() not in (None, 0)]
+            time.sleep(0.05)
+        if dead:
+            q = dead[0]
+            code, why = self.procs[q].returncode, _tail(self.logs[q])
+            self.close()
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            raise DistributedError(f"{self._name(q)} (pid {self.procs[q].pid}) {how} during {what!r}"
+                                   f"{': ' + why if why else ''}; then {self._name(r)} failed ({message}); "
+                                   f"stopped all {self.n_procs} process(es)")
+        self.close()
+        raise DistributedError(f"{self._name(r)} failed during {what!r}: {message}; "
+                               f"stopped all {self.n_procs} process(es)")
 
     def _fail_hung(self, what: str, pending: set, timeout: float):
         steps = ", ".join(f"{'rank ' + str(r) if self.framework == 'torch' else 'process'} at step "
@@ -263,24 +301,34 @@ class Group:
         """Send `cmd` to every process; their "done" replies, in rank order. DistributedError (with
         every process ended) when a process dies, reports an error or falls silent for `timeout`."""
         self.wait_ready()
+        self._busy = True
         self._send(cmd)
-        return self._wait(cmd.get("cmd", "?"), "done", self.timeout if timeout is None else timeout, on_progress)
+        replies = self._wait(cmd.get("cmd", "?"), "done", self.timeout if timeout is None else timeout, on_progress)
+        self._busy = False
+        return replies
 
     # ------------------------------------------------------------ ending
     def close(self) -> None:
-        """End every process: ask ("exit"), then SIGTERM, then SIGKILL the process group; reap all."""
+        """End every process: ask ("exit") if they are idle, then SIGTERM, then SIGKILL the process
+        group; reap all. Processes still starting or inside a command cannot read the request, so
+        they get SIGTERM at once."""
         if self.closed:
             return
         self.closed = True
+        with _ctrl_c_deferred():
+            self._end()
+
+    def _end(self) -> None:
+        polite = self.ready and not self._busy
         for p in self.procs:
             try:
-                if p.poll() is None:
+                if polite and p.poll() is None:
                     p.stdin.write(b'{"cmd": "exit"}\n')
                     p.stdin.flush()
                 p.stdin.close()
             except (BrokenPipeError, OSError, ValueError):
                 pass
-        deadline = time.monotonic() + _GRACE
+        deadline = time.monotonic() + (_GRACE if polite else 0.0)
         for sig in (None, signal.SIGTERM, signal.SIGKILL):
             if sig is not None and self.pgid is not None:
                 try:

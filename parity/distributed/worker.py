@@ -14,12 +14,14 @@ and float64 replays), `call` (run a function of `parity.distributed.experiments`
 named in the command; only rank 0 (torch) writes them.
 
 PARITY_DP_FAULT (tests only) plants a failure: "exit:R:S" makes rank R exit with code 3 when it
-reaches step S of a `free` command, "hang:R:S" makes it sleep there for good.
+reaches step S of a `free` command (S = 0: at start-up, before any import), "hang:R:S" makes it
+sleep there for good.
 """
 from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import datetime
 import gc
 import json
@@ -124,7 +126,9 @@ class Worker:
             backend = "nccl" if self.device == "cuda" else "gloo"
             if self.device == "cuda":
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", self.rank)))
-            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=max(self.timeout, 1.0)))
+            # the collectives' own timeout lies well beyond the parent's watchdog, so that the parent,
+            # which sees every rank, is the one that diagnoses a hang and ends the group
+            dist.init_process_group(backend, timeout=datetime.timedelta(seconds=2 * self.timeout + 30))
             return {"rank": self.rank, "world": self.world, "backend": backend, "pid": os.getpid()}
         import jax
         devices = jax.devices("gpu" if self.device == "cuda" else "cpu")
@@ -152,12 +156,14 @@ class Worker:
             import numpy as np
             from parity import data, training
             from parity.distributed import sides
+            opts = spec.get("options", {})
             cfg = training.Config(**spec["cfg"])
+            if opts.get("lr_scale"):  # a planted defect (tests): this side's learning rate scaled
+                cfg = dataclasses.replace(cfg, lr=cfg.lr * opts["lr_scale"])
             z = np.load(spec["inputs"])
             ds = data.Dataset(spec.get("data_name", "data"), z["x_train"], z["y_train"], z["x_test"], z["y_test"])
             ds = ds.astype(cfg.dtype)
             sd = {k[3:]: z[k] for k in z.files if k.startswith("sd/")}
-            opts = spec.get("options", {})
             if self.role == "torch":
                 s = sides.DDPSide(cfg, spec["kwargs"], sd, ds, sync_bn=opts.get("sync_bn", False))
             else:
@@ -289,6 +295,7 @@ def main(argv=None) -> int:
     _guard_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when a worker ends
     w = Worker()
+    w.fault.at(0)  # step 0: before the worker has imported anything or joined its peers
     try:
         info = w.start()
         gc.collect()

@@ -10,10 +10,12 @@ The rules, in the order they apply:
 
 * Inputs are given once, as NumPy, in torch's layout. The Flax side gets the same arrays, except that
   with `layout="nhwc"` (the default) every 4-D floating input goes NCHW → NHWC (docs/traps.md, trap 3);
-  `layout="nchw"` declares a Flax model that takes torch's layout, and then nothing is transposed.
-  Floating inputs are cast to `dtype` and must be finite (NaN would compare equal to NaN); integer
-  inputs (token ids) become int64. When comparing, Flax's 4-D activations, outputs and input
-  gradients are turned back to NCHW, and a flattened (H, W, C) vector to (C, H, W) order (trap 4).
+  `layout="nchw"` declares a Flax model that takes torch's layout at its boundary (it may transpose
+  inside), and then nothing is transposed. Floating inputs are cast to `dtype` and must be finite
+  (NaN would compare equal to NaN); integer inputs (token ids) become int64. When comparing, each
+  4-D Flax activation or output is read as NHWC or NCHW from its shape against torch's (the layout
+  setting decides where the shape cannot, C = H = W), input gradients come back the way their
+  input went, and a vector flattened in (H, W, C) order is reordered to torch's (C, H, W) (trap 4).
 * Both models are copied (the caller's objects are never changed), cast to `dtype` and moved to
   `device`; eval mode by default (Dropout the identity, BatchNorm on its running statistics), or
   `train=True`: BatchNorm on batch statistics with its running statistics compared after the pass,

@@ -44,9 +44,9 @@ def pair_models(torch_model, flax_model, inputs, *, layout: str = "nhwc", weight
         d_t, _ = core.torch_pass(t, tl, np_in, t_kw)
         d_f, _, _, _ = runner.run(None, abstract=True)
         pairing = build(t, f, tl, fl, d_t, d_f, mapping=weights, layout=layout)
-        if any(p.flatten for p in pairing.pairs):  # confirm the flatten order in the Flax model's data
+        if any(p.flatten_candidate for p in pairing.pairs):  # confirm the flatten order in the Flax model's data
             f_calls, _, _, _ = runner.run(pairing)
-            core._check_flatten(pairing, f_calls, t, f, "torch->flax", None)
+            core._check_flatten(pairing, f_calls, t, f, "torch->flax", None, layout)
     return pairing
 
 

@@ -80,7 +80,8 @@ def as_numpy_inputs(inputs, dtype: str) -> tuple[np.ndarray, ...]:
 
 def flax_inputs(np_inputs, layout: str) -> tuple[list, list[str]]:
     """The Flax side's inputs and the rule applied to each: with layout 'nhwc', 4-D floating inputs go
-    from torch's NCHW to NHWC (docs/traps.md, trap 3); everything else passes unchanged."""
+    from torch's NCHW to NHWC (docs/traps.md, trap 3); everything else (and everything with layout
+    'nchw': a Flax model taking torch's layout at its boundary) passes unchanged."""
     out, rules = [], []
     for i, a in enumerate(np_inputs):
         if layout == "nhwc" and a.ndim == 4 and a.dtype.kind == "f":
@@ -262,7 +263,7 @@ class Masks:
                 return None  # no torch mask to share: the layer draws its own (reported as a note)
             if rate == 1:
                 return x * 0
-            if self.layout == "nhwc" and mask.ndim == 4:
+            if mask.ndim == 4 and is_nhwc(x.shape, mask.shape, self.layout):
                 mask = mask.transpose(0, 2, 3, 1)
             return x * jnp.asarray(mask, x.dtype) * jnp.asarray(1.0 / (1.0 - rate), x.dtype)
         return inject
@@ -277,10 +278,23 @@ def _tdev(t):
 def torch_pass(t, tl, np_in, t_kw, inject=None):
     """One recorded forward pass of the torch model without gradients: (calls, outputs)."""
     calls = []
-    with _framework("torch", [x.shape for x in np_in], calls), torch.no_grad(), \
-            trace.torch_tracer(tl.values(), calls, inject):
-        out = t(*[torch.as_tensor(x, device=_tdev(t)) for x in np_in], **t_kw)
+    try:
+        with _framework("torch", [x.shape for x in np_in], calls), torch.no_grad(), \
+                trace.torch_tracer(tl.values(), calls, inject):
+            out = t(*[torch.as_tensor(x, device=_tdev(t)) for x in np_in], **t_kw)
+    finally:
+        _check_ranks(calls)
     return calls, out
+
+
+def _check_ranks(calls) -> None:
+    """torch's Conv2d and BatchNorm2d also take 3-D (unbatched) input, where the NHWC rule would not
+    follow: refuse it (before any error it leads to later on)."""
+    for c in calls:
+        if isinstance(c.leaf.module, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and c.in_shape and len(c.in_shape) != 4:
+            raise PortingError(f"torch `{c.leaf.label}` ({c.leaf.cls}) received a {len(c.in_shape)}-D input "
+                               f"{c.in_shape}: give batched 4-D (N, C, H, W) inputs (the Flax side's layout rule "
+                               f"transposes 4-D inputs only)")
 
 
 def _mask_args(masks: dict) -> dict:
@@ -306,12 +320,19 @@ class FlaxRunner:
         self.graphdef = nnx.graphdef(f)
         self.xs = [jax.device_put(a, jdev) for a in f_np]
         self.float_in = [i for i, a in enumerate(f_np) if a.dtype.kind == "f"]
-        self.meta: list = []
+        self.meta: list = []  # the calls of the latest trace (of a failed one, too)
+        self._metas: dict = {}  # the calls each trace of `_pass` made, by what the trace depends on
+        self.out_shapes: list = []
         self._jit = jax.jit(self._pass, static_argnums=0)
         self.shapes = [tuple(a.shape) for a in f_np]
 
+    @staticmethod
+    def _key(pairing, masks, cts) -> tuple:
+        """What a trace of `_pass` depends on besides shapes: jit retraces exactly when it changes."""
+        return id(pairing), tuple(sorted(masks)), cts is None
+
     def _pass(self, pairing, params, rest, xs_float, masks, cts):
-        self.meta.clear()
+        self.meta = self._metas[self._key(pairing, masks, cts)] = []
         inject = _mask_store(masks, self.layout).flax_inject(pairing, self.train)
 
         def forward(m, xf):
@@ -336,7 +357,7 @@ class FlaxRunner:
             args = list(self.xs)
             for j, i in enumerate(self.float_in):
                 args[i] = xf[j]
-            self.meta.clear()
+            self.meta.clear()  # the calls of this pass only (nnx.grad may trace the function anew)
             with trace.bind(m, self.fl, handler):
                 outs = tuple(jax.tree.leaves(m(*args, **self.f_kw)))
             return outs, arrays
@@ -361,29 +382,46 @@ class FlaxRunner:
         xs_float = [self.xs[i] for i in self.float_in]
         cts = None if cts is None else [None if c is None else jnp.asarray(c) for c in cts]
         args = (params, rest, xs_float, _mask_args(masks or {}), cts)
-        self.meta.clear()
-        with _framework("Flax", self.shapes, self.meta):
+        failed: list = []  # filled by a trace that fails: the calls it made (for the message)
+        try:
             if abstract:
                 outs, arrays, new_rest, grads = jax.eval_shape(functools.partial(self._pass, pairing), *args)
             else:
                 outs, arrays, new_rest, grads = self._jit(pairing, *args)
+        except Exception:
+            failed = self.meta
+            with _framework("Flax", self.shapes, failed):
+                raise
+        meta = self._metas[self._key(pairing, args[3], cts)]  # from this function's trace, cached or not
         get = (lambda i: None) if abstract else (lambda i: None if i is None else np.asarray(arrays[i]))
         calls = [trace.Call(m.leaf, m.index, get(m.inp), get(m.out), m.called_at, m.in_shape, m.out_shape)
-                 for m in self.meta]  # meta holds indices into `arrays` where calls hold arrays
+                 for m in meta]  # meta holds indices into `arrays` where calls hold arrays
         return calls, outs, new_rest, grads
 
 
 # ---------------------------------------------------------------- layouts for comparing
-def to_torch_layout(value, layout: str, kind: str | None = None, which: str = "out", flax_in_shape=None,
-                    flatten=None):
-    """A Flax activation in torch's layout: 4-D NHWC → NCHW; a Flatten's output of an NHWC map
-    reordered (H, W, C) → (C, H, W); a flattened Linear input likewise (docs/traps.md, traps 3, 4)."""
-    if value is None or layout != "nhwc":
+def is_nhwc(flax_shape, torch_shape, layout: str) -> bool:
+    """Whether a 4-D Flax tensor is NHWC, judged from its shape and torch's (NCHW) one: the layout
+    that makes the shapes agree, `layout` where both or neither do (C = H = W, say). A model taking
+    NCHW at its boundary may well be NHWC inside, so each tensor is judged on its own."""
+    if flax_shape is None or len(flax_shape) != 4:
+        return False
+    as_is = torch_shape is not None and tuple(flax_shape) == tuple(torch_shape)
+    moved = torch_shape is not None and len(torch_shape) == 4 and \
+        tuple(flax_shape) == (torch_shape[0], torch_shape[2], torch_shape[3], torch_shape[1])
+    return moved if as_is != moved else layout == "nhwc"
+
+
+def to_torch_layout(value, torch_shape, layout: str, kind: str | None = None, which: str = "out",
+                    flax_in_shape=None, torch_in_shape=None, flatten=None):
+    """A Flax activation in torch's layout: a 4-D NHWC tensor → NCHW; a Flatten's output of an NHWC
+    map reordered (H, W, C) → (C, H, W); the input of a Linear whose rows were permuted likewise
+    (docs/traps.md, traps 3, 4)."""
+    if value is None:
         return value
     if value.ndim == 4:
-        return value.transpose(0, 3, 1, 2)
-    if which == "out" and kind == "flatten" and flax_in_shape is not None and len(flax_in_shape) == 4 \
-            and value.ndim == 2:
+        return value.transpose(0, 3, 1, 2) if is_nhwc(value.shape, torch_shape, layout) else value
+    if which == "out" and kind == "flatten" and value.ndim == 2 and is_nhwc(flax_in_shape, torch_in_shape, layout):
         n, h, w, c = flax_in_shape
         return value.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(n, -1)
     if which == "in" and kind == "linear" and flatten and value.ndim == 2:
@@ -416,10 +454,11 @@ def _rows(t_calls, f_calls, pairing: Pairing, tol, layout, notes_of) -> list[Row
                 used_f.add(id(fc))
                 flatten = pair.flatten if pair.kind == "linear" else None
                 if c.out is not None and fc.out is not None:
-                    row.out = measure(to_torch_layout(fc.out, layout, pair.kind, "out", fc.in_shape), c.out, tol)
+                    row.out = measure(to_torch_layout(fc.out, c.out_shape, layout, pair.kind, "out", fc.in_shape,
+                                                      c.in_shape), c.out, tol)
                 if c.inp is not None and fc.inp is not None and c.inp.dtype.kind == "f":
-                    row.inp = measure(to_torch_layout(fc.inp, layout, pair.kind, "in", fc.in_shape, flatten),
-                                      c.inp, tol)
+                    row.inp = measure(to_torch_layout(fc.inp, c.in_shape, layout, pair.kind, "in", fc.in_shape,
+                                                      c.in_shape, flatten), c.inp, tol)
         row._pair = pair
         rows.append(row)
     # Flax-only calls (unpaired layers, or paired ones called more often than torch) after their predecessor
@@ -554,15 +593,11 @@ def pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, fn, direction, 
     snap = _torch_snapshot(t)
     d_t, _ = torch_pass(t, tl, np_in, t_kw)
     _torch_restore(t, snap)
-    for c in d_t:  # torch's Conv2d/BatchNorm2d also run on 3-D (unbatched) input; the layout rule would not
-        if isinstance(c.leaf.module, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and c.in_shape and len(c.in_shape) != 4:
-            raise PortingError(f"torch `{c.leaf.label}` ({c.leaf.cls}) received a {len(c.in_shape)}-D input "
-                               f"{c.in_shape}: give batched 4-D (N, C, H, W) inputs (the Flax side's layout rule "
-                               f"transposes 4-D inputs only)")
     try:
-        d_f, _, _, _ = runner.run(None, abstract=True)
+        d_f, outs, _, _ = runner.run(None, abstract=True)
     except PortingError as e:
         raise PortingError(str(e) + _shape_hint(d_t, runner.meta, layout)) from e.__cause__
+    runner.out_shapes = [tuple(o.shape) for o in outs]
     pairing = build(t, f, tl, fl, d_t, d_f, mapping=mapping, layout=layout)
     _convert(t, f, pairing, direction, fn)
     return pairing
@@ -575,7 +610,7 @@ def _shape_hint(t_calls, f_calls, layout: str) -> str:
     f_seq = [c for c in f_calls if c.leaf.kind in kinds.PARAM_KINDS]
     for tc, fc in zip(t_seq, f_seq):
         want = tc.out_shape
-        if want is not None and layout == "nhwc" and len(want) == 4:
+        if want is not None and len(want) == 4 and is_nhwc(fc.out_shape, want, layout):
             want = (want[0], want[2], want[3], want[1])
         if want != fc.out_shape:
             return (f"; the first layer whose output shape differs from torch's is Flax `{fc.leaf.label}` "
@@ -584,28 +619,25 @@ def _shape_hint(t_calls, f_calls, layout: str) -> str:
     return ""
 
 
-def _check_flatten(pairing: Pairing, f_calls, t, f, direction, fn) -> bool:
-    """Confirm each Flatten→Linear row permutation in the recorded Flax data; drop it (and convert
-    again) where the Flax model flattens in torch's (C, H, W) order after all. True if anything changed."""
+def _check_flatten(pairing: Pairing, f_calls, t, f, direction, fn, layout: str) -> bool:
+    """Decide each Flatten→Linear row permutation from the recorded Flax data (the layout's default
+    where the data cannot tell) and convert again if a decision changed. True if anything changed."""
     from parity.porting.pairing import flatten_evidence
     changed = False
     for p in pairing.pairs:
-        if p.kind != "linear" or not p.flatten:
+        if p.kind != "linear" or not p.flatten_candidate:
             continue
-        seen = flatten_evidence(p, f_calls)
-        where = f"torch `{p.torch.label}` reads a flattened map of {p.flatten[0]} channels"
-        if seen == "chw":
-            p.flatten = None
-            changed = True
-            pairing.notes.append(f"{where}; the Flax model transposes to (C, H, W) before flattening (seen in "
-                                 f"the data): rows kept")
-        elif seen == "hwc":
-            pairing.notes.append(f"{where}; the Flax model flattens it in (H, W, C) order (seen in the data): "
-                                 f"rows permuted (docs/traps.md, trap 4)")
-        else:
-            pairing.notes.append(f"{where}; the Flax side is NHWC, so its flatten is taken to be in (H, W, C) "
-                                 f"order: rows permuted (docs/traps.md, trap 4; pass layout='nchw' if the Flax "
-                                 f"model keeps torch's layout)")
+        c = p.flatten_candidate[0]
+        seen = flatten_evidence(p, f_calls, c)
+        order = seen or ("hwc" if layout == "nhwc" else "chw")
+        where = f"torch `{p.torch.label}` reads a flattened map of {c} channels; the Flax model flattens it " \
+                f"in {'(H, W, C)' if order == 'hwc' else '(C, H, W)'} order"
+        how = "(seen in the data)" if seen else f"(taken from layout={layout!r}; the data cannot tell)"
+        pairing.notes.append(f"{where} {how}: rows " + ("permuted (docs/traps.md, trap 4)" if order == "hwc"
+                                                          else "kept"))
+        want = p.flatten_candidate if order == "hwc" else None
+        if want != p.flatten:
+            p.flatten, changed = want, True
     if changed:
         _convert(t, f, pairing, direction, fn)
     return changed
@@ -638,19 +670,19 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
                 np_t, t_grads, cts = _torch_gradients(t, tl, np_in, t_kw, masks, pairing, seed)
                 _torch_restore(t, snap)
                 # Flax: one compiled pass giving all of that at once, for the same cotangents
-                f_cts = [None if c is None else (c.transpose(0, 2, 3, 1) if layout == "nhwc" and c.ndim == 4 else c)
-                         for c in cts]
-                _, shapes, _, _ = runner.run(pairing, masks.masks, abstract=True)
+                shapes = runner.out_shapes  # from the pass that paired the layers: weights do not change them
+                f_cts = [None if c is None else (c.transpose(0, 2, 3, 1) if c.ndim == 4 and is_nhwc(
+                    sh, c.shape, layout) else c) for c, sh in zip(cts, list(shapes) + [None] * len(cts))]
                 fits = bool(t_grads) and len(shapes) == len(f_cts) and all(
-                    c is None or tuple(c.shape) == tuple(sh.shape) for c, sh in zip(f_cts, shapes))
+                    c is None or tuple(c.shape) == sh for c, sh in zip(f_cts, shapes))
                 f_calls, f_outs, f_rest, grads = runner.run(pairing, masks.masks, f_cts if fits else None)
-                if not _check_flatten(pairing, f_calls, t, f, direction, fn):
+                if not _check_flatten(pairing, f_calls, t, f, direction, fn, layout):
                     break
                 snap = _torch_snapshot(t)
             state_stats = _state_stats(t_stats, f_rest, pairing, tol) if train else {}
             outputs, input_grads, param_grads, grad_notes = _compare_outputs(
                 np_t, t_grads, f_outs, grads, fits, [i for i, x in enumerate(np_in) if x.dtype.kind == "f"],
-                pairing, tol, layout)
+                [r.endswith("NCHW → NHWC for Flax") for r in rules], pairing, tol, layout)
 
     def notes_of(pair: Pair):
         fc = next((c for c in f_calls if c.leaf is pair.flax), None)
@@ -679,6 +711,10 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
     for r in rows:
         if r.call == 0 and r.notes:
             all_notes.append(f"torch `{r.torch.name}` ⇄ Flax `{r.flax.name}`: " + "; ".join(r.notes))
+        if r.out is not None and r.out.ok and r.out.problem:
+            all_notes.append(f"torch `{r.torch.name}` ⇄ Flax `{r.flax.name}` output: {r.out.problem}")
+    all_notes += [f"output {i}: {s.problem}" for i, s in enumerate(outputs) if s.ok and s.problem]
+    all_notes = list(dict.fromkeys(all_notes))  # a second round of passes repeats some
     return Report(type(torch_model).__name__, type(flax_model).__name__, dtype, device, mode, train, layout,
                   direction, tol, rows, outputs, input_grads, param_grads, first, pairing.to_dict(), all_notes,
                   time.perf_counter() - t0)
@@ -698,7 +734,7 @@ def _convert(t, f, pairing: Pairing, direction: str, fn) -> None:
         nnx.replace_by_pure_dict(state, _cast_like(ref, pure))
         nnx.update(f, state)
     else:
-        pure = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(f)))
+        pure = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(f, nnx.Not(nnx.RngState))))
         if fn is None:
             pairing.load_torch(t, pure)
             return
@@ -711,7 +747,7 @@ def _convert(t, f, pairing: Pairing, direction: str, fn) -> None:
                 if tuple(ref[k].shape) != tuple(np.shape(v)):
                     raise PortingError(f"weights callable: `{k}` has shape {tuple(np.shape(v))}, the torch model "
                                        f"holds {tuple(ref[k].shape)}")
-                ref[k].copy_(torch.as_tensor(np.asarray(v)).to(ref[k].dtype))
+                ref[k].copy_(torch.as_tensor(np.array(v)).to(ref[k].dtype))
         missing = [k for k, _ in t.named_parameters() if k not in sd]
         if missing:
             raise PortingError(f"weights callable returned no `{missing[0]}` (and {len(missing) - 1} more)")
@@ -797,20 +833,22 @@ def _torch_gradients(t, tl, np_in, t_kw, masks: Masks, pairing: Pairing, seed: i
     return np_t, t_grads, cts
 
 
-def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, pairing: Pairing, tol, layout: str):
+def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, transposed, pairing: Pairing, tol, layout: str):
     """Outputs, input gradients and parameter gradients (torch names and layouts), compared."""
     np_f = [np.asarray(o) for o in f_outs]
     if len(np_f) != len(np_t):
         return ([Stats((), np.inf, np.inf, np.nan, np.nan, np.nan, False,
                        f"torch returns {len(np_t)} outputs, Flax {len(np_f)}")], {}, {},
                 ["gradients not compared: the outputs differ in number"])
-    outputs = [measure(to_torch_layout(a, layout), b, tol) for a, b in zip(np_f, np_t)]
+    outputs = [measure(to_torch_layout(a, b.shape, layout), b, tol) for a, b in zip(np_f, np_t)]
     if not fits or grads is None:
         return outputs, {}, {}, ["gradients not compared: " + ("the output shapes differ" if t_grads
                                                                else "nothing to differentiate")]
     gp, gx = grads
-    input_grads = {f"input {i}": measure(to_torch_layout(np.asarray(gx[j]), layout), t_grads[f"input {i}"], tol)
-                   for j, i in enumerate(float_in)}
+    input_grads = {}
+    for j, i in enumerate(float_in):  # an input's gradient comes back in the layout the input went in
+        g, ref = np.asarray(gx[j]), t_grads[f"input {i}"]
+        input_grads[f"input {i}"] = measure(g.transpose(0, 3, 1, 2) if transposed[i] else g, ref, tol)
     f_grads = pairing.flax_to_torch(jax.tree.map(np.asarray, nnx.to_pure_dict(gp)), params_only=True)
     param_grads, notes = {}, []
     for name, g in t_grads.items():

@@ -159,7 +159,8 @@ def notes(kind: str, tm, fm, *, train: bool, dtype: str, flax_in_shape=None, lay
             out.append(f"dilation: torch {tuple(tm.dilation)}, Flax {tuple(_pairs(fm.kernel_dilation or 1))}")
         hw = None
         if flax_in_shape is not None and len(flax_in_shape) == 4:
-            hw = tuple(flax_in_shape[1:3]) if layout == "nhwc" else tuple(flax_in_shape[2:])
+            nhwc = flax_in_shape[3] == tm.in_channels if flax_in_shape[1] != flax_in_shape[3] else layout == "nhwc"
+            hw = tuple(flax_in_shape[1:3]) if nhwc else tuple(flax_in_shape[2:])
         fp, tp = _flax_conv_pads(fm, hw), _torch_conv_pads(tm, hw)
         if fp is not None and tuple(map(tuple, fp)) != tuple(map(tuple, tp)):
             how = f"padding={fm.padding!r}, i.e. {tuple(map(tuple, fp))}" if isinstance(fm.padding, str) \

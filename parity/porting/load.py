@@ -64,8 +64,9 @@ def load_target(target: str):
     obj = module
     for part in name.split("."):
         if not hasattr(obj, part):
-            here = sorted(k for k, v in vars(module).items() if not k.startswith("_") and
-                          (inspect.isclass(v) or inspect.isfunction(v)) and getattr(v, "__module__", "") == module.__name__)
+            here = sorted(k for k, v in vars(module).items()
+                          if not k.startswith("_") and (inspect.isclass(v) or inspect.isfunction(v))
+                          and getattr(v, "__module__", "") == module.__name__)
             raise PortingError(f"{path}: no {name!r} in it (defined there: {', '.join(here) or 'nothing'})")
         obj = getattr(obj, part)
     return obj
@@ -91,7 +92,7 @@ def abstract_model(make):
             if v.shape != () or v.dtype != key.dtype:
                 raise LookupError
             return v.replace(key)
-        return v.replace(np.zeros(v.shape, v.dtype))
+        return v.replace(jax.device_put(np.zeros(v.shape, v.dtype)))
     try:
         filled = jax.tree.map(fill, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
     except LookupError:
@@ -112,6 +113,7 @@ def build(obj, kwargs: dict, side: str, notes: list, label: str, abstract: bool 
     if not callable(obj):
         raise PortingError(f"{label} is a {type(obj).__name__}, not a model, class or factory")
     kwargs = dict(kwargs)
+    added_rngs = False
     shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
     if side == "flax" and "rngs" not in kwargs:
         try:  # NNX's metaclass hides a class's own signature: read __init__'s
@@ -119,9 +121,12 @@ def build(obj, kwargs: dict, side: str, notes: list, label: str, abstract: bool 
         except (TypeError, ValueError):
             params = {}
         if "rngs" in params:
-            kwargs["rngs"] = nnx.Rngs(0)
+            kwargs["rngs"], added_rngs = nnx.Rngs(0), True
             shown = ", ".join(filter(None, [shown, "rngs=nnx.Rngs(0)"]))
-    model = abstract_model(lambda: obj(**kwargs)) if abstract and side == "flax" else None
+
+    def make():  # a fresh nnx.Rngs for each build: one made outside nnx.eval_shape cannot be used inside
+        return obj(**{**kwargs, **({"rngs": nnx.Rngs(0)} if added_rngs else {})})
+    model = abstract_model(make) if abstract and side == "flax" else None
     how = "built abstractly (nnx.eval_shape; its weights come from torch) by" if model is not None else "built by"
     if model is None:
         try:

@@ -34,6 +34,7 @@ class Pair:
 
     def __init__(self, index: int, kind: str, t: Leaf, f: Leaf, flatten=None):
         self.index, self.kind, self.torch, self.flax, self.flatten = index, kind, t, f, flatten
+        self.flatten_candidate = flatten  # (C, H·W, 1) when torch's Linear reads a flattened map
 
     def describe(self) -> str:
         return f"pair {self.index + 1}: {_where(self.torch)} ⇄ {_where(self.flax)}"
@@ -167,7 +168,7 @@ class Pairing:
             for k, v in sd.items():
                 if tuple(ref[k].shape) != tuple(np.shape(v)):
                     raise PortingError(f"torch `{k}`: converted shape {np.shape(v)} ≠ held {tuple(ref[k].shape)}")
-                ref[k].copy_(torch.as_tensor(np.asarray(v)).to(ref[k].dtype))
+                ref[k].copy_(torch.as_tensor(np.array(v)).to(ref[k].dtype))  # a copy: JAX's arrays are read-only
 
 
 def _cast_like(ref: dict, pure: dict) -> dict:
@@ -178,7 +179,8 @@ def _cast_like(ref: dict, pure: dict) -> dict:
             out[k] = _cast_like(ref[k], v)
         else:
             r = ref[k]
-            out[k] = jax.device_put(np.asarray(v).astype(r.dtype), next(iter(r.devices())))
+            dev = next(iter(r.devices())) if hasattr(r, "devices") else None
+            out[k] = jax.device_put(np.asarray(v).astype(r.dtype), dev)
     return out
 
 
@@ -236,9 +238,10 @@ def _loose(torch_model, flax_model, tl: dict, fl: dict) -> list[tuple[str, tuple
     for t in left_t:
         same = [f for f, s in left_f.items() if s == tl_loose[t]]
         if len(same) != 1 or sum(tl_loose[u] == tl_loose[t] for u in left_t) != 1:
+            left = ", ".join(f"{flax_name(f)} {s}" for f, s in left_f.items()) or "none"
             raise PortingError(f"torch parameter `{t}` {tl_loose[t]} lies outside any known layer and no "
                                f"Flax parameter of that name or of that shape alone pairs with it "
-                               f"(Flax ones left: {', '.join(flax_name(f) + ' ' + str(s) for f, s in left_f.items()) or 'none'})")
+                               f"(Flax ones left: {left})")
         pairs.append((t, same[0]))
         del left_f[same[0]]
     if left_f:
@@ -262,12 +265,10 @@ def _last_map(calls, leaf):
     return None, None
 
 
-def _flatten_of(pair: Pair, t_calls, layout: str) -> tuple | None:
-    """(C, H·W, 1) when the torch Linear reads a flattened map of C channels (the last 4-D activation
-    before it, no Linear between) and the Flax side is NHWC; `flatten_evidence` then checks the
-    Flax side's order in the data."""
-    if layout != "nhwc":
-        return None
+def _flatten_of(pair: Pair, t_calls) -> tuple | None:
+    """(C, H·W, 1) when the torch Linear reads a flattened map of C channels: the last 4-D activation
+    before it (no Linear between) has C channels and C·H·W = in_features. Whether the Flax side
+    flattens in (H, W, C) order, and so needs the rows permuted, `flatten_evidence` decides."""
     t_map, _ = _last_map(t_calls, pair.torch)
     if t_map is None:
         return None
@@ -277,10 +278,10 @@ def _flatten_of(pair: Pair, t_calls, layout: str) -> tuple | None:
     return (c, n_in // c, 1)
 
 
-def flatten_evidence(pair: Pair, f_calls) -> str | None:
-    """How the Flax model flattened the map its Linear reads, seen in one recorded pass: "hwc" (its
-    NHWC activation flattened as it is), "chw" (transposed to NCHW first), or None (something else
-    ran in between, e.g. functional pooling, and the data cannot tell)."""
+def flatten_evidence(pair: Pair, f_calls, channels: int) -> str | None:
+    """The order in which the Flax model flattened the map its Linear reads, seen in one recorded
+    pass: "hwc" or "chw"; None where something else ran in between (functional pooling, say) and
+    the data cannot tell."""
     f_map, f_lin = _last_map(f_calls, pair.flax)
     if f_map is None or f_map.out is None or f_lin.inp is None:
         return None
@@ -288,10 +289,14 @@ def flatten_evidence(pair: Pair, f_calls) -> str | None:
     if a.shape[0] != x.shape[0] or a.size != x.size:
         return None
     n = x.shape[0]
-    if np.array_equal(a.reshape(n, -1), x):
-        return "hwc"
-    if np.array_equal(a.transpose(0, 3, 1, 2).reshape(n, -1), x):
+    nhwc = a.shape[3] == channels and a.shape[1] != channels
+    nchw = a.shape[1] == channels and a.shape[3] != channels
+    if np.array_equal(a.reshape(n, -1), x) and (nhwc or nchw):
+        return "hwc" if nhwc else "chw"
+    if nhwc and np.array_equal(a.transpose(0, 3, 1, 2).reshape(n, -1), x):
         return "chw"
+    if nchw and np.array_equal(a.transpose(0, 2, 3, 1).reshape(n, -1), x):
+        return "hwc"
     return None
 
 
@@ -327,9 +332,10 @@ def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapp
                         f"weights={{torch_name: flax_path, ...}} to pair them yourself")
             pairs, strategy = [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(zip(T, F))], "by execution order"
         loose = _loose(torch_model, flax_model, tl, fl)
-    for p in pairs:
+    for p in pairs:  # the layout's default for now; compare confirms it in the data
         if p.kind == "linear":
-            p.flatten = _flatten_of(p, t_calls, layout)
+            p.flatten_candidate = _flatten_of(p, t_calls)
+            p.flatten = p.flatten_candidate if layout == "nhwc" else None
     _check_shapes(pairs)
     free = _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes)
     return Pairing(pairs, free, loose, strategy, notes, tl, fl)

@@ -50,8 +50,10 @@ def rel(path: str) -> str:
     return path
 
 
+@functools.lru_cache(maxsize=512)
 def class_source(cls) -> str:
-    """'file:line' of a class definition, or '?' where Python cannot tell."""
+    """'file:line' of a class definition, or '?' where Python cannot tell (cached: inspect parses
+    the class's whole file to find it)."""
     try:
         return f"{rel(inspect.getsourcefile(cls))}:{inspect.getsourcelines(cls)[1]}"
     except (OSError, TypeError):

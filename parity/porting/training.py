@@ -86,6 +86,10 @@ class TrainingReport:
                          f"({self.param_errors[self.first_param_step - 1]:.3g}× the bound)")
         return head + "DIFFERENT — " + "; ".join(parts)
 
+    def lines(self) -> list[str]:
+        """The notes printed under the table."""
+        return [f"note: {n}" for n in self.notes]
+
     def table(self, every: int = 1) -> Table:
         t = Table(title=f"{self.torch_model} ⇄ {self.flax_model}: training", header_style="bold")
         for col in ("step", "torch loss", "Flax loss", "|Δ loss|", "params (× bound)", ""):
@@ -182,7 +186,9 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
     and cycled; `torch_optimizer_factory(parameters)` builds the torch optimiser, `optax_tx` is the
     optax transformation; `loss` is 'mse', 'cross_entropy' or a (torch_fn(out, y), jax_fn(out, y)) pair.
     Training mode by default (train=False trains in eval mode); paired Dropouts share one mask per
-    step. The caller's models are not changed."""
+    step. Parameters are compared after every step (BatchNorm's running statistics are not: stock
+    nnx.BatchNorm keeps a biased variance, docs/traps.md, trap 12, which `compare(train=True)` shows).
+    Models with one output. The caller's models are not changed."""
     t0 = time.perf_counter()
     batches = list(batches)
     if not batches:
@@ -219,26 +225,30 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
         with trace.patched({type(lf.module) for lf in fl.values()}):
             pairing = core.pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, None, direction, layout,
                                             notes)
-            if any(p.flatten for p in pairing.pairs):
+            if any(p.flatten_candidate for p in pairing.pairs):
                 f_calls, _, _, _ = runner.run(pairing)
-                core._check_flatten(pairing, f_calls, t, f, direction, None)
+                core._check_flatten(pairing, f_calls, t, f, direction, None, layout)
             names = dict(t.named_parameters())
             opt = torch_optimizer_factory(t.parameters())
             graphdef, params, rest = nnx.split(f, nnx.Param, ...)
-            opt_state = optax_tx.init(params)
+            # all of the state committed to the device, as the step's outputs will be: otherwise the
+            # second step (uncommitted → committed inputs) compiles the step again
+            params, rest, opt_state = jax.device_put((params, rest, optax_tx.init(params)), jdev)
 
             def jax_step(params, rest, opt_state, xs, y, mask_arrays):
                 handler = trace.flax_recorder(None, core._mask_store(mask_arrays, layout).flax_inject(pairing, train))
 
-                def lossf(p):
-                    m = nnx.merge(graphdef, p, rest)
+                def lossf(m):
                     with trace.bind(m, fl, handler):
                         out = m(*xs, **f_kw)
-                    out_t = jnp.transpose(out, (0, 3, 1, 2)) if layout == "nhwc" and out.ndim == 4 else out
-                    return j_loss(out_t, y), nnx.split(m, nnx.Param, ...)[2]
-                (value, new_rest), grads = jax.value_and_grad(lossf, has_aux=True)(params)
+                    nhwc = out.ndim == 4 and core.is_nhwc(out.shape, y.shape, layout)
+                    out_t = jnp.transpose(out, (0, 3, 1, 2)) if nhwc else out
+                    return j_loss(out_t, y)
+                m = nnx.merge(graphdef, params, rest)
+                # nnx's transform, so that the pass may update BatchNorm statistics; parameters only
+                value, grads = nnx.value_and_grad(lossf, argnums=nnx.DiffState(0, nnx.Param))(m)
                 updates, new_opt = optax_tx.update(grads, opt_state, params)
-                return optax.apply_updates(params, updates), new_rest, new_opt, value
+                return optax.apply_updates(params, updates), nnx.split(m, nnx.Param, ...)[2], new_opt, value
 
             step_fn = jax.jit(jax_step)
             t_losses, f_losses, p_err = [], [], []
@@ -248,6 +258,7 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 if k and k % seg == 0:  # teacher forcing: restart the Flax side from torch's state
                     params, rest = _state_from_torch(t, f, pairing)
                     opt_state = _force_slots(opt_state, opt, pairing, params, names)
+                    params, rest, opt_state = jax.device_put((params, rest, opt_state), jdev)
                 masks.masks = {}
                 t_in = [torch.as_tensor(x, device=tdev) for x in xs]
                 opt.zero_grad(set_to_none=True)

@@ -66,7 +66,9 @@ dl.env dt { color: var(--muted); } dl.env dd { margin: 0; }
 .code-cell .hl { margin: 0; overflow-x: auto; }
 .code-cell .hl pre { margin: 0; padding: 8px 10px; line-height: 1.4; font-size: 12px; white-space: pre-wrap;
                     overflow-wrap: anywhere; }
-.hl .linenos { color: #a0aec0; padding-right: 8px; user-select: none; }
+.hl pre > span[id] { display: block; padding-left: 6ch; text-indent: -6ch; }
+.hl .linenos { display: inline-block; width: 5ch; margin-right: 1ch; text-indent: 0; text-align: right;
+               color: #a0aec0; user-select: none; }
 .kind { font-size: 11px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); margin: 18px 0 0; }
 ul.toc { columns: 3 260px; font-size: 13px; margin: 6px 0; }
 .charts { display: flex; flex-wrap: wrap; gap: 16px; margin-bottom: 10px; }

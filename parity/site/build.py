@@ -87,6 +87,30 @@ def check_bench(path: str | Path) -> list[Bench]:
     return out
 
 
+def load_results(path: str | Path, concepts, dtypes, device: str, mode: str) -> dict:
+    """Results to reuse from a `parity check --json` file or a report's results.json: those of the
+    selected concepts, dtypes, device and precision, by (concept, dtype)."""
+    import dataclasses
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--results {p}: cannot read it as JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise UsageError(f"--results {p}: not a results file (`parity check --json` or a report's results.json)")
+    names = {c.name for c in concepts}
+    known = {f.name for f in dataclasses.fields(runner.Result)}
+    out = {}
+    for rec in doc["results"]:
+        try:
+            r = runner.Result(**{k: v for k, v in rec.items() if k in known})
+        except TypeError as e:
+            raise UsageError(f"--results {p}: a record is not a result ({e})") from None
+        if r.concept in names and r.dtype in dtypes and r.device == device and r.precision == mode:
+            out[(r.concept, r.dtype)] = r
+    return out
+
+
 # ---------------------------------------------------------------- the index
 def _short(dtype: str) -> str:
     return {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)

@@ -6,6 +6,7 @@ filter and sort script inline, charts as inline SVG, no request leaves the folde
 from __future__ import annotations
 
 import math
+import re
 from functools import cache
 
 import jinja2
@@ -131,7 +132,7 @@ settings both frameworks compute the same function, and the comparison below mea
 {% if goldens %}<p>Golden value{% if goldens|length > 1 %}s{% endif %}: {% for g in goldens %}<span class="golden">{{ g }}</span>{% if not loop.last %}; {% endif %}{% endfor %}</p>{% endif %}
 </div>{% endfor %}{% endif %}
 
-<h2>Results</h2>
+<h2 id="results">Results</h2>
 {% if not results %}<p class="muted">Not run in this report.</p>{% endif %}
 <div class="charts">{% for r in results %}{{ r.histogram|safe }}{% endfor %}</div>
 {% for r in results %}
@@ -152,7 +153,7 @@ settings both frameworks compute the same function, and the comparison below mea
 </tbody></table>{% elif not r.error %}<p class="muted small">No per-tensor records (results loaded from a file written without them).</p>{% endif %}
 {% endfor %}
 
-<h2>The code: every function it runs</h2>
+<h2 id="code">The code: every function it runs</h2>
 <p class="small">JAX (<code>jax_impl</code>, Flax NNX, NHWC) on the left, PyTorch (<code>torch_impl</code>, NCHW) on the
 right. Found from <code>covers</code> by reading the source: each name that resolves to a function or class of
 <code>jax_impl</code>, <code>torch_impl</code> or <code>shape_rules</code>, followed until nothing new turns up.</p>
@@ -225,7 +226,9 @@ KINDS = {"covered": "covered: the concept's own leaf functions and classes",
 
 
 def code_html(src: sources.Source) -> Markup:
-    fmt = HtmlFormatter(style=assets.STYLE, cssclass="hl", linenos="inline", linenostart=src.line)
+    # one span per line (linespans), so that a wrapped line hangs indented after its line number
+    fmt = HtmlFormatter(style=assets.STYLE, cssclass="hl", linenos="inline", linenostart=src.line,
+                        linespans="L-" + re.sub(r"[^A-Za-z0-9_-]", "-", src.name))
     return Markup(highlight(src.text, PythonLexer(), fmt))
 
 

@@ -69,22 +69,28 @@ def _run_pair(task):
 
 def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int = 1,
         cache_dir: str | os.PathLike | None = None,
-        on_result: Callable | None = None) -> list:
+        on_result: Callable | None = None, reuse: dict | None = None) -> list:
     """Every concept in every dtype, as `runner.Result`s in dtype-major, concept order.
 
-    `on_result(result)` is called as each one finishes (for a progress bar). Ctrl-C stops the
-    workers and raises KeyboardInterrupt.
+    `reuse` maps (concept, dtype) to a Result already at hand (read from a results file): those are
+    not run again. `on_result(result)` is called as each one finishes (for a progress bar). Ctrl-C
+    stops the workers and raises KeyboardInterrupt.
     """
-    tasks = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts]
+    every = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts]
+    reuse = reuse or {}
+    results = {t: reuse[t[:2]] for t in every if t[:2] in reuse}
+    for r in results.values():
+        if on_result:
+            on_result(r)
+    tasks = [t for t in every if t not in results]
     group = {c.name: c.group for c in concepts}
-    results = {}
-    if jobs <= 1 or len(tasks) <= 1:
+    if tasks and (jobs <= 1 or len(tasks) <= 1):
         enable_compilation_cache(cache_dir)
         for t in tasks:
             results[t] = _run_task(t)
             if on_result:
                 on_result(results[t])
-    else:
+    elif tasks:
         ordered = sorted(tasks, key=lambda t: _ORDER.get(group[t[0]], 9))
         threads = max(1, cores() // jobs)
         ctx = multiprocessing.get_context("spawn")
@@ -100,4 +106,4 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
             raise
         finally:
             pool.join()
-    return [results[t] for t in tasks]
+    return [results[t] for t in every]

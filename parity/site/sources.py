@@ -90,14 +90,18 @@ class Source:
 @functools.cache
 def source_of(obj) -> Source:
     obj = unwrap(obj)
-    lines, line = inspect.getsourcelines(obj)
-    file = Path(inspect.getsourcefile(obj)).resolve()
+    kind = "class" if inspect.isclass(obj) else "function"
+    try:
+        lines, line = inspect.getsourcelines(obj)
+        file = Path(inspect.getsourcefile(obj)).resolve()
+    except (OSError, TypeError) as e:  # made at run time (a namedtuple, a generated class): no source file
+        return Source(obj.__module__, obj.__qualname__, kind, f"# source not available: {e}\n",
+                      obj.__module__.replace(".", "/") + ".py", 1)
     try:
         path = file.relative_to(ROOT).as_posix()
     except ValueError:
         path = file.as_posix()
-    return Source(obj.__module__, obj.__qualname__, "class" if inspect.isclass(obj) else "function",
-                  textwrap.dedent("".join(lines)), path, line)
+    return Source(obj.__module__, obj.__qualname__, kind, textwrap.dedent("".join(lines)), path, line)
 
 
 def _bound_names(tree: ast.AST) -> set[str]:
@@ -132,7 +136,10 @@ def _attribute_chain(node: ast.Attribute) -> list[str] | None:
 def callees(obj) -> list:
     """The project-local functions and classes `obj`'s source names, in source order, unwrapped."""
     obj = unwrap(obj)
-    tree = ast.parse(source_of(obj).text)
+    try:
+        tree = ast.parse(source_of(obj).text)
+    except SyntaxError:  # a lambda's source is the statement around it, not always parseable alone
+        return []
     scope = vars(sys.modules[obj.__module__])
     bound = _bound_names(tree)
     found: list[tuple[tuple[int, int], object]] = []

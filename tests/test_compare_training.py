@@ -1,0 +1,53 @@
+"""`parity.compare_training`: the same initial weights and batches, N optimiser steps in each framework;
+the loss curves and parameters agree within `parity.tolerances.training_curve`, and a planted
+optimiser difference is named at the step (and parameter) where it first shows."""
+from pathlib import Path
+
+import numpy as np
+import optax
+import pytest
+import torch
+from flax import nnx
+
+from parity.curves import SEGMENT_STEPS
+from parity.porting import compare_training
+from parity.porting.load import abstract_model, load_module
+from parity.tolerances import training_curve
+
+sc = load_module(str(Path(__file__).resolve().parents[1] / "examples" / "small_cnn.py"))
+RNG = np.random.default_rng(3)
+BATCHES = [(RNG.standard_normal((16, 1, 8, 8)).astype(np.float32), RNG.integers(0, 10, 16)) for _ in range(4)]
+
+
+def _models():
+    torch.manual_seed(0)
+    return sc.torch_model(), abstract_model(lambda: sc.flax_model(rngs=nnx.Rngs(0)))
+
+
+@pytest.mark.parametrize("dtype", ["float32"])
+def test_the_twins_train_alike_with_adam(dtype):
+    t, f = _models()
+    r = compare_training(t, f, BATCHES, lambda ps: torch.optim.Adam(ps, lr=1e-3), optax.adam(1e-3), 10,
+                         loss="cross_entropy", dtype=dtype)
+    assert r.passed, r.summary()
+    assert r.tolerance == training_curve(dtype)
+    assert len(r.torch_losses) == len(r.flax_losses) == 10
+    assert r.torch_losses[-1] < r.torch_losses[0]  # it trains
+
+
+def test_past_one_segment_the_flax_side_restarts_from_torch_state():
+    t, f = _models()
+    steps = SEGMENT_STEPS + 4
+    r = compare_training(t, f, BATCHES, lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+                         optax.sgd(0.05, momentum=0.9), steps, loss="cross_entropy")
+    assert r.passed, r.summary()
+    assert r.forced_every == SEGMENT_STEPS and len(r.torch_losses) == steps
+
+
+def test_a_planted_momentum_is_found_at_the_first_step_it_acts():
+    t, f = _models()
+    # momentum first acts in the second update: parameters part after step 2, the loss at step 3
+    r = compare_training(t, f, BATCHES, lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9),
+                         optax.sgd(0.05, momentum=0.8), 6, loss="cross_entropy")
+    assert (r.first_param_step, r.first_loss_step) == (2, 3)
+    assert r.first_param is not None and not r.passed
