@@ -105,7 +105,10 @@ class Worker:
     """One process's state across commands: its framework, rank, the sides it has built, the bench step."""
 
     def __init__(self):
-        self.role = os.environ["PARITY_DP_ROLE"]
+        # torchrun sets RANK but knows nothing of PARITY_DP_ROLE: a rank it starts is a torch rank
+        self.role = os.environ.get("PARITY_DP_ROLE") or ("torch" if "RANK" in os.environ else "")
+        if self.role not in ("torch", "jax"):
+            raise SystemExit("parity.distributed.worker: set PARITY_DP_ROLE=torch or jax (or start it with torchrun)")
         self.device = os.environ.get("PARITY_DP_DEVICE", "cpu")
         self.timeout = float(os.environ.get("PARITY_DP_TIMEOUT", "120"))
         if self.role == "torch":
