@@ -1,7 +1,7 @@
-"""Derivatives and gradient descent in JAX (SEEDS.md §2).
+"""Derivatives and gradient descent in JAX (docs/concepts.md §2).
 
 JAX differentiates functions (`jax.grad`) instead of recording tensors; gradients never accumulate
-and `jax.grad` needs a scalar output (trap 26).
+and `jax.grad` needs a scalar output (docs/traps.md, trap 26).
 """
 from functools import partial
 

@@ -1,7 +1,7 @@
 """The seeds' models in Flax NNX: linear regression, LinearNet, SimpleNet and a small CNN (NHWC).
 
 Images arrive as (N, H, W, C); torch's twins take (N, C, H, W). Flattening NHWC orders features
-(H, W, C), torch's (C, H, W) (trap 4): equal for one channel, so only SmallCNN's first Linear needs
+(H, W, C), torch's (C, H, W) (docs/traps.md, trap 4): equal for one channel, so only SmallCNN's first Linear needs
 its rows permuted when weights are converted (parity/convert.py).
 """
 import jax

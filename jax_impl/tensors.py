@@ -1,7 +1,7 @@
-"""Tensor basics in JAX: creation, products, shape changes, NumPy interop (SEEDS.md §1).
+"""Tensor basics in JAX: creation, products, shape changes, NumPy interop (docs/concepts.md §1).
 
 dtypes follow torch (shape_rules.dtypes): matmul and mm need one numeric dtype for both operands (no
-bool), mul promotes as torch does, and a float64 NumPy input warns when x64 is off (trap 25).
+bool), mul promotes as torch does, and a float64 NumPy input warns when x64 is off (docs/traps.md, trap 25).
 """
 from functools import partial
 
@@ -22,7 +22,7 @@ def _randn(key, shape, dtype):
 def randn(key, shape, dtype=jnp.float32):
     """Standard-normal samples drawn from an explicit PRNG key.
 
-    JAX threads a key through every draw; torch uses a Generator. The streams differ (trap 17).
+    JAX threads a key through every draw; torch uses a Generator. The streams differ (docs/traps.md, trap 17).
     """
     check_x64(dtype=dtype)
     return _randn(key, shape, dtype)
@@ -119,7 +119,7 @@ def mul(a, b):
 @x64_checked
 @partial(jax.jit, static_argnames=("shape",))
 def reshape(x, shape):
-    """Reshape; one dimension may be -1. Always a new immutable array (no views in JAX, trap 27)."""
+    """Reshape; one dimension may be -1. Always a new immutable array (no views in JAX, docs/traps.md, trap 27)."""
     return jnp.reshape(x, shape)
 
 

@@ -1,7 +1,7 @@
-"""Derivatives and gradient descent in PyTorch (SEEDS.md §2).
+"""Derivatives and gradient descent in PyTorch (docs/concepts.md §2).
 
 torch records operations on tensors with `requires_grad` and `backward()` accumulates into `.grad`
-until it is zeroed; a non-scalar output needs a `gradient=` argument (trap 26).
+until it is zeroed; a non-scalar output needs a `gradient=` argument (docs/traps.md, trap 26).
 """
 import torch
 

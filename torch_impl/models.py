@@ -1,7 +1,7 @@
 """The seeds' models in PyTorch: linear regression, LinearNet, SimpleNet and a small CNN (NCHW).
 
 Images arrive as (N, C, H, W); Flax's twins take (N, H, W, C) and flatten features in (H, W, C)
-order (trap 4).
+order (docs/traps.md, trap 4).
 """
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""Tensor basics in PyTorch: creation, products, shape changes, NumPy interop (SEEDS.md §1).
+"""Tensor basics in PyTorch: creation, products, shape changes, NumPy interop (docs/concepts.md §1).
 
 dtypes (shape_rules.dtypes): matmul and mm refuse bool and mixed dtypes with the message JAX's twin
 gives (torch's own is a RuntimeError from the kernel); mul promotes by torch's rules, which JAX's twin copies.
@@ -21,7 +21,7 @@ def _check_product(op, a, b):
 def randn(key, shape, dtype=torch.float32):
     """Standard-normal samples drawn from an explicit `torch.Generator`.
 
-    torch's stream for a seed differs from JAX's key-based stream (trap 17).
+    torch's stream for a seed differs from JAX's key-based stream (docs/traps.md, trap 17).
     """
     return torch.randn(shape, generator=key, dtype=dtype)
 
@@ -68,7 +68,7 @@ def mul(a, b):
 
 
 def reshape(x, shape):
-    """Reshape; one dimension may be -1. Returns a view that shares memory when it can (trap 27)."""
+    """Reshape; one dimension may be -1. Returns a view that shares memory when it can (docs/traps.md, trap 27)."""
     return x.reshape(shape)
 
 
