@@ -17,13 +17,17 @@ _WIDE = {np.dtype(np.float64): "float32", np.dtype(np.complex128): "complex64"}
 _x64_warned = False
 
 
-def check_input(layer: str, x, channels: int | None, channels_name: str = "in_channels"):
+def check_input(layer: str, x, channels: int | None, channels_name: str = "in_channels",
+                unbatched: bool = False):
     """A 4-D NHWC input with the expected channel count, or a ValueError naming what was expected.
 
-    Channels are on the last axis (torch's twin: axis 1), as Flax's layers expect.
+    Channels are on the last axis (torch's twin: axis 1), as Flax's layers expect. With `unbatched`,
+    a 3-D (H, W, C) input is accepted too (torch's twin: (C, H, W)), as torch's Conv2d and pooling
+    layers accept an unbatched image.
     """
-    if jnp.ndim(x) != 4:
-        raise ValueError(f"{layer}: expected a 4-D input (N, H, W, C), got a {jnp.ndim(x)}-D input "
+    if jnp.ndim(x) != 4 and not (unbatched and jnp.ndim(x) == 3):
+        want = "a 3-D (H, W, C) or 4-D (N, H, W, C) input" if unbatched else "a 4-D input (N, H, W, C)"
+        raise ValueError(f"{layer}: expected {want}, got a {jnp.ndim(x)}-D input "
                          f"of shape {tuple(jnp.shape(x))}")
     if channels is not None and x.shape[-1] != channels:
         raise ValueError(f"{layer}: expected {channels_name}={channels} channels on the last axis "

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from shape_rules.dtypes import check_mse_dtypes, compute_dtype
-from shape_rules.losses import check_class_loss, check_label_range, check_reduction, legacy_reduction
+from shape_rules.losses import check_class_loss, check_label_range, check_reduction, legacy_reduction, \
+    weight_type_error
 
 from jax_impl.checks import check_x64
 
@@ -114,8 +115,13 @@ def _check_range(op, x, labels, ignore_index):
         check_label_range(op, jnp.shape(x)[0 if jnp.ndim(x) == 1 else 1], int(lab.min()), int(lab.max()))
 
 
-def _shape_and_dtype(a):
-    return (None, None) if a is None else (tuple(jnp.shape(a)), jnp.result_type(a).name)
+def _weight_meta(op, weight):
+    """(shape, dtype name) of the class weights, (None, None) without them."""
+    if weight is None:
+        return None, None
+    if not isinstance(weight, (jax.Array, np.ndarray)):
+        raise weight_type_error(op, weight)
+    return tuple(jnp.shape(weight)), jnp.result_type(weight).name
 
 
 def cross_entropy(logits, labels, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -129,9 +135,9 @@ def cross_entropy(logits, labels, weight=None, size_average=None, ignore_index=-
     deprecated spelling of `reduction`. An NHWC model's (N, H, W, C) logits need
     `jnp.moveaxis(logits, -1, 1)` first (optax's cross-entropies take classes last).
     """
+    w_shape, w_dtype = _weight_meta("cross_entropy", weight)
     check_x64(logits, labels, weight)
     reduction = legacy_reduction(size_average, reduce, reduction)
-    w_shape, w_dtype = _shape_and_dtype(weight)
     probabilities, _ = check_class_loss("cross_entropy", tuple(jnp.shape(logits)), jnp.result_type(logits).name,
                                         tuple(jnp.shape(labels)), jnp.result_type(labels).name, w_shape, w_dtype,
                                         ignore_index, label_smoothing)
@@ -146,9 +152,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """torch's F.nll_loss: −input[target] (input holds log-probabilities, classes on axis 1 as in
     cross_entropy), weighted by `weight[target]`, ignoring targets equal to `ignore_index`; 'mean'
     divides by the summed weights of the counted targets (nan when there are none, as torch's)."""
+    w_shape, w_dtype = _weight_meta("nll_loss", weight)
     check_x64(input, target, weight)
     reduction = legacy_reduction(size_average, reduce, reduction)
-    w_shape, w_dtype = _shape_and_dtype(weight)
     check_class_loss("nll_loss", tuple(jnp.shape(input)), jnp.result_type(input).name, tuple(jnp.shape(target)),
                      jnp.result_type(target).name, w_shape, w_dtype, ignore_index, probabilities_allowed=False)
     _check_range("nll_loss", input, target, ignore_index)

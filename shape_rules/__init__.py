@@ -13,13 +13,21 @@ from shape_rules.dtypes import DtypeError  # noqa: F401
 AXES = ("height", "width")
 
 
-def pair(layer: str, name: str, v, allow_none: bool = False) -> tuple:
-    """An int or a pair of ints as a pair; a clear TypeError otherwise."""
+def pair(layer: str, name: str, v, allow_none: bool = False, broadcast: bool = False) -> tuple:
+    """An int or a pair of ints as a pair; a clear TypeError otherwise.
+
+    With `broadcast`, a one-element tuple or list counts as that int for both axes, as torch's
+    pooling layers (every size argument) and Conv2d (stride, padding, dilation; not kernel_size,
+    whose one-element form torch turns into a 1-D weight that fails in forward) accept it.
+    """
     vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if broadcast and len(vals) == 1:
+        vals = vals * 2
     ok = len(vals) == 2 and all((x is None and allow_none) or
                                 (isinstance(x, int) and not isinstance(x, bool)) for x in vals)
     if not ok:
-        raise TypeError(f"{layer}: {name} must be an int or a pair of ints, got {v!r}")
+        forms = "an int, a one-element tuple or a pair of ints" if broadcast else "an int or a pair of ints"
+        raise TypeError(f"{layer}: {name} must be {forms}, got {v!r}")
     return vals
 
 
@@ -50,8 +58,8 @@ def conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
     at_least(name, "in_channels", (in_channels, in_channels), 1)
     at_least(name, "out_channels", (out_channels, out_channels), 1)
     kernel_size = at_least(name, "kernel_size", pair(name, "kernel_size", kernel_size), 1)
-    stride = at_least(name, "stride", pair(name, "stride", stride), 1)
-    dilation = at_least(name, "dilation", pair(name, "dilation", dilation), 1)
+    stride = at_least(name, "stride", pair(name, "stride", stride, broadcast=True), 1)
+    dilation = at_least(name, "dilation", pair(name, "dilation", dilation, broadcast=True), 1)
     if not isinstance(groups, int) or groups < 1 or in_channels % groups or out_channels % groups:
         raise ValueError(f"{name}: groups must be a positive int dividing in_channels={in_channels} "
                          f"and out_channels={out_channels}, got groups={groups!r}")
@@ -61,7 +69,7 @@ def conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
         if padding == "same" and stride != (1, 1):
             raise ValueError(f"{name}: padding='same' needs stride=1 (as in torch), got stride={stride}")
     else:
-        padding = at_least(name, "padding", pair(name, "padding", padding), 0)
+        padding = at_least(name, "padding", pair(name, "padding", padding, broadcast=True), 0)
     return kernel_size, stride, padding, dilation
 
 
@@ -75,11 +83,14 @@ def conv_pads(padding, kernel: tuple, dilation: tuple) -> tuple:
 
 
 def pool_args(layer, kernel_size, stride, padding, dilation) -> tuple:
-    """(kernel, stride, padding, dilation) as pairs, validated; stride defaults to the kernel."""
-    kernel = at_least(layer, "kernel_size", pair(layer, "kernel_size", kernel_size), 1)
-    stride = kernel if stride is None else at_least(layer, "stride", pair(layer, "stride", stride), 1)
-    padding = at_least(layer, "padding", pair(layer, "padding", padding), 0)
-    dilation = at_least(layer, "dilation", pair(layer, "dilation", dilation), 1)
+    """(kernel, stride, padding, dilation) as pairs, validated; stride defaults to the kernel.
+
+    Each may be an int, a pair or a one-element tuple (broadcast), as torch's pooling layers take.
+    """
+    kernel = at_least(layer, "kernel_size", pair(layer, "kernel_size", kernel_size, broadcast=True), 1)
+    stride = kernel if stride is None else at_least(layer, "stride", pair(layer, "stride", stride, broadcast=True), 1)
+    padding = at_least(layer, "padding", pair(layer, "padding", padding, broadcast=True), 0)
+    dilation = at_least(layer, "dilation", pair(layer, "dilation", dilation, broadcast=True), 1)
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         raise ValueError(f"{layer}: padding must be at most half of kernel_size (as in torch), "
                          f"got padding={padding} for kernel_size={kernel}")
@@ -100,6 +111,52 @@ def pool_out_size(layer, axis, n, k, s, p, d, ceil_mode) -> int:
             raise ValueError(f"{layer}: with dilation {d}, the window at output {axis} index {o} reads "
                              f"only padding (input {axis} {n}); torch returns -inf there and its "
                              f"gradient writes out of bounds, so both twins reject it")
+    return out
+
+
+def check_divisor_override(layer: str, divisor_override) -> None:
+    """AvgPool2d's divisor_override: None or a non-zero int (torch raises TypeError for a float or a
+    bool and "divisor must be not zero" for 0; a negative divisor it accepts, and so do the twins)."""
+    if divisor_override is None:
+        return
+    if not isinstance(divisor_override, int) or isinstance(divisor_override, bool):
+        raise TypeError(f"{layer}: divisor_override must be an int or None, got {divisor_override!r}")
+    if divisor_override == 0:
+        raise ValueError(f"{layer}: divisor_override must not be 0")
+
+
+def check_nonempty(layer: str, shape: tuple, batched: bool) -> None:
+    """Only the batch axis may be empty (torch's pooling and convolution kernels refuse an empty
+    channel or spatial axis and accept N = 0, returning an empty batch)."""
+    rest = tuple(shape[1:] if batched else shape)
+    if 0 in rest:
+        raise ValueError(f"{layer}: expected non-empty channel and spatial axes (only the batch axis may "
+                         f"be 0), got shape {tuple(shape)}")
+
+
+def unpool_out_size(layer: str, size: tuple, kernel: tuple, stride: tuple, padding: tuple, output_size,
+                    hw: tuple[int, int]) -> tuple:
+    """MaxUnpool2d's output (H, W): torch's default (H_in − 1)·stride − 2·padding + kernel, or
+    `output_size` (2 entries, or a batched input's 4-entry shape whose spatial entries are at `hw`:
+    (2, 3) for NCHW, (1, 2) for NHWC), each strictly within one stride of the default."""
+    default = tuple((n - 1) * s - 2 * p + k for n, k, s, p in zip(size, kernel, stride, padding))
+    if output_size is None:
+        out = default
+    else:
+        if not isinstance(output_size, (tuple, list)) or not all(
+                isinstance(o, int) and not isinstance(o, bool) for o in output_size):
+            raise TypeError(f"{layer}: output_size must be a sequence of 2 ints (H, W) or a batched "
+                            f"input's 4-entry shape, got {output_size!r}")
+        if len(output_size) not in (2, 4):
+            raise ValueError(f"{layer}: output_size must have 2 entries (H, W) or 4 (a batched input's "
+                             f"shape), got {len(output_size)}: {tuple(output_size)}")
+        out = tuple(output_size) if len(output_size) == 2 else (output_size[hw[0]], output_size[hw[1]])
+        for axis, o, dflt, s in zip(AXES, out, default, stride):
+            if not dflt - s < o < dflt + s:
+                raise ValueError(f"{layer}: output_size {axis} {o} must lie strictly between {dflt - s} and "
+                                 f"{dflt + s} (the default {dflt} ± stride {s}), got output_size {tuple(output_size)}")
+    if min(out) < 1:
+        raise ValueError(f"{layer}: the output would be {out[0]}×{out[1]}; it must be at least 1×1")
     return out
 
 

@@ -31,6 +31,9 @@ KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "floating or int64": (FLOATING + ("int64",), "a floating dtype or int64"),
     "numeric": (FLOATING + COMPLEX + INTEGER, "a floating, complex or integer dtype"),
     "integer": (INTEGER, "an integer dtype: class indices"),
+    # MaxUnpool2d's indices: torch wants int64; int32 too, JAX's integer with x64 off (its MaxPool2d
+    # returns int32 indices then), which torch's twin casts to int64
+    "indices": (("int32", "int64"), "int64 (or int32): MaxPool2d's flat indices"),
 }
 
 # What each op accepts, measured on torch 2.13's CPU kernels (tests/test_twin_dtypes.py keeps the
@@ -51,6 +54,7 @@ OPS: dict[str, str] = {
     "MaxPool2d": "floating or integer",
     "AvgPool2d": "floating or int64",  # torch has an int64 kernel (truncating division) and no other integer one
     "AdaptiveAvgPool2d": "floating",
+    "MaxUnpool2d": "floating",  # the input; torch has no integer kernel ("not implemented for 'Long'")
     "BatchNorm2d": "floating",
     "mse_loss": "floating",  # the promoted dtype of y_hat and y
     "cross_entropy": "floating",  # logits

@@ -106,6 +106,14 @@ def _index_shape(shape: tuple) -> tuple:
     return () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
 
 
+def weight_type_error(op: str, weight) -> TypeError:
+    """The refusal of a `weight` that is no array, such as a reduction passed by position (torch's
+    order puts weight third: (input, target, weight, size_average, ignore_index, reduce, reduction))."""
+    return TypeError(f"{op}: weight must be an array of one value per class or None, got "
+                     f"{type(weight).__name__} {weight!r}; pass reduction (and the other options) by keyword: "
+                     f"the third positional argument is weight, as in torch")
+
+
 def check_label_range(op: str, num_classes: int, low: int, high: int) -> None:
     """Concrete labels (the ignored ones left out) lie in [0, C): torch raises IndexError otherwise."""
     if low < 0 or high >= num_classes:
@@ -122,7 +130,7 @@ def softmax_dim(op: str, ndim: int, dim) -> int:
     """
     if dim is None:
         dim = 0 if ndim in (0, 1, 3) else 1
-        warnings.warn("Implicit dimension choice for softmax has been deprecated. Change the call to "
+        warnings.warn(f"Implicit dimension choice for {op} has been deprecated. Change the call to "
                       f"include dim=X as an argument.", UserWarning, stacklevel=4)
     if not isinstance(dim, int) or isinstance(dim, bool):
         raise TypeError(f"{op}: dim must be an int, not {type(dim).__name__}")

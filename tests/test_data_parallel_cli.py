@@ -110,9 +110,8 @@ def _workers_of(parent: int) -> list[int]:
 def test_ctrl_c_ends_every_worker_and_writes_nothing(tmp_path):
     """A real SIGINT (what the terminal sends on Ctrl-C) to a real `parity train --data-parallel 2`
     process once its workers run: exit 130 with one line, no worker left anywhere, nothing written.
-    Sent again if the command has not ended 20 s later, as a user presses Ctrl-C again: Python drops
-    a KeyboardInterrupt that lands inside a finaliser (rare), and a second one must not cut the
-    clean-up short (`launch.Group.close` holds it until the workers are ended)."""
+    One SIGINT only: Python drops a KeyboardInterrupt raised inside JAX's garbage-collector callback
+    (measured: one Ctrl-C of three during a JAX compilation), which `launch.CtrlC` raises again."""
     cmd = [sys.executable, "-m", "parity.cli", "train", "--model", "simple_net", "--data", "digits", "--epochs", "3",
            "--framework", "both", "--data-parallel", str(WORLD), "--log-dir", str(tmp_path), "--name", "t"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
@@ -123,13 +122,8 @@ def test_ctrl_c_ends_every_worker_and_writes_nothing(tmp_path):
             seen = _workers_of(p.pid)  # two torch ranks and the JAX process
             time.sleep(0.2)
         assert len(seen) == WORLD + 1, "the workers did not start"
-        while p.poll() is None and time.monotonic() < deadline:
-            p.send_signal(signal.SIGINT)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                pass
-        out, err = p.communicate(timeout=30)
+        p.send_signal(signal.SIGINT)  # once: a Ctrl-C must not be lost (launch.CtrlC)
+        out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
             p.kill()

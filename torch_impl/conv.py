@@ -2,13 +2,14 @@
 
 Flax's twin is NHWC with an HWIO kernel (trap 3); both use torch's padding rules (traps 5, 6).
 An integer layer or an input of another dtype than the layer's raises the shared dtype message.
+A 3-D unbatched (C, H, W) input and an empty batch (N = 0) run as in nn.Conv2d.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from shape_rules import check_fits, conv_args, conv_pads
+from shape_rules import check_fits, check_nonempty, conv_args, conv_pads
 from shape_rules.dtypes import check_input_matches_layer, check_layer_dtype
 
 from torch_impl.checks import check_input
@@ -17,7 +18,9 @@ from torch_impl.checks import check_input
 class Conv2d(nn.Conv2d):
     """2-D cross-correlation over NCHW input with a weight of shape (out, in_channels/groups, kh, kw).
 
-    Flax's twin is NHWC/HWIO; unlike nn.Conv2d, a 3-D (unbatched) input is rejected, not accepted.
+    Flax's twin is NHWC/HWIO (an unbatched input: (H, W, C) there, (C, H, W) here). stride, padding
+    and dilation may be one-element tuples, as in nn.Conv2d; kernel_size may not (nn.Conv2d then
+    builds a 1-D weight that fails in forward).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -32,8 +35,9 @@ class Conv2d(nn.Conv2d):
         return conv_pads(self.padding, self.kernel_size, self.dilation)
 
     def forward(self, x):
-        check_input("Conv2d", x, self.in_channels)
+        check_input("Conv2d", x, self.in_channels, unbatched=True)
+        check_nonempty("Conv2d", tuple(x.shape), x.dim() == 4)
         if x.dtype != self.weight.dtype:
             check_input_matches_layer("Conv2d", x.dtype, self.weight.dtype)
-        check_fits("Conv2d", tuple(x.shape[2:]), self._pads(), self.kernel_size, self.dilation)
+        check_fits("Conv2d", tuple(x.shape[-2:]), self._pads(), self.kernel_size, self.dilation)
         return super().forward(x)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from shape_rules.dtypes import check_mse_dtypes
-from shape_rules.losses import check_class_loss, check_label_range, check_reduction, legacy_reduction
+from shape_rules.losses import check_class_loss, check_label_range, check_reduction, legacy_reduction, \
+    weight_type_error
 
 
 def mse_loss(y_hat, y, reduction="mean"):
@@ -30,6 +31,8 @@ def mse_loss(y_hat, y, reduction="mean"):
 def _checked(op, x, target, weight, ignore_index, label_smoothing=0.0, probabilities_allowed=True):
     """The shared argument rules; class indices range-checked (ignored ones left out) and cast to
     int64 for torch's kernel. Returns (probabilities?, target)."""
+    if weight is not None and not isinstance(weight, torch.Tensor):
+        raise weight_type_error(op, weight)
     w = (None, None) if weight is None else (tuple(weight.shape), weight.dtype)
     probabilities, _ = check_class_loss(op, tuple(x.shape), x.dtype, tuple(target.shape), target.dtype, *w,
                                         ignore_index, label_smoothing, probabilities_allowed)

@@ -150,20 +150,25 @@ def run(args, out, err) -> int:
         return _run(cfg, ds, folder, folder, out, err)
     # data-parallel: everything is written into a hidden sibling folder, renamed into place at the end,
     # so a run that fails or is interrupted leaves no half-written event file or checkpoint behind
+    from parity.distributed.launch import CtrlC
     staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
     try:
-        code = _run(cfg, ds, staging, folder, out, err, args.data_parallel, args.dp_timeout)
-        if code is not None:
-            os.rename(staging, folder)
+        with CtrlC() as ctrl_c:  # a Ctrl-C that Python dropped is raised again at the next step
+            code = _run(cfg, ds, staging, folder, out, err, args.data_parallel, args.dp_timeout, ctrl_c)
+            ctrl_c.check()
+            if code is not None:
+                os.rename(staging, folder)
         return EXIT_FAIL if code is None else code
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None, timeout: float | None = None):
+def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None, timeout: float | None = None,
+         ctrl_c=None):
     """Train and write into `folder` (the run folder, or its staging folder, whose final name is
-    `shown`); the exit code, or None when a data-parallel worker failed (reported on `err`)."""
+    `shown`); the exit code, or None when a data-parallel worker failed (reported on `err`).
+    `ctrl_c.check()` runs at every step of a data-parallel run."""
     steps = cfg.epochs * (len(ds.x_train) // cfg.batch_size) * len(cfg.frameworks)
     metric = "test_loss" if cfg.model == "linear_regression" else "test_accuracy"
     out.print(f"training {cfg.model} with {cfg.optimizer} (lr {cfg.lr:g}, batch {cfg.batch_size}, "
@@ -184,13 +189,21 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
             dp_tasks = {}
 
             def on_progress(fw, what, step, total):
+                ctrl_c.check()
                 if fw not in dp_tasks:
                     dp_tasks[fw] = prog.add_task(f"{fw} data-parallel", total=total)
                 prog.update(dp_tasks[fw], completed=min(step, total), total=total,
                             description=f"{fw} data-parallel: {what}")
+            def on_single_step():
+                ctrl_c.check()
+                prog.advance(task)
+
+            def on_single_epoch(rec, losses):
+                ctrl_c.check()
+                on_epoch(rec, losses)
             try:
-                dp = compare.train_data_parallel(cfg, world, ds, on_single_step=lambda: prog.advance(task),
-                                                 on_single_epoch=on_epoch, on_progress=on_progress,
+                dp = compare.train_data_parallel(cfg, world, ds, on_single_step=on_single_step,
+                                                 on_single_epoch=on_single_epoch, on_progress=on_progress,
                                                  timeout=launch.TIMEOUT if timeout is None else timeout)
             except launch.DistributedError as e:
                 prog.stop()

@@ -35,8 +35,23 @@ def _nhwc(f, x):
 
 
 # ---------------------------------------------------------------- Conv2d
+def _to_jax_layout(a):
+    """NCHW → NHWC, or an unbatched CHW → HWC (torch's twin takes (C, H, W), Flax's (H, W, C))."""
+    return a.transpose(1, 2, 0) if a.ndim == 3 else convert.nchw_to_nhwc(a)
+
+
+def _from_jax_layout(a):
+    return a.transpose(2, 0, 1) if a.ndim == 3 else convert.nhwc_to_nchw(a)
+
+
+def _jax_layout(f, *arrays):
+    """Run a Flax layer `f` on NCHW (or CHW) arrays and return NCHW (or CHW), one array or a tuple."""
+    out = f(*map(_to_jax_layout, arrays))
+    return tuple(map(_from_jax_layout, out)) if isinstance(out, tuple) else _from_jax_layout(out)
+
+
 def _conv_samples(rng, dt):
-    cases = [  # label, input shape (N, C, H, W), Conv2d arguments
+    cases = [  # label, input shape (N, C, H, W) or unbatched (C, H, W), Conv2d arguments
         ("3->4 k3", (2, 3, 6, 6), dict(in_channels=3, out_channels=4, kernel_size=3)),
         ("k(2,3) s(2,1) p(1,2) no bias", (2, 2, 7, 5),
          dict(in_channels=2, out_channels=3, kernel_size=(2, 3), stride=(2, 1), padding=(1, 2), bias=False)),
@@ -52,6 +67,20 @@ def _conv_samples(rng, dt):
         # the input gradient once needed negative padding here, which aborted XLA:CPU's f64 compile
         ("s2 k2 p1 on a 1-pixel-high input", (2, 2, 1, 6),
          dict(in_channels=2, out_channels=2, kernel_size=2, stride=2, padding=1)),
+        # the JAX twin runs shallow kernels (kh·kw·C <= jax_impl.conv.IM2COL_MAX_DEPTH) as one matrix
+        # product and deeper ones as lax.conv_general_dilated: these take the convolution op, stride 1
+        # padded by the op, strided padded and cropped before it
+        ("deep kernel 8->4 k3 p1 (convolution op, its own padding)", (2, 8, 6, 6),
+         dict(in_channels=8, out_channels=4, kernel_size=3, padding=1)),
+        ("deep kernel 8->4 k3 s2 p1 d(1,2) (padded, cropped)", (2, 8, 7, 8),
+         dict(in_channels=8, out_channels=4, kernel_size=3, stride=2, padding=1, dilation=(1, 2))),
+        ("one-element tuples: stride (2,), padding (1,), dilation (2,)", (1, 2, 7, 7),
+         dict(in_channels=2, out_channels=3, kernel_size=3, stride=(2,), padding=(1,), dilation=(2,))),
+        ("unbatched (C, H, W) input", (3, 5, 6), dict(in_channels=3, out_channels=2, kernel_size=3, padding=1)),
+        ("unbatched, deep kernel, s2", (8, 5, 5), dict(in_channels=8, out_channels=2, kernel_size=3, stride=2)),
+        ("empty batch N=0", (0, 3, 5, 5), dict(in_channels=3, out_channels=2, kernel_size=3)),
+        ("empty batch N=0, deep kernel, s2 p1", (0, 8, 6, 6),
+         dict(in_channels=8, out_channels=4, kernel_size=3, stride=2, padding=1)),
     ]
     out = []
     for label, shape, kw in cases:
@@ -62,7 +91,10 @@ def _conv_samples(rng, dt):
         params = {"weight": rng.uniform(-bound, bound, shape_w).astype(dt)}
         if kw.get("bias", True):
             params["bias"] = rng.uniform(-bound, bound, (kw["out_channels"],)).astype(dt)
-        out.append(Sample(label, {"x": _randn(rng, shape, dt)}, params, {**kw, "dtype": dt.name}))
+        # an empty batch has nothing to differentiate numerically; parity still compares its
+        # (empty) input gradient and its (zero) parameter gradients
+        out.append(Sample(label, {"x": _randn(rng, shape, dt)}, params, {**kw, "dtype": dt.name},
+                          fd_ok=shape[0] > 0))
     out.append(Sample("seed 4x4 example", {"x": np.array(SEED_INPUT, dt)[None, None]},
                       {"weight": np.array(SEED_KERNEL, dt)[None, None]},
                       dict(in_channels=1, out_channels=1, kernel_size=3, bias=False, dtype=dt.name)))
@@ -75,26 +107,39 @@ def _torch_conv(p, x, dtype, **kw):
 
 
 def _jax_conv(p, x, dtype, **kw):
-    return _nhwc(bridge.flax_module(J.conv.Conv2d, p, **kw, dtype=dtype), x["x"])
+    return _jax_layout(bridge.flax_module(J.conv.Conv2d, p, **kw, dtype=dtype), x["x"])
 
 
 CONCEPTS.append(Concept(
     name="layers.conv2d", group="layers",
-    summary="Conv2d: kernel int/pair, stride, padding int/pair/'same'/'valid', dilation, groups, bias",
+    summary="Conv2d: kernel int/pair, stride, padding int/pair/'same'/'valid', dilation (one-element tuples "
+            "too), groups, bias; unbatched (C, H, W) input, empty batch; shallow and deep kernels",
     samples=_conv_samples, jax=_jax_conv, torch=_torch_conv,
     covers=("conv.Conv2d",), grad_inputs=("x",),
     params_to_jax=convert.conv_torch_to_flax, grads_to_torch=convert.conv_flax_to_torch))
 
 
 # ---------------------------------------------------------------- pooling
-def _pool_samples(cases):
+def _special_input(rng, shape, dt, kind):
+    """Integer values (ties in most windows), or those with NaN and −inf in some windows."""
+    x = rng.integers(0, 3, shape).astype(dt)
+    if kind == "nan":
+        x[rng.random(shape) < 0.2] = np.nan  # windows with one NaN, with several, with none
+        x[rng.random(shape) < 0.2] = -np.inf
+        x[(slice(None),) * (len(shape) - 2) + (slice(0, 2), slice(0, 2))] = -np.inf  # a window of −inf only
+    return x
+
+
+def _pool_samples(cases, seed_sample=True):
     def samples(rng, dt):
         out = []
-        for label, shape, kw, *ties in cases:
-            x = rng.integers(0, 3, shape).astype(dt) if ties else _randn(rng, shape, dt)
-            out.append(Sample(label, {"x": x}, kwargs=kw, fd_ok=not ties))  # a max at a tie is a kink
-        out.append(Sample("seed 4x4, k3, ceil_mode", {"x": np.array(SEED_INPUT, dt)[None, None]},
-                          kwargs=dict(kernel_size=3, ceil_mode=True)))  # each window's maximum is unique
+        for label, shape, kw, *special in cases:
+            x = _special_input(rng, shape, dt, special[0]) if special else _randn(rng, shape, dt)
+            # a max at a tie is a kink; NaN and an empty batch leave nothing to difference numerically
+            out.append(Sample(label, {"x": x}, kwargs=kw, fd_ok=not special and shape[0] > 0))
+        if seed_sample:
+            out.append(Sample("seed 4x4, k3, ceil_mode", {"x": np.array(SEED_INPUT, dt)[None, None]},
+                              kwargs=dict(kernel_size=3, ceil_mode=True)))  # each window's maximum is unique
         return out
     return samples
 
@@ -107,7 +152,28 @@ _MAX_CASES = [
     ("k(2,3) s(1,2) p1 d2", (2, 2, 7, 8), dict(kernel_size=(2, 3), stride=(1, 2), padding=1, dilation=2)),
     ("ceil, kernel beyond a 2x2 input", (1, 1, 2, 2), dict(kernel_size=3, stride=3, ceil_mode=True)),
     ("ties: integer input, k3 s2 p1", (2, 2, 5, 5), dict(kernel_size=3, stride=2, padding=1), "ties"),
+    ("ties, k3 s1 p1: overlapping windows add their gradients", (1, 2, 5, 6),
+     dict(kernel_size=3, stride=1, padding=1), "ties"),
+    ("NaN and −inf: the last NaN of a window, or its first in-input tap, takes the gradient", (2, 2, 6, 7),
+     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), "nan"),
+    ("NaN and −inf, k2 tiling", (1, 3, 6, 6), dict(kernel_size=2), "nan"),
+    ("one-element tuples: k (3,), s (2,), p (1,), d (2,)", (1, 2, 9, 8),
+     dict(kernel_size=(3,), stride=(2,), padding=(1,), dilation=(2,))),
+    ("unbatched (C, H, W) input, k2", (3, 6, 5), dict(kernel_size=2)),
+    ("empty batch N=0, k3 s2 p1", (0, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1)),
 ]
+
+# return_indices=True: torch's flat h·W + w per image and channel (the JAX twin's are NHWC, the same numbers)
+_MAX_INDEX_CASES = [(label, shape, {**kw, "return_indices": True}, *special) for label, shape, kw, *special in (
+    ("k3 s2 p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ("k2 tiling", (2, 3, 6, 8), dict(kernel_size=2)),
+    ("ceil k3 s2 on 6x5", (1, 2, 6, 5), dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ("k(2,3) s(1,2) p1 d2", (2, 2, 7, 8), dict(kernel_size=(2, 3), stride=(1, 2), padding=1, dilation=2)),
+    ("ties, k3 s1 p1", (1, 2, 5, 6), dict(kernel_size=3, stride=1, padding=1), "ties"),
+    ("NaN and −inf, k3 s2 p1 ceil", (2, 2, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True), "nan"),
+    ("unbatched (C, H, W) input", (3, 6, 5), dict(kernel_size=2, padding=1)),
+    ("empty batch N=0", (0, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1)),
+)]
 
 _AVG_CASES = [
     ("k2 (stride = kernel)", (2, 3, 6, 6), dict(kernel_size=2)),
@@ -118,6 +184,13 @@ _AVG_CASES = [
      dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
     ("k(2,3) s(1,2) p1", (2, 2, 5, 7), dict(kernel_size=(2, 3), stride=(1, 2), padding=1)),
     ("batch 1, 1x1, k1", (1, 3, 1, 1), dict(kernel_size=1)),
+    ("divisor_override 3, ceil k3 s2 p1 (every window, padding or not)", (1, 2, 6, 6),
+     dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, divisor_override=3)),
+    ("divisor_override -2, k2 p1 exclude pad", (2, 2, 5, 5),
+     dict(kernel_size=2, padding=1, count_include_pad=False, divisor_override=-2)),
+    ("one-element tuples: k (3,), s (2,), p (1,)", (1, 2, 7, 7), dict(kernel_size=(3,), stride=(2,), padding=(1,))),
+    ("unbatched (C, H, W) input", (2, 6, 5), dict(kernel_size=2, divisor_override=5)),
+    ("empty batch N=0", (0, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1)),
 ]
 
 
@@ -126,31 +199,82 @@ def _torch_pool(cls, p, x, **kw):
 
 
 def _jax_pool(cls, p, x, **kw):
-    return _nhwc(getattr(J.pooling, cls)(**kw), x["x"])
+    return _jax_layout(getattr(J.pooling, cls)(**kw), x["x"])
 
 
 CONCEPTS.append(Concept(
     name="layers.max_pool2d", group="layers",
-    summary="MaxPool2d: stride defaults to kernel, −inf padding, dilation, torch's ceil_mode rule",
+    summary="MaxPool2d: stride defaults to kernel, −inf padding, dilation, torch's ceil_mode rule; ties (first "
+            "maximum), NaN (last NaN), one-element tuples, unbatched input, empty batch",
     samples=_pool_samples(_MAX_CASES), jax=partial(_jax_pool, "MaxPool2d"),
     torch=partial(_torch_pool, "MaxPool2d"), covers=("pooling.MaxPool2d",), grad_inputs=("x",)))
 
 CONCEPTS.append(Concept(
+    name="layers.max_pool2d_indices", group="layers",
+    summary="MaxPool2d(return_indices=True): torch's flat per-channel indices h·W + w, compared exactly",
+    samples=_pool_samples(_MAX_INDEX_CASES, seed_sample=False), jax=partial(_jax_pool, "MaxPool2d"),
+    torch=partial(_torch_pool, "MaxPool2d"), covers=("pooling.MaxPool2d",), grad_inputs=("x",)))
+
+
+def _unpool_samples(rng, dt):
+    cases = [  # label, pooled input shape, pooling/unpooling arguments, output_size
+        ("k2 on 6x6, default size", (2, 3, 6, 6), dict(kernel_size=2), None),
+        ("k2 on 7x7, output_size (7, 7)", (1, 2, 7, 7), dict(kernel_size=2), (7, 7)),
+        ("k3 s2 p1 (overlapping windows: repeated indices)", (2, 2, 7, 7),
+         dict(kernel_size=3, stride=2, padding=1), (7, 7)),
+        ("k(2,3) s(1,2), output_size the input's full NCHW shape", (2, 2, 5, 8),
+         dict(kernel_size=(2, 3), stride=(1, 2)), "shape"),
+        ("one-element tuples: k (2,), s (2,)", (1, 2, 6, 4), dict(kernel_size=(2,), stride=(2,)), None),
+        ("unbatched (C, H, W) input", (3, 6, 4), dict(kernel_size=2), None),
+        ("empty batch N=0", (0, 2, 6, 6), dict(kernel_size=2), None),
+    ]
+    out = []
+    for label, shape, kw, size in cases:
+        x = _randn(rng, shape, dt)
+        y, idx = torch.nn.functional.max_pool2d(torch.from_numpy(x), return_indices=True, **kw)
+        size = shape if size == "shape" else size
+        out.append(Sample(label, {"x": y.numpy(), "indices": idx.numpy()}, kwargs={**kw, "output_size": size},
+                          fd_ok=shape[0] > 0))
+    return out
+
+
+def _torch_unpool(p, x, output_size, **kw):
+    return T.pooling.MaxUnpool2d(**kw)(x["x"], x["indices"], output_size)
+
+
+def _jax_unpool(p, x, output_size, **kw):
+    if output_size is not None and len(output_size) == 4:  # a batched input's shape: NCHW → NHWC
+        output_size = tuple(output_size[i] for i in (0, 2, 3, 1))
+    return _jax_layout(lambda v, i: J.pooling.MaxUnpool2d(**kw)(v, i, output_size), x["x"], x["indices"])
+
+
+CONCEPTS.append(Concept(
+    name="layers.max_unpool2d", group="layers",
+    summary="MaxUnpool2d: MaxPool2d's indices back to its input's size (default or output_size); the "
+            "gradient reads each index, repeated ones included",
+    samples=_unpool_samples, jax=_jax_unpool, torch=_torch_unpool,
+    covers=("pooling.MaxUnpool2d",), grad_inputs=("x",)))
+
+CONCEPTS.append(Concept(
     name="layers.avg_pool2d", group="layers",
-    summary="AvgPool2d: ceil_mode and count_include_pad with torch's divisors",
+    summary="AvgPool2d: ceil_mode and count_include_pad with torch's divisors, divisor_override, one-element "
+            "tuples, unbatched input, empty batch",
     samples=_pool_samples(_AVG_CASES), jax=partial(_jax_pool, "AvgPool2d"),
     torch=partial(_torch_pool, "AvgPool2d"), covers=("pooling.AvgPool2d",), grad_inputs=("x",)))
 
 
 def _adaptive_samples(rng, dt):
-    return [Sample(f"{shape[2:]}->{size}", {"x": _randn(rng, shape, dt)}, kwargs={"output_size": size})
+    return [Sample(f"{shape}->{size}", {"x": _randn(rng, shape, dt)}, kwargs={"output_size": size},
+                   fd_ok=shape[0] > 0)
             for shape, size in (((2, 3, 5, 7), (2, 3)), ((1, 2, 3, 3), (4, 4)),
-                                ((2, 3, 4, 6), 1), ((1, 2, 5, 5), (None, 2)))]
+                                ((2, 3, 4, 6), 1), ((1, 2, 5, 5), (None, 2)),
+                                ((3, 5, 7), (2, 3)), ((0, 2, 4, 4), 2))]  # unbatched; empty batch
 
 
 CONCEPTS.append(Concept(
     name="layers.adaptive_avg_pool2d", group="layers",
-    summary="AdaptiveAvgPool2d: torch's overlapping windows [⌊iH/out⌋, ⌈(i+1)H/out⌉), None keeps a size",
+    summary="AdaptiveAvgPool2d: torch's overlapping windows [⌊iH/out⌋, ⌈(i+1)H/out⌉), None keeps a size; "
+            "unbatched input, empty batch",
     samples=_adaptive_samples, jax=partial(_jax_pool, "AdaptiveAvgPool2d"),
     torch=partial(_torch_pool, "AdaptiveAvgPool2d"), covers=("pooling.AdaptiveAvgPool2d",), grad_inputs=("x",)))
 

@@ -26,9 +26,9 @@ def main(argv=None) -> int:
         return 2
     print(f"conv → BatchNorm2d → ReLU → max-pool → linear on digits, batch {res['batch_size']} over "
           f"{res['world']} ranks/devices, {res['optimizer']}, {res['steps']} steps, {res['dtype']}")
-    print(f"{'run':52s} {'against':30s} {'max |Δloss|':>12s} {'ulps':>10s} {'Δ running var':>14s}  verdict")
+    print(f"{'run':56s} {'against':30s} {'max |Δloss|':>12s} {'ulps':>10s} {'Δ running var':>14s}  verdict")
     for r in res["rows"]:
-        print(f"{r['run']:52s} {r['against']:30s} {r['max_abs_diff']:12.3g} {r['worst_ulps']:10.3g} "
+        print(f"{r['run']:56s} {r['against']:30s} {r['max_abs_diff']:12.3g} {r['worst_ulps']:10.3g} "
               f"{r['running_var_max_abs_diff']:14.3g}  {'agree' if r['agree'] else 'DIFFER'} "
               f"(bound {r['bound_ulps']:g} ulps of 1 + |loss|)")
     return 0

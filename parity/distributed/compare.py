@@ -429,10 +429,11 @@ def batchnorm_case(world: int = 2, steps: int = 20, dtype: str = "float64", opti
     try:
         session.start()
         inputs = _inputs(session, sd, batches, ds)
-        for label, fw, options in (("torch DDP, per-rank BatchNorm", "torch", {}),
-                                   ("torch DDP, global BatchNorm (SyncBatchNorm arithmetic)", "torch", {"sync_bn": True}),
-                                   ("JAX sharded, global BatchNorm", "jax", {}),
-                                   ("JAX per device (shard_map), per-device BatchNorm", "jax", {"per_device": True})):
+        for label, fw, options in (
+                ("torch DDP, per-rank BatchNorm", "torch", {}),
+                ("torch DDP, global BatchNorm (SyncBatchNorm arithmetic)", "torch", {"sync_bn": True}),
+                ("JAX sharded, global BatchNorm", "jax", {}),
+                ("JAX per device (shard_map), per-device BatchNorm", "jax", {"per_device": True})):
             out = session.path("bn")
             session.request(fw, {"cmd": "free", "cfg": dataclasses.asdict(cfg), "kwargs": kwargs, "inputs": inputs,
                                  "options": options, "steps_per_epoch": steps, "segment_steps": None, "out": out})

@@ -156,7 +156,8 @@ def torch_gradient_rounding(worker, n: int = 60, d: int = 64, hidden: int = 32, 
     state = {k: v.clone() for k, v in base.state_dict().items()}
     ddp = DistributedDataParallel(base)
     b = n // worker.world
-    xb, yb = torch.as_tensor(x[worker.rank * b:(worker.rank + 1) * b]), torch.as_tensor(y[worker.rank * b:(worker.rank + 1) * b])
+    mine = slice(worker.rank * b, (worker.rank + 1) * b)
+    xb, yb = torch.as_tensor(x[mine]), torch.as_tensor(y[mine])
     loss = F.cross_entropy(ddp(xb), yb)
     loss.backward()
     mean_loss = loss.detach().clone()

@@ -90,6 +90,35 @@ def _tail(path: Path, lines: int = 40) -> str:
     return text[-1] if text else ""
 
 
+class CtrlC:
+    """Ctrl-C that is not lost, for the block: the first one raises KeyboardInterrupt as usual, and
+    `check()` raises it again later. Python drops a KeyboardInterrupt raised inside a garbage
+    collector callback, and JAX runs one (measured: one Ctrl-C of three during a JAX compilation
+    vanished, and the run went on to the end); calling `check()` at every step makes it stick.
+    Only the main thread can install the handler; elsewhere `check()` never raises."""
+
+    def __init__(self):
+        self.pressed, self._old = False, None
+
+    def _handler(self, *_):
+        self.pressed = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.pressed:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "CtrlC":
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
 @contextlib.contextmanager
 def _ctrl_c_deferred():
     """Ctrl-C pressed while processes are being ended is held until they are (then raised), so a

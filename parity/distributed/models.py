@@ -128,8 +128,8 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training-mode statistics are those of every rank's examples together:
     `nn.SyncBatchNorm`'s arithmetic on any device (SyncBatchNorm itself takes CUDA tensors only).
 
-    The per-channel sum and the sum of squared deviations are all-reduced with
-    `torch.distributed.nn.functional.all_reduce`, whose backward all-reduces the gradients, so the
+    The per-channel sum and the sum of squared deviations are all-reduced with torch's functional
+    collectives' `all_reduce`, whose backward all-reduces the gradients, so the
     gradient is that of the global statistics; the variance is torch's two-pass one (docs/traps.md,
     trap 13) and the running variance the unbiased one (trap 12). Outside training, or with one
     rank, it is plain BatchNorm2d.
@@ -138,7 +138,12 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x):
         if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
+        # torch's differentiable all-reduce (its backward all-reduces the gradient); the older
+        # torch.distributed.nn.functional.all_reduce warns that it is deprecated in favour of this
+        from torch.distributed import _functional_collectives as funcol
+
+        def all_reduce(t):
+            return funcol.wait_tensor(funcol.all_reduce(t, "sum", dist.group.WORLD))
         count = torch.tensor([x.shape[0] * x.shape[2] * x.shape[3]], dtype=torch.float64, device=x.device)
         dist.all_reduce(count)
         n = float(count.item())

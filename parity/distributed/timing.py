@@ -52,7 +52,9 @@ def group(fw: str, world: int, device: str):
     if g is None or g.closed:
         if not _GROUPS:
             atexit.register(close_all)
-        g = _GROUPS[key] = launch.Group(fw, world, device, _job_dir() / f"{fw}-{world}").start()
+        # every torch.compile compiles from scratch, as `parity bench` has it in-process (suite.cold_compile)
+        g = _GROUPS[key] = launch.Group(fw, world, device, _job_dir() / f"{fw}-{world}",
+                                        env={"TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}).start()
     return g
 
 
@@ -121,6 +123,8 @@ def _torch_steps(worker, model, kwargs, sd, optimizer, hyper, dtype, mode, image
     tr = DDPTrainer(m, T.optim.from_library(optimizer, **hyper), F.cross_entropy,
                     device_ids=[dev.index or 0] if dev.type == "cuda" else None)
     if mode in ("compile", "compile-ro"):  # torch's advice for DDP: compile the wrapped model
+        torch.compiler.reset()  # a fresh cache: the first call shows the whole compilation (lazy: no
+        # other mode's compiled step is lost, since every mode is built before any is first called)
         tr.ddp = torch.compile(tr.ddp, mode="reduce-overhead" if mode == "compile-ro" else None)
     elif mode != "eager":
         raise ValueError(f"torch data-parallel mode must be eager, compile or compile-ro, got {mode!r}")
