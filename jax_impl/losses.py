@@ -6,7 +6,8 @@ loss per example over the last axis (trap 23); these follow torch's F.mse_loss, 
 F.nll_loss instead: the same arguments in the same order with the same defaults (class weights,
 ignore_index=-100, label smoothing, class-probability targets, the class axis at 1 of (N, C, d1, …,
 dK) input, unbatched (C,) input), the same reductions, and nan where torch's 'mean' divides by zero
-(an empty batch, or every target ignored), with zero gradients there as torch's.
+(an empty batch, or every target ignored), with torch's gradients there (zeros when every target is
+ignored, nan when the counted targets all weigh 0).
 The argument rules are shared with torch's twin (shape_rules.losses).
 dtypes follow torch (shape_rules.dtypes): floating predictions and logits only, integer labels of any
 width; float16/bfloat16 logits are normalised in float32 and the loss rounded once, as torch's kernel.
@@ -46,13 +47,6 @@ def mse_loss(y_hat, y, reduction="mean"):
     return _mse(y_hat, y, reduction)
 
 
-def _safe_div(num, den):
-    """num / den, nan where den is 0 (torch's 0/0), with a zero gradient there as torch's backward
-    (a plain division would send inf · 0 = nan back)."""
-    zero = den == 0
-    return jnp.where(zero, jnp.nan, num / jnp.where(zero, 1, den))
-
-
 def _classes_last(a):
     """(N, C, d1, …) → (N, d1, …, C); (C,) stays."""
     return jnp.moveaxis(a, 1, -1) if a.ndim >= 2 else a
@@ -75,13 +69,14 @@ def _class_indices(x, labels, weight, ignore_index, reduction, label_smoothing, 
     smooth = None
     if label_smoothing > 0:  # the uniform part: −Σ_c w_c·logp_c per target (torch's smooth_loss)
         smooth = jnp.where(keep, -(logp * w).sum(-1), 0)
-    if reduction == "none":
-        loss = nll if smooth is None else (1 - label_smoothing) * nll + smooth * (label_smoothing / c)
-    else:
-        total = nll.sum() if smooth is None else \
-            (1 - label_smoothing) * nll.sum() + smooth.sum() * (label_smoothing / c)
-        # 'mean' divides by the weights of the counted targets (their number without weights)
-        loss = total if reduction == "sum" else _safe_div(total, w_y.sum())
+    # 'mean' divides by the weights of the counted targets (their number without weights): 0/0 = nan
+    # where none counts, as torch's; the gradient follows torch's too, zeros where every target is
+    # ignored (the masks above stop the inf) and nan where counted targets all weigh 0
+    den = w_y.sum()
+    reduce = {"none": lambda v: v, "sum": jnp.sum, "mean": lambda v: v.sum() / den}[reduction]
+    loss = reduce(nll)
+    if smooth is not None:  # torch's (1 − ε)·nll + ε/C·smooth, each part reduced on its own
+        loss = (1 - label_smoothing) * loss + reduce(smooth) * (label_smoothing / c)
     return loss.astype(out)
 
 

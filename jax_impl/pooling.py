@@ -61,6 +61,11 @@ def _first_inside(n, k, s, p, d, o) -> np.ndarray:
     return np.array([next(i for i in range(k) if 0 <= a * s - p + i * d < n) for a in range(o)])
 
 
+def _takes(v, m):
+    """torch's test for a window's new maximum: `value > maximum or isnan(value)` (v != v: isnan)."""
+    return (v > m) | (v != v) if jnp.issubdtype(v.dtype, jnp.floating) else v > m
+
+
 def _scan(x, kernel, stride, pads, dilation, out):
     """torch's max-pooling loop, on every window at once: the maximum and the tap that holds it.
 
@@ -87,11 +92,9 @@ def _scan(x, kernel, stride, pads, dilation, out):
         m = jnp.full(views[0].shape, low, x.dtype)
         code = jnp.broadcast_to(jnp.asarray(first[None, :, :, None], code_t), views[0].shape)
         taps = range(kh * kw)
-    floating = jnp.issubdtype(x.dtype, jnp.floating)
     for t in taps:
-        v = views[t]
-        take = (v > m) | (v != v) if floating else v > m  # v != v: isnan
-        m, code = jnp.where(take, v, m), jnp.where(take, jnp.asarray(t, code_t), code)
+        take = _takes(views[t], m)
+        m, code = jnp.where(take, views[t], m), jnp.where(take, jnp.asarray(t, code_t), code)
     return m, code
 
 

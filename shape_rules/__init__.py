@@ -155,8 +155,8 @@ def unpool_out_size(layer: str, size: tuple, kernel: tuple, stride: tuple, paddi
             if not dflt - s < o < dflt + s:
                 raise ValueError(f"{layer}: output_size {axis} {o} must lie strictly between {dflt - s} and "
                                  f"{dflt + s} (the default {dflt} ± stride {s}), got output_size {tuple(output_size)}")
-    if min(out) < 1:
-        raise ValueError(f"{layer}: the output would be {out[0]}×{out[1]}; it must be at least 1×1")
+    if min(out) < 0:  # as torch; a 0-sized output then only takes an empty batch (no index fits)
+        raise ValueError(f"{layer}: the output would be {out[0]}×{out[1]}; sizes must be >= 0")
     return out
 
 

@@ -186,6 +186,20 @@ def test_every_target_ignored_is_nan_with_zero_gradients_as_torch():
             assert np.isnan(value) and np.array_equal(grad, np.zeros_like(grad))
 
 
+def test_counted_targets_of_zero_weight_give_torchs_nan_gradients():
+    """Targets counted but all weighing 0: torch's 'mean' is 0/0 = nan and so is its gradient (the
+    whole row for cross_entropy, the target's column for nll_loss); the twins follow."""
+    logits = np.random.default_rng(3).standard_normal((4, 3))
+    labels, weight = np.array([0, 2, 0, -100]), np.array([0.0, 1.0, 0.0])
+    for loss, ls in (("cross_entropy", 0.0), ("cross_entropy", 0.2), ("nll_loss", 0.0)):
+        kw = dict(label_smoothing=ls) if loss == "cross_entropy" else {}
+        lib, tw, jx = _ce_all(logits, labels, weight, kw, loss=loss)
+        assert np.isnan(lib[0]) and np.isnan(lib[1]).any() and not np.isnan(lib[1]).all()
+        for got in (tw, jx):
+            np.testing.assert_array_equal(np.isnan(got[1]), np.isnan(lib[1]))
+            np.testing.assert_array_equal(got[1][~np.isnan(lib[1])], lib[1][~np.isnan(lib[1])])
+
+
 def test_legacy_size_average_and_reduce_map_as_torch():
     rng = np.random.default_rng(4)
     logits, labels = rng.standard_normal((5, 3)), rng.integers(0, 3, 5)

@@ -76,7 +76,7 @@ class MaxUnpool2d(nn.MaxUnpool2d):
         if indices.dtype != torch.int64:
             check_dtype("MaxUnpool2d", "indices", indices.dtype, kind="indices")
         size = unpool_out_size("MaxUnpool2d", tuple(x.shape[-2:]), self.kernel_size, self.stride, self.padding,
-                               None if output_size is None else list(output_size), hw=(2, 3))
+                               output_size, hw=(2, 3))
         if indices.numel():
             lo, hi = int(indices.min()), int(indices.max())
             if lo < 0 or hi >= size[0] * size[1]:

@@ -203,7 +203,8 @@ def _linear_samples(rng, dt):
         if bias:
             params["bias"] = rng.uniform(-bound, bound, (o,)).astype(dt)
         out.append(Sample(label, {"x": x}, params,
-                          {"in_features": i, "out_features": o, "bias": bias, "dtype": dt.name}))
+                          {"in_features": i, "out_features": o, "bias": bias, "dtype": dt.name},
+                          fd_ok=x.size > 0))  # torch's gradcheck refuses zero-size inputs
     return out
 
 
@@ -228,11 +229,12 @@ CONCEPTS.append(Concept(
 
 # ---------------------------------------------------------------- losses
 def _mse_samples(rng, dt):
+    # empty inputs: torch's gradcheck refuses zero-size inputs, so no finite differences
     out = [Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, dt), "y": _randn(rng, shape, dt)},
-                  kwargs={"reduction": red})
+                  kwargs={"reduction": red}, fd_ok=0 not in shape)
            for shape, red in (((10,), "mean"), ((10, 1), "mean"), ((4, 3), "sum"), ((6,), "none"),
                               ((0, 3), "sum"), ((0,), "none"))]
-    # torch's mean over no elements is 0/0 = nan (gradient: empty); nan has no finite differences
+    # torch's mean over no elements is 0/0 = nan (gradient: empty)
     return out + [Sample("empty batch (0,) mean: nan", {"y_hat": np.zeros((0,), dt), "y": np.zeros((0,), dt)},
                          kwargs={"reduction": "mean"}, fd_ok=False)]
 
@@ -264,7 +266,7 @@ def _class_loss_samples(rng, dt, smoothing: bool):
     label smoothing (cross_entropy only), K-dimensional input, unbatched (C,) input, and the two
     cases where torch's 'mean' divides 0 by 0 and returns nan (every target ignored, an empty batch):
     their gradients are zeros (empty for the empty batch) in torch and in the JAX twin; nan has no
-    finite differences, so those samples skip them."""
+    finite differences, and torch's gradcheck refuses zero-size inputs, so those samples skip them."""
     out = [Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), dt) * scale, "labels": _labels(rng, (n,), c)},
                   kwargs={"reduction": red})
            for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 1), (3, 4, "mean", 100))]
@@ -279,6 +281,8 @@ def _class_loss_samples(rng, dt, smoothing: bool):
         ("unbatched (5,)", (5,), np.array(3), True, -100, False),
         ("every target ignored", (4, 3), np.full((4,), -100), False, -100, True),
         ("every target ignored, weight", (4, 3), np.full((4,), -100), True, -100, True),
+        ("counted targets all weigh 0 (nan gradients, as torch's)", (4, 3), np.array([0, 2, 0, -100]), "zero",
+         -100, True),
         ("unbatched, ignored", (5,), np.array(-100), False, -100, True),
         ("empty batch N=0", (0, 3), np.zeros((0,), np.int64), False, -100, True),
         ("empty batch N=0, weight", (0, 3), np.zeros((0,), np.int64), True, -100, True),
@@ -287,12 +291,12 @@ def _class_loss_samples(rng, dt, smoothing: bool):
         c = shape[0] if len(shape) == 1 else shape[1]
         inputs = {"logits": _randn(rng, shape, dt), "labels": np.asarray(labels, np.int64)}
         if weighted:
-            inputs["weight"] = _weight(rng, c, dt)
+            inputs["weight"] = _weight(rng, c, dt) if weighted is True else np.array([0.0, 1.0, 0.0], dt)
         for ls in smooth:
             for red in REDUCTIONS:
                 out.append(Sample(f"{label} {red}" + (f" smoothing {ls}" if ls else ""), inputs,
                                   kwargs={"reduction": red, "ignore_index": ignore, "label_smoothing": ls},
-                                  fd_ok=not (nan and red == "mean")))
+                                  fd_ok=not (nan and red == "mean") and inputs["logits"].size > 0))
     if smoothing:
         out.append(Sample("smoothing 1.0 mean", {"logits": _randn(rng, (5, 4), dt), "labels": _labels(rng, (5,), 4)},
                           kwargs={"reduction": "mean", "ignore_index": -100, "label_smoothing": 1.0}))
@@ -332,7 +336,7 @@ def _probability_samples(rng, dt):
             inputs["weight"] = _weight(rng, c, dt)
         for red in REDUCTIONS:
             out.append(Sample(f"{label} {red}", inputs, kwargs={"reduction": red, "label_smoothing": ls},
-                              fd_ok=not (shape[0] == 0 and red == "mean")))
+                              fd_ok=shape[0] > 0))  # empty: nan mean, and gradcheck refuses zero-size inputs
     return out
 
 
