@@ -117,7 +117,8 @@ _add(Workload(
 
 # FLOPs per element of each activation, as written (exp, log, max, compare count 1)
 _ACT_FLOPS = {"relu": 1, "sigmoid": 3, "log_sigmoid": 4, "tanh": 1, "softmax": 4, "log_softmax": 4, "gelu": 5}
-_ACT_KWARGS = {"gelu": {"approximate": "none"}}  # torch's default, the exact erf form
+_ACT_KWARGS = {"gelu": {"approximate": "none"},  # torch's default, the exact erf form
+               "softmax": {"dim": -1}, "log_softmax": {"dim": -1}}  # over the features, as in a classifier
 for _a, _f in _ACT_FLOPS.items():
     _add(Workload(
         f"activations.{_a}", "op", f"{_a} on (batch, 1024)", "batch", BATCHES, (16, 1024),
@@ -449,8 +450,9 @@ TRAINER_VS_MINIMAL = {
     "torch-compile": "torch_impl's Trainer.step (eager), as parity train drives it: its ratio is trainer / minimal",
     "jax-eager": "the minimal JAX step: jax.jit over plain dicts of arrays, optax.adam, donated, device index rows",
     "jax-jit": "jax_impl's Trainer.step_at over the epoch's rows put on the device once per epoch "
-               "(parity train's forced side); its ratio over jax-eager's is trainer / minimal",
-    "jax-scan": "jax_impl's Trainer.epoch: the epoch in one lax.scan (parity train's free-running side), per step",
+               "(parity train's path for small_cnn on the CPU); its ratio over jax-eager's is trainer / minimal",
+    "jax-scan": "jax_impl's Trainer.epoch: the epoch in one lax.scan (parity train's path where the model "
+                "allows, training.scan_allowed), per step",
 }
 
 

@@ -17,17 +17,19 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from shape_rules import check_fits, check_nonempty, conv_args, conv_pads
+from shape_rules import check_fits, check_mode_padding, check_nonempty, conv_args, conv_pads
 from shape_rules.dtypes import HALF, check_input_matches_layer, check_layer_dtype
 
 from jax_impl.checks import check_input, check_x64
 
 # im2col when the contraction of each output (kh·kw·in_channels) is at most this deep: XLA:CPU's
-# convolution is slow for few input channels (3→32, 3×3, 32×32, batch 64, forward + backward:
-# im2col 0.38× the time of conv_general_dilated in float32; 1→32 0.5×), and a matrix product of
-# such a shallow depth reads the input kh·kw times at little cost. Deeper kernels (16→16: 1.3×
-# slower) stay convolutions.
-IM2COL_MAX_DEPTH = 64
+# convolution is slow for an image's few input channels, and a matrix product of such a shallow
+# depth reads the input kh·kw times at little cost. Forward + backward, float32, batch 64, 3×3,
+# padding 1, 32×32 (28×28 unpadded for 1 channel), im2col's time over conv_general_dilated's with
+# the padding passed (4 runs on a shared 2-core CPU, so wide ranges): 3→32 0.38–0.86, 1→32
+# 0.69–0.88; deeper it loses: 4→32 1.45–1.50, 8→32 2.4–3.0, 3→32 with a 5×5 kernel 2.3.
+# The intermediate is kh·kw times the input (a 3-channel 224×224 batch of 64: 350 MB in float32).
+IM2COL_MAX_DEPTH = 32
 
 
 def _views(x, kernel_hw, stride, dilation, out):
@@ -71,18 +73,29 @@ def _conv2d(x, kernel, bias, stride, padding, dilation, groups):
     return y.astype(x.dtype)
 
 
+_NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}  # torch's → jnp.pad's
+
+
+@partial(jax.jit, static_argnames=("pads", "padding_mode"))
+def _pad_mode(x, pads, padding_mode):
+    """torch's non-zero padding modes: reflect (mirror without the edge), replicate, circular."""
+    return jnp.pad(x, ((0, 0), *pads, (0, 0)), mode=_NUMPY_PAD_MODES[padding_mode])
+
+
 class Conv2d(nnx.Module):
     """2-D cross-correlation over NHWC input with a kernel of shape (kh, kw, in_channels/groups, out).
 
     torch's twin is NCHW/OIHW; padding takes torch's int, pair, 'valid' or 'same' (not Flax's 'SAME').
     stride, padding and dilation may be one-element tuples, as in torch (kernel_size may not: torch
-    then builds a 1-D weight that fails in forward).
+    then builds a 1-D weight that fails in forward). padding_mode is torch's: 'zeros', 'reflect',
+    'replicate' or 'circular'.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
-                 groups=1, bias=True, *, dtype=jnp.float32, rngs):
+                 groups=1, bias=True, padding_mode="zeros", *, dtype=jnp.float32, rngs):
         self.kernel_size, self.stride, self.padding, self.dilation = conv_args(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, padding_mode)
+        self.padding_mode = padding_mode
         check_layer_dtype("Conv2d", jnp.dtype(dtype).name)
         check_x64(dtype=dtype)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
@@ -102,6 +115,9 @@ class Conv2d(nnx.Module):
         x = x[None] if unbatched else x
         pads = self._pads()
         check_fits("Conv2d", x.shape[1:3], pads, self.kernel_size, self.dilation)
+        if self.padding_mode != "zeros" and any(map(any, pads)):
+            check_mode_padding("Conv2d", self.padding_mode, x.shape[1:3], pads)
+            x, pads = _pad_mode(x, pads, self.padding_mode), ((0, 0), (0, 0))
         bias = None if self.bias is None else self.bias[...]
         y = _conv2d(x, self.kernel[...], bias, self.stride, pads, self.dilation, self.groups)
         return y[0] if unbatched else y

@@ -7,11 +7,12 @@ statistics) comes back from it as the step's new `rest`. torch's twin mutates th
 Training and prediction differ only in static attributes (Dropout's `deterministic`, BatchNorm's
 `use_running_average`), so each mode has its own graph definition over the same state.
 
-Between steps the state is kept as its flat list of arrays: handing jit a tuple of arrays costs a
-few microseconds, where flattening and rebuilding the nested `nnx.State` on every call cost ~60 µs
-(measured on simple_net's Adam step, about the step's own time). `state` rebuilds it on demand.
-An index row that is already an int32 device array goes straight in; a NumPy row is transferred
-first (~35 µs): put an epoch's rows on the device once, or run the whole epoch with `epoch`.
+Between steps the state is kept as its flat tuple of arrays: jit flattens a tuple of arrays in
+~3 µs, where flattening and rebuilding the nested `nnx.State` on every call cost 26 + 36 µs
+(measured on simple_net's Adam state on a loaded 2-core CPU; the step itself takes ~55 µs). `state`
+rebuilds it on demand. An index row that is already an int32 device array goes straight in; a
+NumPy row is transferred first (measured 35-90 µs, load-dependent): put an epoch's rows on the
+device once and use `step_at`, or run the rows in one `lax.scan` with `epoch`.
 """
 import jax
 import jax.numpy as jnp
@@ -61,7 +62,12 @@ class Trainer:
             return tuple(treedef.flatten_up_to(state)), loss
 
         def flat_epoch(leaves, x, y, rows):
-            return jax.lax.scan(lambda carry, idx: flat_step(carry, x, y, idx, None), leaves, rows)
+            def body(carry, idx):  # a row of negative indices pads the epoch: no step, a nan loss
+                def skip(c):
+                    return c, jnp.full(loss_shape.shape, jnp.nan, loss_shape.dtype)
+                return jax.lax.cond(idx[0] >= 0, lambda c: flat_step(c, x, y, idx, None), skip, carry)
+            loss_shape = jax.eval_shape(lambda c: flat_step(c, x, y, rows[0], None), leaves)[1]
+            return jax.lax.scan(body, leaves, rows)
 
         def predict(leaves, x):
             params, rest, _ = jax.tree.unflatten(treedef, leaves)
@@ -124,13 +130,16 @@ class Trainer:
         """One update per row of `rows` (k, batch): the batches x[row], y[row] in order, as k calls
         of `step` would make them, in one `lax.scan` (compiled once per k); returns the k losses
         (measured on simple_net's Adam step at batch 64: about half the time of k `step` calls).
+        A row whose first index is negative is skipped (its loss is nan): pad runs of rows of
+        different lengths to one k, and one compiled scan serves them all.
 
         XLA:CPU runs convolutions inside a loop several times slower than outside one (measured
         ~9× on small_cnn's step), so on the CPU a convolutional model is better trained by `step`.
         """
         rows = _indices(rows)
         if self._step is not self._flat_step:  # a replaced step runs one call per row
-            return jnp.stack([self.step(x, y, r) for r in rows])
+            nan, keep = jnp.full((), jnp.nan), jax.device_get(rows[:, 0] >= 0)  # one read of the rows
+            return jnp.stack([self.step(x, y, r) if k else nan for r, k in zip(rows, keep)])
         self._leaves, losses = self._epoch(self._leaves, x, y, rows)
         return losses
 
@@ -151,5 +160,5 @@ class Trainer:
 
 def _indices(idx):
     """Index arrays as int32 device arrays (one dtype, so one compiled step); a device int32 array
-    as it is (converting NumPy costs a transfer: ~35 µs per row on the CPU)."""
+    as it is (converting NumPy costs a transfer: 35-90 µs per row on the CPU)."""
     return idx if isinstance(idx, jax.Array) and idx.dtype == jnp.int32 else jnp.asarray(idx, jnp.int32)

@@ -463,40 +463,41 @@ class JaxSide(Side):
 
     def make_trainer(self, model, cfg):
         opt = J.optim.from_library(cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.scan_epochs = scan_allowed(cfg.model, cfg.device)
         return J.train.Trainer(model, opt, self.loss_fn)
 
-    #: run a whole epoch in one `Trainer.epoch` (lax.scan) call; `train` sets it on the free-running
-    #: side where the model allows (`scan_allowed`), which it hands whole epochs of constant length
+    #: run rows in one `Trainer.epoch` (lax.scan) call where the model allows (`scan_allowed`)
     scan_epochs = False
 
     def rows(self, batches):
         return batches
 
     def epoch(self, batches: np.ndarray, advance=None) -> np.ndarray:
-        """As `Side.epoch`, with the rows on the device in one transfer: in one `Trainer.epoch` call
-        with `scan_epochs` (timed as the run's first step when it is the first: compiling it and its
-        steps), else one `Trainer.step_at` per row, the rows padded to `steps_per_epoch` so that every
-        run of rows shares one compiled step (a NumPy row per step would cost a transfer, ~35 µs)."""
+        """As `Side.epoch`, with the rows on the device in one transfer, padded to `steps_per_epoch`
+        rows with skipped (−1) rows so that runs of every length (whole epochs, the parts the forced
+        side restarts between, replayed segments) share one compiled function: one `Trainer.epoch`
+        scan with `scan_epochs` (timed as the run's first step when it is the first: compiling it
+        and its steps), else one `Trainer.step_at` per row (a NumPy row per step would cost a
+        transfer, 35-90 µs)."""
         own_step = self.trainer._step is self.trainer._flat_step  # not replaced (parity.distributed)
         if not own_step:
             return super().epoch(batches, advance)
-        dev = precision.jax_device(self.device)
+        k = len(batches)
+        padded = np.full((max(k, self.steps_per_epoch), np.shape(batches)[1]), -1, np.int32)
+        padded[:k] = batches
+        rows = jax.device_put(padded, precision.jax_device(self.device))
         if not self.scan_epochs:
-            padded = np.zeros((max(len(batches), self.steps_per_epoch), np.shape(batches)[1]), np.int32)
-            padded[:len(batches)] = batches
-            rows = jax.device_put(padded, dev)
-            return Side.epoch(self, range(len(batches)), advance,
-                              step=lambda i: self.trainer.step_at(self.x, self.y, rows, i))
+            return Side.epoch(self, range(k), advance, step=lambda i: self.trainer.step_at(self.x, self.y, rows, i))
         t0 = time.perf_counter()
-        losses = self.trainer.epoch(self.x, self.y, jax.device_put(np.asarray(batches, np.int32), dev))
+        losses = self.trainer.epoch(self.x, self.y, rows)
         if self.steps == 0:
             self.sync(losses)
             t1 = time.perf_counter()
             self.first_step_seconds, t0 = t1 - t0, t1
-        self.steps += len(batches)
-        for _ in range(len(batches) if advance else 0):
+        self.steps += k
+        for _ in range(k if advance else 0):
             advance()
-        out = np.asarray(losses)
+        out = np.asarray(losses)[:k]
         self.seconds += time.perf_counter() - t0
         return out
 
@@ -517,7 +518,6 @@ class JaxSide(Side):
         twin.trainer = copy.copy(self.trainer)  # the jitted functions are shared; `state` is its own
         twin.trainer.state = jax.tree.map(jnp.copy, self.trainer.state)
         twin.seconds, twin.first_step_seconds, twin.steps = 0.0, math.nan, 0
-        twin.scan_epochs = False  # it restarts on segment boundaries: runs of many lengths
         return twin
 
     def weights(self) -> dict:  # read off the trainer's state: `trainer.model` would copy it first
@@ -707,7 +707,7 @@ class Run:
     losses of the JAX trainer restarted from torch's state every `segment_steps` steps (None unless
     both frameworks ran). `seconds[fw]`: time of every step after the first; `first_step_seconds[fw]`:
     the first step alone (for JAX it includes compiling the step; where JAX runs whole epochs in one
-    scan, `scan_allowed`, the first epoch and its compilation, and `seconds` the later epochs). `test_outputs`: final test outputs
+    scan, `scan_allowed`, the first epoch with its compilation, and `seconds` the later epochs). `test_outputs`: final test outputs
     of 'jax', 'torch' and 'forced'; `y_test` their labels.
     """
 
@@ -850,9 +850,8 @@ def train(cfg: Config, ds: data.Dataset | None = None, on_step=None, on_epoch=No
     with precision.policy("strict"), _torch_threads(cfg.torch_threads if cfg.device == "cpu" else 0):
         sides = {fw: SIDES[fw](cfg, kwargs, sd, ds) for fw in cfg.frameworks}
         forced = sides["jax"].fork() if len(sides) == 2 else None
-        whole = {fw for fw, s in sides.items() if fw == "jax" and scan_allowed(cfg.model, cfg.device)}
-        for fw in whole:  # free running: its epochs are not cut at segment boundaries
-            sides[fw].scan_epochs = True
+        # a side that scans runs its free epochs whole (it need not stop on segment boundaries)
+        whole = {fw for fw, s in sides.items() if getattr(s, "scan_epochs", False)}
         shuffler = data.Shuffler(len(ds.x_train), cfg.batch_size, seed=cfg.seed)
         step, total = 0, cfg.epochs * shuffler.steps_per_epoch
         allowed = curves.excused_allowed(len(curves.segment_slices(total, k)))

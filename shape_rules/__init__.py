@@ -52,9 +52,16 @@ def same_padding(kernel: tuple, dilation: tuple) -> tuple:
     return tuple((d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation))
 
 
-def conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups) -> tuple:
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+              padding_mode="zeros") -> tuple:
     """Conv2d's (kernel_size, stride, padding, dilation) as pairs ('same'/'valid' kept), validated."""
     name = "Conv2d"
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"{name}: padding_mode must be one of {', '.join(map(repr, PADDING_MODES))}, "
+                         f"got {padding_mode!r}")
     at_least(name, "in_channels", (in_channels, in_channels), 1)
     at_least(name, "out_channels", (out_channels, out_channels), 1)
     kernel_size = at_least(name, "kernel_size", pair(name, "kernel_size", kernel_size), 1)
@@ -71,6 +78,19 @@ def conv_args(in_channels, out_channels, kernel_size, stride, padding, dilation,
     else:
         padding = at_least(name, "padding", pair(name, "padding", padding, broadcast=True), 0)
     return kernel_size, stride, padding, dilation
+
+
+def check_mode_padding(layer: str, padding_mode: str, size: tuple, pads: tuple) -> None:
+    """What torch's reflect and circular padding need of the input: reflect a padding smaller than
+    the axis (it mirrors the axis without its edge), circular at most the axis (it wraps once)."""
+    for axis, n, pair_ in zip(AXES, size, pads):
+        p = max(pair_)
+        if padding_mode == "reflect" and p >= n:
+            raise ValueError(f"{layer}: padding_mode='reflect' needs padding smaller than the input: padding "
+                             f"{p} on input {axis} {n}")
+        if padding_mode == "circular" and p > n:
+            raise ValueError(f"{layer}: padding_mode='circular' needs padding at most the input's size (it "
+                             f"would wrap around more than once): padding {p} on input {axis} {n}")
 
 
 def conv_pads(padding, kernel: tuple, dilation: tuple) -> tuple:

@@ -66,8 +66,14 @@ def test_mutant_count_include_pad_swapped(monkeypatch):
 
 
 def test_mutant_batchnorm_momentum_not_converted(monkeypatch):
-    """torch's momentum 0.1 handed to Flax's convention as it is (Flax's 0.1 means torch's 0.9)."""
-    monkeypatch.setattr(J.normalization, "_flax_momentum", lambda momentum: momentum)
+    """torch's momentum 0.1 read in Flax's convention (the weight of the OLD value, docs/traps.md,
+    trap 11): the running statistics move by 0.9 of the batch instead of 0.1."""
+    right = J.normalization._batch_norm_train
+
+    @partial(jax.jit, static_argnames=("eps", "momentum"))
+    def flax_meaning(x, scale, bias, mean, var, count, eps, momentum):
+        return right(x, scale, bias, mean, var, count, eps, None if momentum is None else 1 - momentum)
+    monkeypatch.setattr(J.normalization, "_batch_norm_train", flax_meaning)
     res = _fails(registry.get("layers.batchnorm2d"), "BN momentum not converted")
     assert not res.error and all("out[1]" in f or "out[2]" in f for f in res.failures)  # running stats only
 
@@ -76,11 +82,14 @@ def test_mutant_batchnorm_biased_running_variance(monkeypatch):
     """Flax's running update: the biased batch variance instead of torch's unbiased one (docs/traps.md, trap 12)."""
     right = J.normalization._batch_norm_train
 
-    @partial(jax.jit, static_argnames=("eps", "decay"))
-    def biased(x, scale, bias, mean, var, count, eps, decay):
-        y, new_mean, new_var, count = right(x, scale, bias, mean, var, count, eps, decay)
+    @partial(jax.jit, static_argnames=("eps", "momentum"))
+    def biased(x, scale, bias, mean, var, count, eps, momentum):
+        y, new_mean, new_var, count = right(x, scale, bias, mean, var, count, eps, momentum)
+        if var is None or momentum is None:  # no running statistics, or the cumulative average: as is
+            return y, new_mean, new_var, count
         n = x.shape[0] * x.shape[1] * x.shape[2]
-        return y, new_mean, decay * var + (new_var - decay * var) * (n - 1) / n, count
+        unbiased = (new_var - (1 - momentum) * var) / momentum
+        return y, new_mean, (1 - momentum) * var + momentum * unbiased * (n - 1) / n, count
     monkeypatch.setattr(J.normalization, "_batch_norm_train", biased)
     res = _fails(registry.get("layers.batchnorm2d"), "biased running variance")
     assert not res.error and all("out[2]" in f for f in res.failures)

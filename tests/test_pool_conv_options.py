@@ -216,8 +216,14 @@ def test_max_unpool2d_options_against_torch(case):
     # broadcast them for MaxUnpool2d too, so torch's runs on the pairs
     own = {k: v if v is None else as_pair(v) for k, v in kw.items()}
     if refused_alike(run) is None:  # an index beyond the default size, or a 3-entry shape
-        with pytest.raises((RuntimeError, ValueError)):
-            torch.nn.MaxUnpool2d(**own)(y, idx, out_size)
+        try:
+            empty = torch.nn.MaxUnpool2d(**own)(y, idx, out_size).shape[-2:].numel() == 0
+        except (RuntimeError, ValueError):
+            return
+        # torch unpools into a 0×0 plane without checking its indices, and its backward then fails
+        # ("index 0 is out of bounds"); both twins refuse the index up front
+        assert empty and idx.numel(), "torch accepts what both twins refuse"
+        event("0×0 output: torch's forward skips the index check")
         return
     ty = y.clone().requires_grad_(True)
     ref = torch.nn.MaxUnpool2d(**own)(ty, idx, out_size)
@@ -286,7 +292,8 @@ def conv_cases(draw):
     if padding == "same":
         stride = 1
     kwargs = dict(in_channels=cin, out_channels=draw(st.sampled_from([2, 4])), kernel_size=kernel, stride=stride,
-                  padding=padding, dilation=size_arg(draw, 1, 2), bias=draw(st.booleans()))
+                  padding=padding, dilation=size_arg(draw, 1, 2), bias=draw(st.booleans()),
+                  padding_mode=draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"])))
     dtype = draw(st.sampled_from(["float32", "float64"]))
     x, rng = draw_input(draw, cin, dtype, "normal")
     return kwargs, x, rng
@@ -442,6 +449,17 @@ BAD = {
     "conv empty height, padded": (lambda fw: _layer(fw, "conv.Conv2d", 3, 4, 1, padding=1)(_arr(fw, (1, 3, 0, 8))),
                                   lambda: torch.nn.Conv2d(3, 4, 1, padding=1)(torch.zeros(1, 3, 0, 8)),
                                   ValueError, r"Conv2d: expected non-empty channel and spatial axes"),
+    "conv unknown padding_mode": (lambda fw: _layer(fw, "conv.Conv2d", 1, 1, 3, padding_mode="zero"),
+                                  lambda: torch.nn.Conv2d(1, 1, 3, padding_mode="zero"),
+                                  ValueError, r"Conv2d: padding_mode must be one of 'zeros', 'reflect', 'replicate'"),
+    "conv reflect padding as large as the input": (
+        lambda fw: _layer(fw, "conv.Conv2d", 1, 1, 3, padding=3, padding_mode="reflect")(_arr(fw, (1, 1, 3, 5))),
+        lambda: torch.nn.Conv2d(1, 1, 3, padding=3, padding_mode="reflect")(torch.zeros(1, 1, 3, 5)),
+        ValueError, r"Conv2d: padding_mode='reflect' needs padding smaller than the input: padding 3 on input height 3"),
+    "conv circular padding wrapping twice": (
+        lambda fw: _layer(fw, "conv.Conv2d", 1, 1, 3, padding=4, padding_mode="circular")(_arr(fw, (1, 1, 5, 3))),
+        lambda: torch.nn.Conv2d(1, 1, 3, padding=4, padding_mode="circular")(torch.zeros(1, 1, 5, 3)),
+        ValueError, r"Conv2d: padding_mode='circular' needs padding at most the input's size .* input width 3"),
     "adaptive pool one-element output_size": (
         lambda fw: _layer(fw, "pooling.AdaptiveAvgPool2d", (2,)),
         lambda: torch.nn.AdaptiveAvgPool2d((2,))(torch.zeros(1, 1, 4, 4)),

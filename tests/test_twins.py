@@ -31,6 +31,9 @@ ALLOWED_DIFFERENCES = {
     "train.Trainer.model": "both Trainers expose `.model`: torch's is the caller's module, trained in "
                            "place, so a plain attribute set in __init__ (invisible on the class); JAX's "
                            "state is split arrays, so a property merges them into a fresh module",
+    "train.Trainer.state": "JAX's trainer state is an explicit pytree (parameters, other variables, optimiser "
+                           "state) that teacher forcing and the data-parallel step read and replace; torch keeps "
+                           "that state inside the module and the torch.optim optimiser",
 }
 
 _PROJECT = ("jax_impl", "torch_impl")

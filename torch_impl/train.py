@@ -52,8 +52,12 @@ class Trainer:
 
     def epoch(self, x, y, rows):
         """One `step` per row of `rows` (k, batch), in order; returns the k losses as one tensor
-        (JAX's twin runs them in one lax.scan)."""
-        return torch.stack([self.step(x, y, r) for r in rows])
+        (JAX's twin runs them in one lax.scan). A row whose first index is negative is skipped (its
+        loss is nan), as in JAX's twin, where such rows pad runs to one compiled length."""
+        keep = (torch.as_tensor(rows)[:, 0] >= 0).tolist()  # one read of the rows, not one per row
+        losses = [self.step(x, y, r) if k else None for r, k in zip(rows, keep)]
+        like = next((v for v in losses if v is not None), torch.zeros(()))
+        return torch.stack([torch.full_like(like, float("nan")) if v is None else v for v in losses])
 
     @torch.no_grad()
     def predict(self, x):

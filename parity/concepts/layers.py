@@ -81,6 +81,12 @@ def _conv_samples(rng, dt):
         ("empty batch N=0", (0, 3, 5, 5), dict(in_channels=3, out_channels=2, kernel_size=3)),
         ("empty batch N=0, deep kernel, s2 p1", (0, 8, 6, 6),
          dict(in_channels=8, out_channels=4, kernel_size=3, stride=2, padding=1)),
+        ("padding_mode reflect, p(1,2)", (2, 2, 5, 6),
+         dict(in_channels=2, out_channels=3, kernel_size=3, padding=(1, 2), padding_mode="reflect")),
+        ("padding_mode replicate, 'same' even k4", (1, 3, 5, 6),
+         dict(in_channels=3, out_channels=2, kernel_size=4, padding="same", padding_mode="replicate")),
+        ("padding_mode circular, deep kernel, s2 p2 (wraps a 2-pixel-wide input)", (1, 8, 5, 2),
+         dict(in_channels=8, out_channels=2, kernel_size=3, stride=2, padding=2, padding_mode="circular")),
     ]
     out = []
     for label, shape, kw in cases:
@@ -113,7 +119,7 @@ def _jax_conv(p, x, dtype, **kw):
 CONCEPTS.append(Concept(
     name="layers.conv2d", group="layers",
     summary="Conv2d: kernel int/pair, stride, padding int/pair/'same'/'valid', dilation (one-element tuples "
-            "too), groups, bias; unbatched (C, H, W) input, empty batch; shallow and deep kernels",
+            "too), groups, bias, padding_mode; unbatched (C, H, W) input, empty batch; shallow and deep kernels",
     samples=_conv_samples, jax=_jax_conv, torch=_torch_conv,
     covers=("conv.Conv2d",), grad_inputs=("x",),
     params_to_jax=convert.conv_torch_to_flax, grads_to_torch=convert.conv_flax_to_torch))
