@@ -25,9 +25,9 @@ from jax_impl.checks import check_input, check_x64
 # im2col when the contraction of each output (kh·kw·in_channels) is at most this deep: XLA:CPU's
 # convolution is slow for an image's few input channels, and a matrix product of such a shallow
 # depth reads the input kh·kw times at little cost. Forward + backward, float32, batch 64, 3×3,
-# padding 1, 32×32 (28×28 unpadded for 1 channel), im2col's time over conv_general_dilated's with
-# the padding passed (4 runs on a shared 2-core CPU, so wide ranges): 3→32 0.38–0.86, 1→32
-# 0.69–0.88; deeper it loses: 4→32 1.45–1.50, 8→32 2.4–3.0, 3→32 with a 5×5 kernel 2.3.
+# padding 1, 32×32, im2col's time over conv_general_dilated's with the padding passed (2–4 runs on
+# a shared 2-core CPU, so wide ranges): 3→32 0.21–0.89, 1→32 0.58–0.88 (also 28×28 unpadded);
+# deeper it loses: 4→32 1.45–1.50, 8→32 2.4–3.0, 3→32 with a 5×5 kernel 2.3.
 # The intermediate is kh·kw times the input (a 3-channel 224×224 batch of 64: 350 MB in float32).
 IM2COL_MAX_DEPTH = 32
 
@@ -59,10 +59,12 @@ def _conv2d(x, kernel, bias, stride, padding, dilation, groups):
         else:
             # Strided: pad explicitly, crop to the rows and columns the windows read, then convolve
             # 'VALID'. Same values, but XLA:CPU (jax 0.10.2) aborts compiling the gradient of many
-            # padded strided convolutions, float32 and float64 alike (e.g. stride 2, kernel 2,
-            # padding 1 on the width axis, whatever the height axis does; tests/test_layers_sweep.py
-            # found one); a sweep of every stride-1 configuration (kernel 1–4, padding 0–2,
-            # dilation 1–2, groups 1–2, both axes) found no crash, so stride 1 passes its padding.
+            # padded strided convolutions, float32 and float64 alike: with stride 2, kernel 2,
+            # padding 1 on the width axis, 138 of 423 height configurations crashed, among them
+            # unpadded ones whose crop is a no-op (tests/test_layers_sweep.py found the first). A
+            # sweep of stride-1 configurations (kernel 1–4, padding 0–2, dilation 1–2 on the height,
+            # five padded widths, groups 1–2, float32 and float64: 2,820 compiles) crashed none,
+            # so stride 1 passes its padding to the convolution.
             xv = jnp.pad(x, ((0, 0), *padding, (0, 0)))
             used = [(o - 1) * s + d * (k - 1) + 1 for o, k, s, d in zip(out, (kh, kw), stride, dilation)]
             xv, pads = xv[:, :used[0], :used[1]], ((0, 0), (0, 0))

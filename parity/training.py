@@ -578,8 +578,9 @@ def _stack(*losses):
 
 def scan_allowed(model: str, device: str) -> bool:
     """Whether a whole epoch runs faster in one lax.scan than step by step: always, except a
-    convolutional model on the CPU, where XLA runs convolutions inside a loop ~9× slower (measured on
-    small_cnn's step) and unrolling a whole epoch would compile every step of it."""
+    convolutional model on the CPU, where XLA runs convolutions inside a loop 14× slower (measured on
+    small_cnn's Adam step, MNIST-sized batch of 64) and unrolling a whole epoch would compile every
+    step of it."""
     return not (device == "cpu" and model == "small_cnn")
 
 
@@ -707,8 +708,8 @@ class Run:
     losses of the JAX trainer restarted from torch's state every `segment_steps` steps (None unless
     both frameworks ran). `seconds[fw]`: time of every step after the first; `first_step_seconds[fw]`:
     the first step alone (for JAX it includes compiling the step; where JAX runs whole epochs in one
-    scan, `scan_allowed`, the first epoch with its compilation, and `seconds` the later epochs). `test_outputs`: final test outputs
-    of 'jax', 'torch' and 'forced'; `y_test` their labels.
+    scan, `scan_allowed`, the first epoch with its compilation, and `seconds` the later epochs).
+    `test_outputs`: final test outputs of 'jax', 'torch' and 'forced'; `y_test` their labels.
     """
 
     config: Config

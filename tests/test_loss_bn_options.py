@@ -89,7 +89,8 @@ def _assert_same(results, dtype, what):
         for k, (a, b) in enumerate(zip(got, ref)):
             if b is None:
                 continue
-            assert a.shape == b.shape and a.dtype == b.dtype, f"{what} {name} [{k}]: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
+            assert a.shape == b.shape and a.dtype == b.dtype, \
+                f"{what} {name} [{k}]: {a.shape} {a.dtype} vs {b.shape} {b.dtype}"
             np.testing.assert_allclose(a, b, rtol=tol.rtol, atol=tol.atol, equal_nan=True,
                                        err_msg=f"{what} {name} [{k}] ({tol.source})")
 
@@ -294,8 +295,8 @@ def test_an_ignored_label_out_of_range_is_not_refused():
 def test_empty_batches_follow_torch(dtype):
     """N = 0: mse/cross-entropy/nll 'mean' is nan, 'sum' 0, 'none' empty; Linear gives (0, out)."""
     for red in REDUCTIONS:
-        want = F.mse_loss(torch.zeros(0, 3, dtype=getattr(torch, dtype)), torch.zeros(0, 3, dtype=getattr(torch, dtype)),
-                          reduction=red).numpy()
+        tz = torch.zeros(0, 3, dtype=getattr(torch, dtype))
+        want = F.mse_loss(tz, tz, reduction=red).numpy()
         for got in (T.losses.mse_loss(torch.zeros(0, 3, dtype=getattr(torch, dtype)),
                                       torch.zeros(0, 3, dtype=getattr(torch, dtype)), red).numpy(),
                     np.asarray(J.losses.mse_loss(jnp.zeros((0, 3), dtype), jnp.zeros((0, 3), dtype), red))):
@@ -425,7 +426,8 @@ def test_batchnorm_options_match_torch(options, dtype):
         got["jax"] = [np.asarray(y).transpose(0, 3, 1, 2), np.asarray(gx)] + \
             [np.asarray(gp[k2]) for k2 in ("scale", "bias") if k2 in gp]
         if jx.mean is not None:
-            got["jax"] += [np.asarray(jx.mean[...]), np.asarray(jx.var[...]), np.asarray(int(jx.num_batches_tracked[...]))]
+            got["jax"] += [np.asarray(jx.mean[...]), np.asarray(jx.var[...]),
+                           np.asarray(int(jx.num_batches_tracked[...]))]
         for name in ("torch", "jax"):
             assert len(got[name]) == len(got["library"]), name
             for i, (a, b) in enumerate(zip(got[name], got["library"])):

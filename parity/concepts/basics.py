@@ -165,8 +165,10 @@ def _softmax_samples(rng, dt):
     return out
 
 
-for _name, _summary in (("softmax", "F.softmax(x, dim): stable e^x_i / Σ e^x_j, finite for logits 100 and 1000; 0-d and empty input"),
-                        ("log_softmax", "F.log_softmax(x, dim): x_i − logΣe^x_j with the max subtracted; 0-d and empty input")):
+for _name, _summary in (("softmax", "F.softmax(x, dim): stable e^x_i / Σ e^x_j, finite for logits 100 and 1000; "
+                                    "0-d and empty input"),
+                        ("log_softmax", "F.log_softmax(x, dim): x_i − logΣe^x_j with the max subtracted; "
+                                        "0-d and empty input")):
     CONCEPTS.append(twin(
         name=f"activations.{_name}", group="activations", summary=_summary, samples=_softmax_samples,
         leaf=f"activations.{_name}", call=lambda f, p, x, dim: f(x["x"], dim), grad_inputs=("x",)))

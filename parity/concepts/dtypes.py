@@ -177,8 +177,10 @@ def half_concepts(half: str) -> list[Concept]:
                 Sample("zeros and ±edges", {"x": np.array([[0.0, -0.0, 1e-3, -1e-3, 8.0, -8.0]]).astype(h)}),
                 Sample("logits 100, 200", {"x": np.array([[100.0, 200.0, 199.0, -200.0]], np.float32).astype(h)})]
 
-    for op in ("relu", "sigmoid", "log_sigmoid", "tanh", "softmax", "log_softmax"):
+    for op in ("relu", "sigmoid", "log_sigmoid", "tanh"):
         leaf(f"activations.{op}", op, act_samples, lambda f, p, x: f(x["x"]), ("x",))
+    for op in ("softmax", "log_softmax"):  # over the last axis, named as torch asks
+        leaf(f"activations.{op}", op, act_samples, lambda f, p, x: f(x["x"], -1), ("x",))
     leaf("activations.gelu", "gelu, exact and tanh form", lambda rng, dt: [
         dataclasses.replace(s, label=f"{s.label}, approximate={a}", kwargs={"approximate": a})
         for a in ("none", "tanh") for s in act_samples(rng, dt)],

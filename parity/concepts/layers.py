@@ -64,9 +64,12 @@ def _conv_samples(rng, dt):
         ("depthwise groups=C, 'valid' s2", (1, 3, 6, 5),
          dict(in_channels=3, out_channels=6, kernel_size=3, stride=2, padding="valid", groups=3)),
         ("batch 1, 1x1 input, k1", (1, 3, 1, 1), dict(in_channels=3, out_channels=2, kernel_size=1)),
-        # the input gradient once needed negative padding here, which aborted XLA:CPU's f64 compile
+        # XLA:CPU aborts compiling this gradient when the convolution op gets the padding itself
+        # (jax_impl/conv.py pads strided convolutions before the op); the shallow one runs as im2col
         ("s2 k2 p1 on a 1-pixel-high input", (2, 2, 1, 6),
          dict(in_channels=2, out_channels=2, kernel_size=2, stride=2, padding=1)),
+        ("s2 k2 p1 on a 1-pixel-high input, deep kernel (the convolution op)", (2, 9, 1, 6),
+         dict(in_channels=9, out_channels=2, kernel_size=2, stride=2, padding=1)),
         # the JAX twin runs shallow kernels (kh·kw·C <= jax_impl.conv.IM2COL_MAX_DEPTH) as one matrix
         # product and deeper ones as lax.conv_general_dilated: these take the convolution op, stride 1
         # padded by the op, strided padded and cropped before it
