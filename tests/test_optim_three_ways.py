@@ -81,11 +81,12 @@ def test_sgd_dampening_from_scratch_matches_torch_and_optax_refuses_it():
 
 
 def test_torch_library_uses_the_fast_path():
-    """from_library builds torch.optim with foreach on the CPU (fused is chosen on CUDA)."""
+    """from_library builds torch.optim fused where torch has it (all parameters floating, on one
+    CPU or CUDA device), foreach otherwise (complex parameters, for instance)."""
     params = [torch.zeros(3, requires_grad=True)]
     for name in ("sgd", "adam", "adamw"):
         opt = T.optim.from_library(name)(params)
-        assert opt.defaults["foreach"] is True and not opt.defaults.get("fused")
+        assert opt.defaults["fused"] is True and not opt.defaults.get("foreach")
 
 
 def test_defaults_follow_torch():

@@ -308,7 +308,7 @@ def half_concepts(half: str) -> list[Concept]:
         Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), h, scale),
                                       "labels": rng.integers(0, c, (n,)).astype(np.int64)}, kwargs={"reduction": red})
         for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 3))],
-         lambda f, p, x, reduction: f(x["logits"], x["labels"], reduction), ("logits",))
+         lambda f, p, x, reduction: f(x["logits"], x["labels"], reduction=reduction), ("logits",))
     return out
 
 
