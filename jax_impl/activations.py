@@ -1,6 +1,6 @@
-"""Activation functions in JAX, written out (SEEDS.md §4) and jitted.
+"""Activation functions in JAX, written out (docs/concepts.md §4) and jitted.
 
-Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (trap 24).
+Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (docs/traps.md, trap 24).
 dtypes follow torch (shape_rules.dtypes): sigmoid and tanh take any dtype (bool and integers give
 float32), relu floating or integer input, the rest floating input only. Where torch's kernel computes
 float16/bfloat16 in float32 and rounds once (sigmoid, tanh, log-sigmoid, gelu), so does this twin.
@@ -120,7 +120,7 @@ def _gelu(x, tanh_form):
 def gelu(x, approximate="none"):
     """x·Φ(x), exact (with erf) or torch's approximate='tanh' form.
 
-    `jax.nn.gelu` defaults to the tanh form and torch to the exact one (trap 15); this follows torch.
+    `jax.nn.gelu` defaults to the tanh form and torch to the exact one (docs/traps.md, trap 15); this follows torch.
     """
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")

@@ -1,8 +1,8 @@
-"""Layers in Flax NNX: the single neuron, Linear, Flatten and Dropout (SEEDS.md §3–4).
+"""Layers in Flax NNX: the single neuron, Linear, Flatten and Dropout (docs/concepts.md §3–4).
 
 Flax stores a Linear's `kernel` as (in, out) and computes x @ kernel + bias; torch stores
-`weight` as (out, in) and computes x @ weight.T + bias (trap 2). Flax initialises with
-lecun_normal and a zero bias, torch with kaiming_uniform(a=√5) and a uniform bias (trap 16).
+`weight` as (out, in) and computes x @ weight.T + bias (docs/traps.md, trap 2). Flax initialises with
+lecun_normal and a zero bias, torch with kaiming_uniform(a=√5) and a uniform bias (docs/traps.md, trap 16).
 dtypes follow torch (shape_rules.dtypes): a Linear's input must have the layer's dtype (jnp would
 promote), and float16/bfloat16 products accumulate in float32 and round once, as torch's addmm.
 """
@@ -88,7 +88,7 @@ def _flatten(x):
 class Flatten(nnx.Module):
     """The seed's x.view(x.shape[0], -1): everything after the batch axis in one axis.
 
-    On NHWC input the order is (H, W, C), torch's is (C, H, W): a following Linear converts (trap 4).
+    On NHWC input the order is (H, W, C), torch's is (C, H, W): a following Linear converts (docs/traps.md, trap 4).
     """
 
     def __init__(self):
@@ -120,7 +120,7 @@ def _random_masked(x, key, p):
 class Dropout(nnx.Module):
     """Zero each element with probability p in training and scale survivors by 1/(1 − p).
 
-    Masks come from the NNX `dropout` stream (torch's from its global RNG; trap 18). The hook: pass
+    Masks come from the NNX `dropout` stream (torch's from its global RNG; docs/traps.md, trap 18). The hook: pass
     `mask` (keep = True/1, the input's shape and layout) to apply that mask instead of drawing one.
     `.eval()` (deterministic=True) makes it the identity, as torch's eval mode.
     """

@@ -1,8 +1,8 @@
-"""Losses in JAX: mean squared error, cross-entropy and the negative log-likelihood (SEEDS.md §5).
+"""Losses in JAX: mean squared error, cross-entropy and the negative log-likelihood (docs/concepts.md §5).
 
 Shapes are checked before the jitted core, so (10, 1) against (10,) raises instead of silently
-broadcasting to (10, 10). optax's `l2_loss` is 0.5·e² (trap 22) and its cross-entropies return one
-loss per example over the last axis (trap 23); these follow torch's F.mse_loss, F.cross_entropy and
+broadcasting to (10, 10). optax's `l2_loss` is 0.5·e² (docs/traps.md, trap 22) and its cross-entropies return one
+loss per example over the last axis (docs/traps.md, trap 23); these follow torch's F.mse_loss, F.cross_entropy and
 F.nll_loss instead: the same arguments in the same order with the same defaults (class weights,
 ignore_index=-100, label smoothing, class-probability targets, the class axis at 1 of (N, C, d1, …,
 dK) input, unbatched (C,) input), the same reductions, and nan where torch's 'mean' divides by zero

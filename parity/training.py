@@ -775,7 +775,7 @@ def load_data(cfg: Config, ds: data.Dataset | None = None) -> data.Dataset:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int):
+def torch_threads(n: int):
     """torch's intra-op threads for the block (0 leaves them). One by default on the CPU: a step of
     these small models gains nothing from OpenMP, whose spinning threads lose to XLA's pool in the
     same process (and to other processes): measured 0.85 ms vs 6–11 ms per MLP step on a busy
@@ -848,7 +848,7 @@ def train(cfg: Config, ds: data.Dataset | None = None, on_step=None, on_epoch=No
     k = run.segment_steps
     losses: dict[str, list] = {fw: [] for fw in cfg.frameworks}
     forced_losses: list = []
-    with precision.policy("strict"), _torch_threads(cfg.torch_threads if cfg.device == "cpu" else 0):
+    with precision.policy("strict"), torch_threads(cfg.torch_threads if cfg.device == "cpu" else 0):
         sides = {fw: SIDES[fw](cfg, kwargs, sd, ds) for fw in cfg.frameworks}
         forced = sides["jax"].fork() if len(sides) == 2 else None
         # a side that scans runs its free epochs whole (it need not stop on segment boundaries)

@@ -1,6 +1,6 @@
-"""Activation functions in PyTorch, written out (SEEDS.md §4).
+"""Activation functions in PyTorch, written out (docs/concepts.md §4).
 
-Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (trap 24).
+Softmax subtracts the row maximum before `exp`, so logits of 100 or 1000 stay finite (docs/traps.md, trap 24).
 dtypes (shape_rules.dtypes): the written-out log-sigmoid, softmax and log-softmax accept what torch's
 own kernels accept (floating input only), and every refusal raises the shared message.
 """
@@ -70,7 +70,7 @@ def log_softmax(x, dim=None, *, dtype=None):
 
 
 def gelu(x, approximate="none"):
-    """x·Φ(x), exact (with erf) or approximate='tanh'; Flax's `jax.nn.gelu` defaults to tanh (trap 15)."""
+    """x·Φ(x), exact (with erf) or approximate='tanh'; Flax's `jax.nn.gelu` defaults to tanh (docs/traps.md, trap 15)."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     if not x.is_floating_point():

@@ -1,7 +1,7 @@
-"""Layers in PyTorch: the single neuron, Linear, Flatten and Dropout (SEEDS.md §3–4).
+"""Layers in PyTorch: the single neuron, Linear, Flatten and Dropout (docs/concepts.md §3–4).
 
 torch stores a Linear's `weight` as (out, in) and computes x @ weight.T + bias; Flax stores
-`kernel` as (in, out) (trap 2). Default inits differ between the frameworks (trap 16).
+`kernel` as (in, out) (docs/traps.md, trap 2). Default inits differ between the frameworks (trap 16).
 dtypes (shape_rules.dtypes): torch's own refusals (integer layers, an input of another dtype than the
 layer's) raise the shared message before the kernel would raise a RuntimeError.
 """
@@ -58,7 +58,7 @@ class Linear(nn.Linear):
 class Flatten(nn.Flatten):
     """The seed's x.view(x.shape[0], -1): everything after the batch axis in one axis.
 
-    On NCHW input the order is (C, H, W), Flax's NHWC twin gives (H, W, C) (trap 4).
+    On NCHW input the order is (C, H, W), Flax's NHWC twin gives (H, W, C) (docs/traps.md, trap 4).
     """
 
     def __init__(self):
@@ -74,7 +74,7 @@ class Flatten(nn.Flatten):
 class Dropout(nn.Dropout):
     """Zero each element with probability p in training and scale survivors by 1/(1 − p).
 
-    Masks come from torch's global RNG (Flax's from a key; trap 18). The hook: pass `mask`
+    Masks come from torch's global RNG (Flax's from a key; docs/traps.md, trap 18). The hook: pass `mask`
     (keep = True/1, the input's shape and layout) to apply that mask instead of drawing one.
     `.eval()` makes it the identity.
     """

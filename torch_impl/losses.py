@@ -1,4 +1,4 @@
-"""Losses in PyTorch: mean squared error, cross-entropy and the negative log-likelihood (SEEDS.md §5).
+"""Losses in PyTorch: mean squared error, cross-entropy and the negative log-likelihood (docs/concepts.md §5).
 
 `nn.MSELoss` only warns when (10, 1) meets (10,) and then broadcasts to (10, 10); this raises.
 cross_entropy and nll_loss are F.cross_entropy and F.nll_loss with every option (same arguments,

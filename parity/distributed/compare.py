@@ -22,7 +22,6 @@ for one segment, single-device and data-parallel with per-rank and with global B
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -150,15 +149,6 @@ def _inputs(session: Session, sd: dict, batches: np.ndarray, ds: data.Dataset) -
     return path
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    saved = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 # ---------------------------------------------------------------- trainers that run segments
@@ -186,7 +176,7 @@ class _InProcess(_Trainer):
         return self._sides[dtype]
 
     def segments(self, dtype, items):
-        with precision.policy("strict"), _torch_threads(self.cfg.torch_threads if self.cfg.device == "cpu" else 0):
+        with precision.policy("strict"), training.torch_threads(self.cfg.torch_threads if self.cfg.device == "cpu" else 0):
             s = self.side(dtype)
             losses, outputs = [], []
             for st, rows in items:
@@ -418,7 +408,7 @@ def batchnorm_case(world: int = 2, steps: int = 20, dtype: str = "float64", opti
     batches = data.Shuffler(len(ds.x_train), batch_size, seed=seed).epoch()[:steps]
     from parity.distributed import sides
     single = {}
-    with precision.policy("strict"), _torch_threads(1):
+    with precision.policy("strict"), training.torch_threads(1):
         for fw, cls in (("torch", sides.SingleTorchSide), ("jax", sides.SingleJaxSide)):
             s = cls(cfg, kwargs, sd, ds)
             single[fw] = {"losses": s.epoch(batches), "weights": s.weights()}
