@@ -124,14 +124,19 @@ def _fmt(s: float | None) -> str:
             return f"{v:.3g}{unit}" if v < 1000 else f"{v:.0f}{unit}"
 
 
-def rows(results: list[dict], modes: list[str]) -> list[list[str]]:
-    """Table rows (first run): per workload and size, each mode's median ± spread, speedups, compile s."""
+def _first_run(results: list[dict]) -> dict:
+    """(workload, size) → {mode: record} of the first run, in measuring order."""
     by = {}
     for r in results:
         if r["run"] == 0:
             by.setdefault((r["workload"], r["size"]), {})[r["mode"]] = r
+    return by
+
+
+def rows(results: list[dict], modes: list[str]) -> list[list[str]]:
+    """Table rows (first run): per workload and size, each mode's median ± spread, speedups, compile s."""
     out = []
-    for (name, size), ms in by.items():
+    for (name, size), ms in _first_run(results).items():
         med = {m: ms[m].get("median_s") for m in ms if not ms[m]["error"]}
         cells = [name, str(size)]
         for m in modes:
@@ -171,12 +176,8 @@ def ratio_rows(results: list[dict], modes: list[str]) -> list[list[str]]:
     """Per workload and size (first run): each mode's time as a ratio to the reference mode, the
     median of per-round ratios with its 95 % bootstrap interval."""
     key = "vs_" + REFERENCE.replace("-", "_")
-    by = {}
-    for r in results:
-        if r["run"] == 0:
-            by.setdefault((r["workload"], r["size"]), {})[r["mode"]] = r
     out = []
-    for (name, size), ms in by.items():
+    for (name, size), ms in _first_run(results).items():
         cells = [name, str(size)]
         for m in modes:
             q = ms.get(m, {}).get(key)
