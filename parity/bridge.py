@@ -4,11 +4,23 @@ from __future__ import annotations
 import functools
 
 import jax
+import ml_dtypes
 import numpy as np
 import torch
 from flax import nnx
 
 from parity.precision import jax_device, torch_device
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)  # NumPy's bfloat16 (the one JAX uses)
+
+
+def torch_tensor(a, device) -> torch.Tensor:
+    """A torch tensor copied from a NumPy array. torch converts no NumPy bfloat16 array: those go
+    through float32, which holds every bfloat16 value exactly."""
+    a = np.asarray(a)
+    if a.dtype == BFLOAT16:
+        return torch.tensor(a.astype(np.float32), device=device).to(torch.bfloat16)
+    return torch.tensor(a, device=device)
 
 
 def to_jax(tree, device: str = "cpu"):
@@ -22,7 +34,7 @@ def to_torch(tree: dict, device: str = "cpu", requires_grad: bool = False) -> di
     dev = torch_device(device)
     out = {}
     for k, a in tree.items():
-        t = torch.tensor(np.asarray(a), device=dev)
+        t = torch_tensor(a, dev)
         out[k] = t.requires_grad_(requires_grad and t.is_floating_point())
     return out
 
@@ -32,6 +44,8 @@ def to_numpy(x):
     if isinstance(x, (tuple, list)):
         return tuple(to_numpy(v) for v in x)
     if isinstance(x, torch.Tensor):
+        if x.dtype == torch.bfloat16:  # NumPy has no torch bfloat16: back through float32, exactly
+            return x.detach().cpu().float().numpy().astype(BFLOAT16)
         return x.detach().cpu().numpy()
     return np.asarray(x)
 

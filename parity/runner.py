@@ -121,8 +121,15 @@ def _as_tuple(x):
 
 
 def _cotangents(outs: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ...]:
+    """N(0, 1) cotangents in each output's dtype; for a bfloat16 output, bfloat16 values held in
+    float32, so that output × cotangent promotes to float32 by the same rule in both frameworks."""
     rng = np.random.default_rng(seed)
-    return tuple(rng.standard_normal(np.shape(o)).astype(np.asarray(o).dtype) for o in outs)
+    cts = []
+    for o in outs:
+        dt = np.asarray(o).dtype
+        c = rng.standard_normal(np.shape(o)).astype(dt)
+        cts.append(c.astype(np.float32) if dt == bridge.BFLOAT16 else c)
+    return tuple(cts)
 
 
 def run_torch(concept: Concept, s: Sample, device: str, cts=None, ct_seed: int | None = None):
@@ -146,7 +153,7 @@ def run_torch(concept: Concept, s: Sample, device: str, cts=None, ct_seed: int |
     if not wrt:  # nothing to differentiate in this sample
         return np_outs, {}, cts
     dev = precision.torch_device(device)
-    scalar = sum((o * torch.tensor(c, device=dev)).sum() for o, c in zip(outs, cts))
+    scalar = sum((o * bridge.torch_tensor(c, dev)).sum() for o, c in zip(outs, cts))
     grads = torch.autograd.grad(scalar, list(wrt.values()), allow_unused=True)
     # allow_unused: a parameter that does not reach the output has gradient zero, as in JAX
     return np_outs, {k: bridge.to_numpy(torch.zeros_like(t) if g is None else g)

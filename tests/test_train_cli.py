@@ -94,3 +94,51 @@ def test_a_second_run_gets_a_fresh_folder(tmp_path, capsys):
     assert len(list((tmp_path / "t" / "torch").glob("events.*"))) == 1
     assert len(list((tmp_path / "t-2" / "torch").glob("events.*"))) == 1
     assert "t-2" in capsys.readouterr().out
+
+
+def test_interrupt_keeps_the_finished_epochs_marked_incomplete(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in epoch 3: one line, exit 130, and summary.json holds epochs 1–2 and their step losses."""
+    real, calls = training.TorchSide.evaluate, []
+
+    def evaluate_then_interrupt(self):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self)
+    monkeypatch.setattr(training.TorchSide, "evaluate", evaluate_then_interrupt)
+    code = main(["train", "--model", "linear_regression", "--data", "synthetic-linear", "--epochs", "4",
+                 "--log-dir", str(tmp_path), "--name", "cut"])
+    assert code == 130
+    doc = json.loads((tmp_path / "cut" / "summary.json").read_text())
+    assert doc["complete"] is False and [e["epoch"] for e in doc["epochs"]] == [1, 2]
+    steps_per_epoch = len(doc["step_losses"]["jax"]) // 2
+    assert steps_per_epoch > 0 and len(doc["step_losses"]["torch"]) == 2 * steps_per_epoch
+    for fw in ("jax", "torch"):  # the kept losses are the ones the epoch records summarise
+        first = np.mean(np.asarray(doc["step_losses"][fw][:steps_per_epoch], np.float32))  # as recorded
+        assert float(first) == doc["epochs"][0][fw]["train_loss"]
+    assert sorted(p.name for p in (tmp_path / "cut").iterdir()) == ["summary.json"]
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("parity: interrupted; wrote the 2 finished epochs")
+
+
+def test_interrupt_in_the_first_epoch_writes_nothing(tmp_path, monkeypatch, capsys):
+    def interrupt(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training.TorchSide, "evaluate", interrupt)
+    assert main(["train", "--model", "linear_regression", "--data", "synthetic-linear", "--epochs", "2",
+                 "--log-dir", str(tmp_path), "--name", "cut"]) == 130
+    assert list(tmp_path.iterdir()) == []
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert err == ["parity: interrupted; no epoch had finished; nothing written"]
+
+
+def test_the_html_report_shows_an_interrupted_run_from_its_kept_losses(tmp_path):
+    from parity.site.build import train_context
+    summary = {"complete": False, "config": {"model": "linear_net", "epochs": 5},
+               "epochs": [{"epoch": 1, "jax": {"train_loss": 1.0, "test_accuracy": 0.5},
+                           "torch": {"train_loss": 1.0, "test_accuracy": 0.5}}],
+               "step_losses": {"jax": [1.5, 0.5], "torch": [1.5, 0.25]}}
+    ctx = train_context(tmp_path, summary, tmp_path / "site", "run0")
+    assert any("Interrupted run: 1 of 5 epochs" in n for n in ctx["notes"])
+    assert not any("no TensorBoard events" in n for n in ctx["notes"])  # the kept per-step losses are drawn
+    assert "1 of 2 steps equal" in ctx["charts"][1]  # drawn from the step losses, not the epoch means

@@ -108,6 +108,50 @@ def test_trap23_cross_entropy_reduction_class_axis_and_ignore_index():
     assert _close(T.losses.cross_entropy(torch.from_numpy(logits), torch.from_numpy(lab_ign)), t_ign)
 
 
+def test_trap23_optax_has_no_class_weights_ignore_index_or_weighted_smoothing():
+    """torch's weight, ignore_index and label_smoothing have no optax argument; the obvious hand-made
+    versions give other numbers (sizes measured here are in docs/traps.md, trap 23); the twins match torch."""
+    rng = np.random.default_rng(5)
+    n, c = 8, 5
+    lg, y, w = rng.standard_normal((n, c)), rng.integers(0, c, n), rng.uniform(0.2, 2.0, c)
+    tl, ty, tw = map(torch.from_numpy, (lg, y, w))
+    jl, jy, jw = map(jnp.asarray, (lg, y, w))
+    per = np.asarray(optax.softmax_cross_entropy_with_integer_labels(jl, jy), np.float64)
+    f64 = lookup("float64", "cpu")
+    # class weights: torch's weighted mean divides by Σ w[y], not by N
+    t = _ce(tl, ty, weight=tw)
+    assert not _close(np.mean(per * w[y]), t, f64)  # the naive mean: 12 % high here
+    assert _close(np.sum(per * w[y]) / np.sum(w[y]), t, f64)  # the fix
+    # ignore_index: optax reads label -100 out of bounds and returns nan for that example
+    y_ign = y.copy()
+    y_ign[2] = -100
+    per_ign = np.asarray(optax.softmax_cross_entropy_with_integer_labels(jl, jnp.asarray(y_ign)))
+    assert np.isnan(per_ign[2]) and np.isfinite(np.delete(per_ign, 2)).all()
+    t_ign = _ce(tl, torch.from_numpy(y_ign))
+    assert np.isfinite(t_ign) and _close(np.mean(np.delete(per_ign, 2)), t_ign, f64)  # fix: mask yourself
+    # label smoothing: optax.smooth_labels matches torch without weights, not with them
+    eps = 0.1
+    smooth = np.asarray(optax.softmax_cross_entropy(jl, optax.smooth_labels(jax.nn.one_hot(jy, c), eps)))
+    assert _close(np.mean(smooth), _ce(tl, ty, label_smoothing=eps), f64)
+    t_sw = _ce(tl, ty, weight=tw, label_smoothing=eps)
+    assert not _close(np.sum(smooth * w[y]) / np.sum(w[y]), t_sw, f64)  # about 0.9 % off here
+    # torch weighs the smoothing term by every class's weight: (1-ε)·w[y]·(−log p_y) + ε/C·Σ_c w_c·(−log p_c)
+    logp = np.asarray(jax.nn.log_softmax(jl))
+    mine = -((1 - eps) * w[y] * logp[np.arange(n), y] + eps / c * (logp * w).sum(1))
+    assert _close(mine.sum() / w[y].sum(), t_sw, f64)
+    for kw in ({"weight": w}, {"weight": w, "label_smoothing": eps}, {"label_smoothing": eps}):
+        jkw = {k: jnp.asarray(v) if k == "weight" else v for k, v in kw.items()}
+        tkw = {k: torch.from_numpy(v) if k == "weight" else v for k, v in kw.items()}
+        assert _close(J.losses.cross_entropy(jl, jnp.asarray(y_ign), **jkw),
+                      _ce(tl, torch.from_numpy(y_ign), **tkw), f64)
+        assert _close(T.losses.cross_entropy(tl, torch.from_numpy(y_ign), **tkw),
+                      _ce(tl, torch.from_numpy(y_ign), **tkw), f64)
+
+
+def _ce(*args, **kwargs) -> float:
+    return torch.nn.functional.cross_entropy(*args, **kwargs).item()
+
+
 def test_trap24_softmax_overflow():
     """exp(1000) overflows (exp(100) already does in float32); subtracting the max keeps it finite."""
     for dt in (np.float32, np.float64):

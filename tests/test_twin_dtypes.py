@@ -3,11 +3,9 @@ dtype, or both refuse with the same DtypeError (a TypeError and a ValueError) na
 parameter and the dtype. torch 2.13's CPU kernels are the rule (shape_rules.dtypes); MATRIX pins what
 was measured, and every refusal is checked against plain torch, which refuses too.
 
-Values: the `dtypes` concepts of the registry compare float16, integer, bool and complex results;
-bfloat16 (which parity/bridge.py cannot carry into torch) and the integer → float32 results are
-compared here.
+Values: the `dtypes` concepts of the registry compare float16, bfloat16, integer, bool and complex
+results; the integer → float32 results are compared here.
 """
-import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +21,7 @@ from flax import nnx
 
 import jax_impl as J
 import torch_impl as T
-from parity import bridge, precision, runner
+from parity import bridge, registry, runner
 from parity.concepts.dtypes import half_concepts
 from parity.tolerances import HALF, lookup
 from shape_rules.dtypes import DtypeError, promote_types, result_type
@@ -337,49 +335,24 @@ def test_integer_input_gives_float32_values(op, dt):
     assert c.ok, c.problem
 
 
-@contextlib.contextmanager
-def bfloat16_bridge():
-    """parity/bridge.py with bfloat16: torch tensors go through float32 (exact) and come back as
-    ml_dtypes.bfloat16 arrays, and cotangents are bfloat16 values stored in float32 (torch.tensor
-    converts no NumPy bfloat16 array). The three changes bridge.to_torch, bridge.to_numpy and
-    runner._cotangents would need for bfloat16 concepts in the registry."""
-    bf16 = np.dtype(ml_dtypes.bfloat16)
-    to_torch, to_numpy, cotangents = bridge.to_torch, bridge.to_numpy, runner._cotangents
-
-    def to_torch_bf16(tree, device="cpu", requires_grad=False):
-        out = {}
-        for k, a in tree.items():
-            if np.asarray(a).dtype == bf16:
-                t = torch.tensor(np.asarray(a, np.float32), device=precision.torch_device(device))
-                out[k] = t.to(torch.bfloat16).requires_grad_(requires_grad)
-            else:
-                out.update(to_torch({k: a}, device, requires_grad))
-        return out
-
-    def to_numpy_bf16(x):
-        if isinstance(x, (tuple, list)):
-            return tuple(to_numpy_bf16(v) for v in x)
-        if isinstance(x, torch.Tensor) and x.dtype == torch.bfloat16:
-            return x.detach().cpu().float().numpy().astype(bf16)
-        return to_numpy(x)
-
-    def cotangents_bf16(outs, seed):
-        return tuple(c.astype(bf16).astype(np.float32) if np.asarray(o).dtype == bf16 else c
-                     for c, o in zip(cotangents(outs, seed), outs))
-
-    bridge.to_torch, bridge.to_numpy, runner._cotangents = to_torch_bf16, to_numpy_bf16, cotangents_bf16
-    try:
-        yield
-    finally:
-        bridge.to_torch, bridge.to_numpy, runner._cotangents = to_torch, to_numpy, cotangents
+def test_bfloat16_concepts_are_registered_and_pass():
+    """The float16 concepts in bfloat16, registered for `parity check` (parity/bridge.py carries
+    bfloat16 into torch through float32): outputs and gradients at the bfloat16 tolerance."""
+    names = [c.name for c in half_concepts("bfloat16")]
+    assert names and all(registry.get(n).name == n for n in names)
+    for n in names:
+        r = runner.run_concept(registry.get(n), "float32", "cpu")
+        assert r.passed and r.n_out > 0, (n, r.failures)
 
 
-@pytest.mark.parametrize("concept", half_concepts("bfloat16"), ids=lambda c: c.name)
-def test_bfloat16_concepts(concept):
-    """The float16 concepts in bfloat16: outputs and gradients at the bfloat16 tolerance."""
-    with bfloat16_bridge():
-        r = runner.run_concept(concept, "float32", "cpu")
-    assert r.passed, "\n".join(r.failures)
+def test_the_bridge_carries_bfloat16_both_ways_exactly():
+    bf = np.dtype(ml_dtypes.bfloat16)
+    a = (np.arange(-8, 8, dtype=np.float32) * 0.3371).astype(bf)
+    t = bridge.to_torch({"a": a}, requires_grad=True)["a"]
+    assert t.dtype == torch.bfloat16 and t.requires_grad
+    assert np.array_equal(t.detach().float().numpy(), a.astype(np.float32))
+    back = bridge.to_numpy(t)
+    assert back.dtype == bf and np.array_equal(back.astype(np.float32), a.astype(np.float32))
 
 
 def test_compare_picks_the_half_tolerance_by_dtype():

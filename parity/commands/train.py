@@ -144,6 +144,19 @@ def _validate_data_parallel(args, cfg) -> None:
         raise UsageError(f"--dp-timeout must be a number of seconds > 0, got {timeout}")
 
 
+def _write_incomplete(cfg: training.Config, finished: list, folder: Path) -> str:
+    """On Ctrl-C: summary.json with the finished epochs' records and per-step losses, marked
+    incomplete (no checkpoints or events: the models stopped mid-epoch); the line saying so."""
+    if not finished:
+        return "no epoch had finished; nothing written"
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = {"complete": False, "config": dataclasses.asdict(cfg), "epochs": [rec for rec, _ in finished],
+               "step_losses": {fw: np.concatenate([losses[fw] for _, losses in finished]).tolist()
+                               for fw in cfg.frameworks}}
+    write_json_atomic(summary, folder / "summary.json")
+    return f"wrote the {len(finished)} finished epochs to {folder / 'summary.json'} (marked incomplete)"
+
+
 def run(args, out, err) -> int:
     cfg, ds, folder = _validate(args)
     if getattr(args, "data_parallel", None) is None:
@@ -183,7 +196,16 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
             out.print(f"epoch {rec['epoch']:3d}: " + " | ".join(parts), highlight=False)
 
         if world is None:
-            run_ = training.train(cfg, ds, on_step=lambda: prog.advance(task), on_epoch=on_epoch)
+            finished = []  # (record, per-step losses) of every finished epoch: kept on Ctrl-C
+
+            def on_epoch_kept(rec, losses):
+                finished.append((rec, losses))
+                on_epoch(rec, losses)
+            try:
+                run_ = training.train(cfg, ds, on_step=lambda: prog.advance(task), on_epoch=on_epoch_kept)
+            except KeyboardInterrupt:
+                prog.stop()
+                raise KeyboardInterrupt(_write_incomplete(cfg, finished, folder)) from None
         else:
             from parity.distributed import compare, launch
             dp_tasks = {}
@@ -213,7 +235,7 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
     _write_events(run_, folder)
     _plot(run_, folder / "loss.png")
     loaded = cross_load(run_, ds, folder)
-    summary = {"config": dataclasses.asdict(cfg), "model_kwargs": run_.model_kwargs,
+    summary = {"complete": True, "config": dataclasses.asdict(cfg), "model_kwargs": run_.model_kwargs,
                "steps": len(next(iter(run_.losses.values()))), "epochs": run_.epochs,
                "train_seconds_after_first_step": run_.seconds,
                "first_step_seconds_with_compile": run_.first_step_seconds, "cross_load": loaded}

@@ -7,9 +7,8 @@ both twins compute:
     tolerance (the runner picks it by the compared arrays' dtype, whatever the run's dtype);
   * `dtypes.<op>_int`: integer and bool inputs, compared exactly;
   * `dtypes.<op>_complex`: complex64 inputs in a float32 run, complex128 in a float64 run.
-A sample generator receives the run's dtype; the float16 and integer concepts produce the same samples
-in both runs. bfloat16 cannot pass through parity/bridge.py (torch converts no NumPy bfloat16 array),
-so tests/test_twin_dtypes.py runs `half_concepts("bfloat16")` through a bridge that can.
+A sample generator receives the run's dtype; the float16, bfloat16 and integer concepts produce the same
+samples in both runs. parity/bridge.py carries bfloat16 into torch through float32 (exact).
 Every sample has fd_ok=False: finite differences need float64 and belong to the float64 concepts.
 """
 from __future__ import annotations
@@ -323,7 +322,7 @@ def _half_concept(name, summary, samples, leaf=None, call=None, **fields) -> Con
     return Concept(name=name, group=GROUP, summary=summary, samples=samples, **fields)
 
 
-CONCEPTS += half_concepts("float16")
+CONCEPTS += half_concepts("float16") + half_concepts("bfloat16")
 
 
 # ---------------------------------------------------------------- integer and bool: exact

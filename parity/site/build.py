@@ -229,6 +229,10 @@ def train_context(folder: Path, summary: dict, out: Path, key: str) -> dict:
     fws = [fw for fw in ("jax", "torch") if any(fw in e for e in summary["epochs"])]
     notes = []
     losses = {fw: _events(folder / fw, "loss/train_step") for fw in fws}
+    if summary.get("complete") is False:  # `parity train` interrupted: finished epochs only, no events
+        notes.append(f"Interrupted run: {len(summary['epochs'])} of {cfg.get('epochs', '?')} epochs finished; "
+                     "no verdict, checkpoints or events were written.")
+        losses = {fw: summary.get("step_losses", {}).get(fw) for fw in fws}
     if any(v is None for v in losses.values()):
         notes.append("Per-step losses: no TensorBoard events found for "
                      f"{', '.join(fw for fw, v in losses.items() if v is None)}; the curves show per-epoch means.")
