@@ -23,7 +23,8 @@ from flax import nnx
 
 import jax_impl as J
 import torch_impl as T
-from benchmarks.harness import Runner, op_runners
+from benchmarks import modes as M
+from benchmarks.harness import Runner, modes_for, op_runners
 from parity import bridge, convert, data, registry, training
 from parity.precision import torch_device
 from parity.registry import Sample
@@ -44,6 +45,26 @@ class Workload:
     build: Callable[[int, str, str], dict]  # (size, device, dtype) → {mode: () → Runner}
     count: Callable[[int, int], tuple[float, float]]  # (size, bytes per element) → (FLOPs, bytes)
     cpu_max: int | None = None  # sizes above this are left out of the CPU sweep (too slow there)
+    # A workload that times other implementations than the suite's modes names them itself:
+    # (dicts: left out of the hash, which a frozen dataclass otherwise takes over every field)
+    own_modes: dict[str, str] | None = dataclasses.field(default=None, hash=False)  # instead of the suite's
+    extra_modes: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)  # added to the suite's
+    vs: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)  # mode → the mode its ratio is against
+
+    def modes_on(self, device: str) -> list[str]:
+        """The modes this workload offers on a device, in order."""
+        base = list(self.own_modes) if self.own_modes is not None else modes_for(self.kind, device)
+        return base + list(self.extra_modes)
+
+    def describe(self, mode: str) -> str:
+        return {**(M.MODES if self.own_modes is None else self.own_modes), **self.extra_modes}[mode]
+
+    def reference(self, mode: str) -> str | None:
+        """The mode whose time `mode`'s ratio is taken against: `vs`, else the suite's REFERENCE
+        (for the suite's modes; a workload's own modes without an entry in `vs` have none)."""
+        if mode in self.vs:
+            return self.vs[mode]
+        return M.REFERENCE if self.own_modes is None and mode != M.REFERENCE else None
 
     def sweep(self, device: str, full: bool) -> tuple[int, ...]:
         if not full:
@@ -161,14 +182,16 @@ _add(Workload(
         f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2})),
     lambda n, b: (3.0 * 16 * 32 * (n // 2) ** 2, 16 * 32 * (n * n + (n // 2) ** 2) * b)))
 
-def _module_fwd_bwd_case(name: str, sample_at):
+def _module_fwd_bwd_case(name: str, sample_at, extra: dict | None = None):
     """Forward and backward of the leaf class a layer concept covers: the output and the gradients
     of sum(y · ct) for a fixed cotangent `ct`, with respect to the input and every parameter.
 
     JAX: one `jax.vjp` of the merged module (jitted, or op by op); torch: the module, then
     `torch.autograd.grad` (eager, or on the output of `torch.compile(module)`, whose backward AOT
-    compiles too). Each framework gets its own layout, as `_module_case`.
+    compiles too). Each framework gets its own layout, as `_module_case`. `extra`: mode → a jitted
+    JAX function of (NHWC input, cotangent), another implementation timed beside them.
     """
+    extra = extra or {}
     def build(n, device, dtype):
         c = registry.get(name)
         rng = np.random.default_rng(SEED)
@@ -211,6 +234,7 @@ def _module_fwd_bwd_case(name: str, sample_at):
 
         out = {"jax-jit": lambda: Runner(lambda: jitted(state, jx, jct), "jax"),
                "jax-eager": lambda: Runner(lambda: jax_fb(state, jx, jct), "jax", context=jax.disable_jit),
+               **{m: (lambda f=f: Runner(partial(f, jx, jct), "jax")) for m, f in extra.items()},
                "torch-eager": lambda: Runner(lambda: torch_fb(tm), "torch"),
                "torch-compile": lambda: compiled(None)}
         if device == "cuda":
@@ -231,14 +255,25 @@ _add(Workload(
                   (2 * (CONV_FB_BATCH * 3 * n * n + 32 * 27 + 32) + 2 * CONV_FB_BATCH * 32 * n * n) * b),
     cpu_max=64))
 
+@jax.jit
+def _reduce_window_pool_fwd_bwd(x, ct):
+    """MaxPool2d(2) written plainly: lax.reduce_window's max forward, JAX's VJP of it backward."""
+    def pool(v):
+        return jax.lax.reduce_window(v, -np.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    y, vjp = jax.vjp(pool, x)
+    return y, vjp(ct)
+
+
 _add(Workload(
     "layers.max_pool2d.fwd_bwd", "op", "MaxPool2d(2) forward + backward on (16, 32, n, n)", "image", IMAGES, (8, 32),
     _module_fwd_bwd_case("layers.max_pool2d", lambda rng, n, dt: Sample(
-        f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2})),
+        f"{n}x{n}", {"x": _randn(rng, (16, 32, n, n), dt)}, kwargs={"kernel_size": 2}),
+        {"jax-reduce-window": _reduce_window_pool_fwd_bwd}),
     # forward: 3 comparisons per 2×2 window; backward: one comparison and one select per input
     # element; reads x and the cotangent, writes y and the input gradient
     lambda n, b: (3.0 * 16 * 32 * (n // 2) ** 2 + 2.0 * 16 * 32 * n * n,
-                  2 * 16 * 32 * (n * n + (n // 2) ** 2) * b)))
+                  2 * 16 * 32 * (n * n + (n // 2) ** 2) * b),
+    extra_modes=M.REDUCE_WINDOW, vs={"jax-jit": "jax-reduce-window"}))
 
 LINEAR_IN, LINEAR_OUT = 784, 128  # SimpleNet's first layer on MNIST
 _add(Workload(
@@ -443,17 +478,9 @@ for _m in TRAIN_MODELS:
 # How much each framework's Trainer costs over the least code that trains the same model: a
 # `jax.jit` step over plain arrays with optax (donated buffers, index rows already on the device)
 # and a torch step with fused Adam. The Trainers are driven as `parity train` drives them (index
-# rows of a dataset on the device, put there once per epoch). The suite's modes and its reference
-# mode (torch-eager) are fixed, so here each mode name stands for one implementation:
-TRAINER_VS_MINIMAL = {
-    "torch-eager": "the minimal torch step: zero_grad, forward, F.cross_entropy, backward, fused Adam (the reference)",
-    "torch-compile": "torch_impl's Trainer.step (eager), as parity train drives it: its ratio is trainer / minimal",
-    "jax-eager": "the minimal JAX step: jax.jit over plain dicts of arrays, optax.adam, donated, device index rows",
-    "jax-jit": "jax_impl's Trainer.step_at over the epoch's rows put on the device once per epoch "
-               "(parity train's path for small_cnn on the CPU); its ratio over jax-eager's is trainer / minimal",
-    "jax-scan": "jax_impl's Trainer.epoch: the epoch in one lax.scan (parity train's path where the model "
-                "allows, training.scan_allowed), per step",
-}
+# rows of a dataset on the device, put there once per epoch). The modes are these workloads' own
+# (benchmarks/modes.py, TRAINER_VS_MINIMAL), each Trainer's ratio taken against its framework's
+# minimal step.
 
 
 def _trainer_vs_minimal_case(model: str):
@@ -545,18 +572,18 @@ def _trainer_vs_minimal_case(model: str):
                 return value.detach()
             return Runner(call, "torch", context=one_thread)
 
-        return {"torch-eager": torch_minimal, "torch-compile": torch_trainer, "jax-eager": jax_minimal,
-                "jax-jit": jax_step_at, "jax-scan": jax_epoch}
+        return {"torch-minimal": torch_minimal, "torch-trainer": torch_trainer, "jax-minimal": jax_minimal,
+                "jax-trainer": jax_step_at, "jax-trainer-scan": jax_epoch}
     return build
 
 
 for _m in TRAIN_MODELS:
     _add(Workload(
         f"train.{_m}.adam.trainer_vs_minimal", "train",
-        f"{training.class_name(_m)} + adam: each Trainer against a minimal step; here "
-        + "; ".join(f"{mode} = {what}" for mode, what in TRAINER_VS_MINIMAL.items()),
+        f"{training.class_name(_m)} + adam: each framework's Trainer step against a minimal step",
         "batch", (1, 64, 1024) if _m != "small_cnn" else (1, 64, 256), (64,),
-        _trainer_vs_minimal_case(_m), train_count(_m, "adam")))
+        _trainer_vs_minimal_case(_m), train_count(_m, "adam"),
+        own_modes=M.TRAINER_VS_MINIMAL, vs=M.TRAINER_VS_MINIMAL_VS))
 
 
 # ---------------------------------------------------------------- data-parallel training steps

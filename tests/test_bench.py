@@ -9,7 +9,8 @@ import torch
 
 from benchmarks import harness, workloads
 from benchmarks.harness import Runner, Settings
-from benchmarks import suite
+from benchmarks import plots, suite
+from benchmarks.modes import MODES, TRAINER_VS_MINIMAL, TRAINER_VS_MINIMAL_VS
 from parity.commands import bench
 from parity.cli import main
 from parity.tolerances import lookup
@@ -156,8 +157,11 @@ def test_bench_writes_json_table_and_plots(tmp_path, capsys):
     assert doc["repeatability"]["ratios"]["pairs"] == len([r for r in rs if r["mode"] != "torch-eager"]) // 2
     for r in rs:
         if r["mode"] != "torch-eager":
-            q = r["vs_torch_eager"]
-            assert q["ci_low"] <= q["ratio"] <= q["ci_high"] and q["rounds"] == r["repeats"]
+            q = r["vs_ratio"]
+            assert r["vs"] == "torch-eager" and q["ci_low"] <= q["ratio"] <= q["ci_high"] and q["rounds"] == r["repeats"]
+        else:
+            assert "vs" not in r and "vs_ratio" not in r
+    assert set(doc["modes"]) == {"jax-jit", "jax-scan", "torch-eager"}
     md = (tmp_path / "bench-cpu.md").read_text()
     assert md.startswith("parity bench — float32 on cpu") and "| workload |" in md and "repeatability" in md
     for name in ("activations.relu", "train.linear_net.sgd"):
@@ -179,7 +183,7 @@ def test_a_failing_mode_is_recorded_and_exits_1(tmp_path, monkeypatch, capsys):
 def test_repeatability_summary():
     def rec(k, size, median, ratio):
         return {"workload": "w", "size": size, "mode": "m", "run": k, "median_s": median, "error": "",
-                "vs_torch_eager": {"ratio": ratio}}
+                "vs": "torch-eager", "vs_ratio": {"ratio": ratio}}
     # run 1 is 2% and 10% slower in raw medians (a busy machine), but its ratios moved 0% and 1%
     rs = [rec(0, 1, 1.0, 0.5), rec(0, 2, 2.0, 0.8), rec(1, 1, 1.02, 0.5), rec(1, 2, 2.2, 0.808)]
     rep = suite.repeatability(rs)
@@ -189,7 +193,7 @@ def test_repeatability_summary():
     assert suite.repeatability(rs[:2]) is None
 
 
-def test_interleaved_samples_rotate_and_pair_by_round(clock, syncs):
+def test_interleaved_samples_shuffle_and_pair_by_round(clock, syncs):
     """Modes are sampled round-robin; a slowdown that hits one round hits every mode in it, so the
     per-round ratio stays put while raw times move."""
     order = []
@@ -201,10 +205,30 @@ def test_interleaved_samples_rotate_and_pair_by_round(clock, syncs):
         return Runner(call, "jax")
     ts = harness.measure_interleaved({"a": runner("a", 1.0), "b": runner("b", 2.0)}, "cpu",
                                      Settings(repeats=6, warmup=1, min_sample_s=0, max_time_s=1e9))
-    sampled = order[4:]  # after first call + warm-up of each mode
-    assert sampled[:4] == ["a", "b", "b", "a"]  # the order rotates every round
+    rounds = [tuple(order[i:i + 2]) for i in range(4, 16, 2)]  # after first call + warm-up of each mode
+    assert all(sorted(r) == ["a", "b"] for r in rounds) and len(set(rounds)) == 2  # both orders occur
     q = harness.paired_ratio(ts["a"], ts["b"])
     assert q["ratio"] == pytest.approx(0.5) and q["rounds"] == 6
+
+
+def test_interleaved_order_is_shuffled_not_rotated(clock, syncs):
+    """With three modes a rotation makes each mode always follow the same neighbour; a shuffle gives
+    every mode more than one predecessor."""
+    order = []
+
+    def runner(name):
+        def call():
+            order.append(name)
+            clock.t += 1.0
+        return Runner(call, "jax")
+    harness.measure_interleaved({m: runner(m) for m in "abc"}, "cpu",
+                                Settings(repeats=30, warmup=1, min_sample_s=0, max_time_s=1e9))
+    sampled = order[6:]
+    rounds = [sampled[i:i + 3] for i in range(0, len(sampled), 3)]
+    assert len(rounds) == 30 and all(sorted(r) == ["a", "b", "c"] for r in rounds)
+    for m in "abc":
+        before = {r[r.index(m) - 1] for r in rounds if r.index(m) > 0}
+        assert len(before) == 2, (m, before)
 
 
 def test_usage_errors(capsys):
@@ -212,5 +236,97 @@ def test_usage_errors(capsys):
     assert "activations.relu" in capsys.readouterr().err
     assert main(["bench", "tensors.matmul", "--modes", "torch-graph"]) == 2
     assert "--device cuda" in capsys.readouterr().err
+    # a mode name no selected workload offers: a usage error on one line, before anything runs
+    for argv, said in ((["activations.relu", "--modes", "jax-trainer"], "offered by none of the selected"),
+                       (["train.linear_net.adam.trainer_vs_minimal", "--modes", "torch-eager"], "offered by none"),
+                       (["activations.relu", "--modes", "jax-jitt"], "did you mean jax-jit")):
+        assert main(["bench", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert said in err and len(err.splitlines()) == 1, err
     assert main(["bench", "--list"]) == 0
-    assert "train.small_cnn.adam" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "train.small_cnn.adam" in listed
+    assert "torch-trainer (ratio against torch-minimal)" in listed and "jax-minimal (ratio against" in listed
+    assert "jax-trainer-scan (ratio against jax-minimal)" in listed and "torch-minimal (reference)" in listed
+    assert "jax-jit (ratio against jax-reduce-window)" in listed
+
+
+def test_workloads_name_their_own_modes_and_what_each_ratio_is_against():
+    """The trainer-against-minimal workloads time other implementations than the suite's modes and
+    say so by name; every other workload keeps the suite's modes, compared with torch-eager."""
+    for w in workloads.all_workloads():
+        modes = w.modes_on("cpu")
+        assert set(w.build(w.sweep("cpu", False)[0], "cpu", "float32")) == set(modes), w.name
+        assert all(w.describe(m) for m in modes), w.name
+        if w.name.endswith(".trainer_vs_minimal"):
+            assert modes == ["torch-minimal", "torch-trainer", "jax-minimal", "jax-trainer", "jax-trainer-scan"]
+            assert {m: w.reference(m) for m in modes} == {
+                "torch-minimal": None, "torch-trainer": "torch-minimal", "jax-minimal": "torch-minimal",
+                "jax-trainer": "jax-minimal", "jax-trainer-scan": "jax-minimal"}
+        elif w.name == "layers.max_pool2d.fwd_bwd":
+            assert modes[-1] == "jax-reduce-window" and w.reference("jax-jit") == "jax-reduce-window"
+            assert w.reference("jax-reduce-window") == w.reference("torch-compile") == "torch-eager"
+        else:
+            assert set(modes) <= set(MODES) and w.reference("torch-eager") is None, w.name
+            assert all(w.reference(m) == "torch-eager" for m in modes if m != "torch-eager"), w.name
+
+
+def test_the_reduce_window_reference_pools_as_the_layer_does():
+    runners = workloads.WORKLOADS["layers.max_pool2d.fwd_bwd"].build(8, "cpu", "float32")
+    (y, (_, dx)), (y_ref, (dx_ref,)) = runners["jax-jit"]().call(), runners["jax-reduce-window"]().call()
+    # random normal input: no ties, so both pick the same maximum and route the same gradient
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(y_ref))
+    np.testing.assert_array_equal(np.asarray(dx), np.asarray(dx_ref))
+
+
+def _own_modes_workload(clock):
+    """A workload of its own modes, like trainer_vs_minimal, whose fake steps cost known times:
+    minimal 1, trainer 1.5 (torch); minimal 2, trainer 3, scan 1 (JAX)."""
+    cost = {"torch-minimal": 1.0, "torch-trainer": 1.5, "jax-minimal": 2.0, "jax-trainer": 3.0,
+            "jax-trainer-scan": 1.0}
+
+    def build(n, device, dtype):
+        def make(mode):
+            def call():
+                clock.t += cost[mode]
+                return mode
+            return lambda: Runner(call, "jax")
+        return {m: make(m) for m in cost}
+    return workloads.Workload("train.fake.adam.trainer_vs_minimal", "train", "a fake", "batch", (1, 64), (64,),
+                              build, lambda n, b: (1.0 * n, 1.0 * n), own_modes=TRAINER_VS_MINIMAL,
+                              vs=TRAINER_VS_MINIMAL_VS)
+
+
+def test_own_modes_are_measured_compared_and_shown_by_their_names(clock, syncs, tmp_path):
+    w = _own_modes_workload(clock)
+    relu = workloads.WORKLOADS["activations.relu"]
+    items = suite.plan([w], None, [64], "cpu", False)
+    assert [m for _, _, m in items] == list(TRAINER_VS_MINIMAL)
+    assert [m for _, _, m in suite.plan([w], ["jax-trainer", "jax-minimal"], [64], "cpu", False)] == [
+        "jax-minimal", "jax-trainer"]
+    assert [m for _, _, m in suite.plan([relu], None, [2], "cpu", False)] == [
+        "jax-jit", "jax-eager", "torch-eager", "torch-compile"]
+    rs = suite.run(items, "cpu", "float32", Settings(repeats=5, warmup=1, min_sample_s=0, max_time_s=1e9))
+    by = {r["mode"]: r for r in rs}
+    assert "vs" not in by["torch-minimal"] and "vs_ratio" not in by["torch-minimal"]
+    expect = {"torch-trainer": ("torch-minimal", 1.5), "jax-minimal": ("torch-minimal", 2.0),
+              "jax-trainer": ("jax-minimal", 1.5), "jax-trainer-scan": ("jax-minimal", 0.5)}
+    for mode, (vs, ratio) in expect.items():
+        assert by[mode]["vs"] == vs and by[mode]["vs_ratio"]["ratio"] == pytest.approx(ratio), mode
+    # the Markdown names the modes, what each runs and what each ratio is against
+    md = suite.markdown(rs)
+    assert "| torch-minimal | torch-trainer | jax-minimal | jax-trainer | jax-trainer-scan |" in md
+    assert "torch-trainer / torch-minimal | jax-minimal / torch-minimal | jax-trainer / jax-minimal" in md
+    assert "`jax-trainer`: jax_impl's Trainer.step_at" in md and "(ratio against `jax-minimal`)" in md
+    assert "torch-eager" not in md.split("Ratios:")[1]  # no ratio against the suite's reference
+    assert suite.headers(suite.groups(rs)[0]) == ["workload", "size", *TRAINER_VS_MINIMAL, "GFLOP/s"]  # no jit×
+    # a run beside a suite workload: one table (and its ratios) each, the suite's under its own names
+    relu_rs = [{**rs[0], "workload": "activations.relu", "mode": "jax-jit", "vs": "torch-eager"},
+               {**rs[0], "workload": "activations.relu", "mode": "torch-eager"}]
+    rs2 = rs + relu_rs
+    gs = suite.groups(rs2)
+    assert [g.own for g in gs] == [True, False] and gs[1].modes == ["jax-jit", "torch-eager"]
+    assert "| jax-jit / torch-eager |" in suite.markdown(rs2)
+    path = tmp_path / "p.png"
+    plots.plot_workload(rs, path, "fake")
+    assert path.read_bytes()[:4] == b"\x89PNG"

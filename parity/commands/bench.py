@@ -1,27 +1,29 @@
 """`parity bench`: time workloads in each mode and size; a table, a JSON file and PNG plots."""
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
 import time
 
 from benchmarks import harness
-from benchmarks.modes import MODES
+from benchmarks.modes import ALL_MODES, MODES, REFERENCE
 from parity import precision
 from parity.commands.common import add_device, add_precision, check_device
 from parity.console import (EXIT_FAIL, EXIT_OK, UsageError, esc, progress, write_json_atomic,
                             write_text_atomic, writable_dir)
 
-SCHEMA = "parity-bench/1"
+SCHEMA = "parity-bench/2"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time workloads: JAX jit vs op by op vs torch eager vs torch.compile")
     p.add_argument("names", nargs="*", metavar="NAME",
                    help="workloads or prefixes such as 'train' (default: a smoke subset; all with --full)")
-    p.add_argument("--modes", nargs="+", choices=list(MODES), metavar="MODE",
-                   help=f"default: every mode that applies ({', '.join(MODES)})")
+    p.add_argument("--modes", nargs="+", metavar="MODE",
+                   help=f"default: every mode a workload offers: the suite's ({', '.join(MODES)}), or a "
+                        f"workload's own (parity bench --list shows them)")
     p.add_argument("--sizes", nargs="+", type=int, metavar="N", help="sizes instead of each workload's sweep")
     p.add_argument("--full", action="store_true", help="full size sweeps (default: a few small sizes)")
     add_device(p)
@@ -55,11 +57,32 @@ def _check(args, ws) -> None:
     cuda_only = {"torch-compile-ro", "torch-graph"} & set(args.modes or ())
     if cuda_only and args.device != "cuda":
         raise UsageError(f"modes {', '.join(sorted(cuda_only))} need --device cuda")
+    offered = {m for w in ws for m in w.modes_on(args.device)}
     for m in args.modes or ():
-        if not any(m in harness.modes_for(w.kind, args.device) for w in ws):
-            kinds = sorted({w.kind for w in ws})
-            raise UsageError(f"--modes {m} applies to none of the selected workloads ({', '.join(kinds)} "
-                             f"workloads on {args.device}); parity bench --list shows each workload's kind")
+        if m in offered:
+            continue
+        if m not in ALL_MODES:
+            close = difflib.get_close_matches(m, list(ALL_MODES), n=3, cutoff=0.6)
+            raise UsageError(f"--modes: unknown mode {m!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+                             + " (parity bench --list shows each workload's modes)")
+        raise UsageError(f"--modes {m} is offered by none of the selected workloads (they offer "
+                         f"{', '.join(sorted(offered))}); parity bench --list shows each workload's modes")
+
+
+def _list(workloads, out) -> None:
+    """Each workload; under those with modes of their own, each mode and what its ratio is against."""
+    for w in workloads.all_workloads():
+        out.print(f"{w.name:38s} {w.kind:5s} {w.size_name:5s} {','.join(map(str, w.sizes)):24s} {w.summary}",
+                  markup=False, highlight=False)
+        own = list(w.own_modes or {}) + list(w.extra_modes)
+        for m in own + [m for m in w.vs if m not in own]:
+            vs = w.reference(m)
+            out.print(f"    {m}{f' (ratio against {vs})' if vs else ' (reference)'}: {w.describe(m)}",
+                      markup=False, highlight=False)
+    out.print(f"the suite's modes, which every workload without modes of its own offers where they apply "
+              f"(ratio against {REFERENCE}):", markup=False, highlight=False)
+    for m, what in MODES.items():
+        out.print(f"    {m}: {what}", markup=False, highlight=False)
 
 
 def run(args, out, err) -> int:
@@ -70,16 +93,13 @@ def run(args, out, err) -> int:
     except KeyError as e:
         raise UsageError(str(e)) from None
     if args.list:
-        for w in workloads.all_workloads():
-            out.print(f"{w.name:26s} {w.kind:5s} {w.size_name:5s} {','.join(map(str, w.sizes)):28s} {w.summary}",
-                      markup=False, highlight=False)
+        _list(workloads, out)
         return EXIT_OK
     check_device(args.device)
     _check(args, ws)
     outdir = writable_dir(args.out, "--out")
     settings = harness.Settings(repeats=args.repeats, max_time_s=args.max_time)
     items = suite.plan(ws, args.modes, args.sizes, args.device, args.full)
-    modes = [m for m in harness.MODES if any(m == i[2] for i in items)]
     env = suite.environment(args.device)
     t0 = time.perf_counter()
     results = []
@@ -95,18 +115,21 @@ def run(args, out, err) -> int:
            "environment": env, "settings": {**vars(settings), "dtype": args.dtype, "precision": args.precision,
                                            "repeat_runs": args.repeat_runs, "full": args.full,
                                            "torch_compile_caches": "off"},
-           "seconds": time.perf_counter() - t0, "results": results,
+           "seconds": time.perf_counter() - t0,
+           "modes": {m: ALL_MODES[m] for m in dict.fromkeys(r["mode"] for r in results)},
+           "results": results,
            "repeatability": suite.repeatability(results)}
     title = (f"parity bench — {args.dtype} on {args.device} "
              f"({env['cuda_device'] if args.device == 'cuda' else env['cpu']})")
     md = f"{title}; torch {env['torch']}, jax {env['jax']}, {env['torch_threads']} torch threads\n\n"
-    md += suite.markdown(results, modes)
+    md += suite.markdown(results)
     if doc["repeatability"]:
         md += "\n" + suite.repeatability_line(doc["repeatability"], args.repeat_runs) + "\n"
     write_json_atomic(doc, outdir / f"bench-{args.device}.json")
     write_text_atomic(md, outdir / f"bench-{args.device}.md")
     pngs = plots.plot_all(results, outdir, args.device)
-    out.print(suite.table(results, modes, title))
+    for g in suite.groups(results):
+        out.print(suite.table(results, g, title))
     for r in results:
         if r["error"]:
             out.print(f"[red]error[/] {esc(r['workload'])} {r['size']} {r['mode']}: {esc(r['error'])}",

@@ -300,12 +300,18 @@ def train_context(folder: Path, summary: dict, out: Path, key: str) -> dict:
 # ---------------------------------------------------------------- benchmarks
 def bench_context(benches: list[Bench], out: Path) -> dict:
     try:
-        from benchmarks.modes import MODES
-        from benchmarks.suite import LEGEND
+        from benchmarks.modes import ALL_MODES, REFERENCE
+        from benchmarks.suite import LEGEND, RATIO_LEGEND
     except Exception:  # noqa: BLE001  (an older benchmarks package: the table's own legend still shows)
-        MODES, LEGEND = {}, "see the line under the table"
-    items = []
+        ALL_MODES, REFERENCE, LEGEND, RATIO_LEGEND = {}, "torch-eager", "see the line under the table", ""
+    items, modes = [], {}
     for b in benches:
+        # the modes measured, as the file describes them (older files: by name, from benchmarks/modes.py)
+        doc_modes = (b.json or {}).get("modes") or {}
+        for r in (b.json or {}).get("results", []):
+            m = r.get("mode")
+            if m and m not in modes:
+                modes[m] = doc_modes.get(m) or ALL_MODES.get(m, "")
         pngs = []
         for p in b.pngs:
             data = p.read_bytes()
@@ -321,7 +327,8 @@ def bench_context(benches: list[Bench], out: Path) -> dict:
             env_rows.append(("took", f"{b.json['seconds']:.0f} s"))
         table = docs.render(b.md, page_dir="", source_dir="docs") if b.md else None
         items.append({"id": f"bench-{b.device}", "title": f"{b.device}", "env": env_rows, "table": table, "pngs": pngs})
-    return {"benches": items, "legend": LEGEND, "modes": list(MODES.items()),
+    return {"benches": items, "legend": LEGEND, "ratio_legend": RATIO_LEGEND, "reference": REFERENCE,
+            "modes": list((modes or ALL_MODES).items()),
             "sources": [f"bench-{b.device}.{'json' if b.json else 'md'}" for b in benches]}
 
 

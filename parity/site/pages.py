@@ -207,8 +207,12 @@ BENCH = """{% extends "base" %}{% block main %}
 <li><b>Plots</b>, one per workload: on the left, the median seconds per call against the size (log-log), one line
 per mode, the interquartile range shaded; on the right, the speedup of jit over JAX op by op
 (<code>jit×</code> = jax-eager / jax-jit) and of torch.compile over torch eager (<code>compile×</code>), with 1× marked.
-Lower is faster on the left, higher is faster on the right.</li>
+Lower is faster on the left, higher is faster on the right. A workload with modes of its own (named above its
+table, with what each one's ratio is against) shows on the right each mode's time relative to the mode it is
+compared with, the 95 % interval shaded: there, below 1 is faster.</li>
 <li><b>Table</b>: {{ legend }}</li>
+{% if ratio_legend %}<li><b>Ratios</b>, under each table: {{ ratio_legend }}. The suite's modes are compared with
+<code>{{ reference }}</code>; a column headed <code>a / b</code> is mode a's time over mode b's.</li>{% endif %}
 <li><b>Modes</b>:<dl class="env">{% for k, v in modes %}<dt><code>{{ k }}</code></dt><dd>{{ v }}</dd>{% endfor %}</dl></li>
 </ul>
 {% for b in benches %}
