@@ -8,7 +8,10 @@ mode, the mode its ratio is taken against (benchmarks/workloads.py, Workload.mod
 # name → what it runs; a workload offers the ones that apply to it (harness.modes_for)
 MODES = {
     "jax-jit": "jax.jit of the whole function (donated state for training steps)",
-    "jax-eager": "the same JAX code op by op, under jax.disable_jit()",
+    "jax-eager": "a debugging mode: the same JAX code op by op under jax.disable_jit(), which also "
+                 "un-jits the inner jitted functions; for the training steps (train.*) the state is put "
+                 "back before every call, so only the op-by-op dispatch is timed, not a compilation per "
+                 "step count (the data-parallel dp.* steps go on from state to state)",
     "jax-scan": "a whole epoch of training steps in one jitted lax.scan (time per step)",
     "torch-eager": "PyTorch eager (inference_mode for single ops)",
     "torch-compile": "torch.compile, default mode",
