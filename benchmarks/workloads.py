@@ -520,8 +520,10 @@ def _trainer_vs_minimal_case(model: str):
             import optax
             graphdef, params, rest = nnx.split(training.build(model, kwargs, "jax", dtype, sd), nnx.Param, ...)
             tx_ = optax.adam(**{"learning_rate": hyper["lr"]})
-            p = jax.tree.map(jax.numpy.copy, nnx.to_pure_dict(params))
-            box = {"p": p, "o": tx_.init(p), "i": 0}
+            # committed to the device, as the step's outputs are: uncommitted first inputs would make
+            # the second call compile the step again (and the harness calibrate on that call)
+            p = jax.device_put(jax.tree.map(jax.numpy.copy, nnx.to_pure_dict(params)), jx.device)
+            box = {"p": p, "o": jax.device_put(tx_.init(p), jx.device), "i": 0}
             drows = [jax.device_put(r.astype(np.int32), jx.device) for r in rows]
 
             @partial(jax.jit, donate_argnums=(0, 1))

@@ -60,6 +60,18 @@ def test_first_call_is_kept_apart_from_the_steady_state(clock, syncs):
     assert t["repeats"] == 5 and t["number"] == 1 and len(calls) == 1 + 2 + 5
 
 
+def test_calibration_is_not_fooled_by_a_second_compilation(clock, syncs):
+    """A runner whose second call compiles again (10 s) and then takes 1 ms: the calls per sample
+    come from the fast warm-up call, not from the recompiling one."""
+    costs = iter([10.0, 10.0] + [2.0 ** -10] * 1000)
+
+    def call():
+        clock.t += next(costs)
+    t = harness.measure(Runner(call, "jax"), "cpu", Settings(repeats=3, warmup=3, min_sample_s=10 * 2.0 ** -10,
+                                                              max_time_s=1.0)).stats()
+    assert t["number"] == 10 and t["median_s"] == pytest.approx(2.0 ** -10)
+
+
 def test_per_step_times_for_a_call_of_several_steps(clock, syncs):
     runner, _ = fake_runner(clock, first=10.0, then=4.0, steps=4)
     t = harness.measure(runner, "cpu", Settings(repeats=3, warmup=1, min_sample_s=0.1)).stats()
