@@ -163,11 +163,18 @@ def run_torch(concept: Concept, s: Sample, device: str, cts=None, ct_seed: int |
 def run_jax(concept: Concept, s: Sample, device: str, cts=None):
     """Outputs (and, given cotangents, gradients) of the jitted JAX adapter, as NumPy.
 
-    Gradients are None where the outputs' shapes differ from the cotangents' (torch's outputs)."""
+    With cotangents, outputs and gradients come from one jitted program (`jax.value_and_grad` with
+    the outputs as auxiliary data): the forward pass is the same computation, and each sample
+    compiles one XLA program instead of two (compiling is most of a report's time). Gradients are
+    None where the outputs' shapes differ from the cotangents' (torch's outputs)."""
     jax_params = concept.params_to_jax(s.params) if concept.params_to_jax else dict(s.params)
     params = bridge.to_jax(jax_params, device)
     inputs = bridge.to_jax(dict(s.inputs), device)
     fwd = partial(concept.jax, **s.kwargs)
+    if cts is not None and concept.differentiable and concept.jit:
+        shapes = [tuple(o.shape) for o in _as_tuple(jax.eval_shape(fwd, params, inputs))]  # traced, not compiled
+        if shapes == [np.shape(c) for c in cts]:
+            return _jax_outputs_and_grads(concept, s, params, inputs, cts, device)
     fwd = jax.jit(fwd) if concept.jit else fwd
     outs = _as_tuple(fwd(params, inputs))
     np_outs = bridge.to_numpy(outs)
@@ -175,14 +182,23 @@ def run_jax(concept: Concept, s: Sample, device: str, cts=None):
         return np_outs, {}
     if [np.shape(o) for o in np_outs] != [np.shape(c) for c in cts]:
         return np_outs, None  # torch's cotangents do not fit: the output shapes already differ
+    return _jax_outputs_and_grads(concept, s, params, inputs, cts, device, np_outs)
+
+
+def _jax_outputs_and_grads(concept: Concept, s: Sample, params, inputs, cts, device: str, np_outs=None):
+    """Outputs and the gradients of Σ outputs·cotangents for the parameters and `grad_inputs`, in one
+    jitted program (the outputs `np_outs` given: computed already, by an adapter that is not jitted)."""
     diff_in = {k: inputs[k] for k in concept.grad_inputs}
     rest = {k: v for k, v in inputs.items() if k not in diff_in}
 
     def scalar(p, d, c):
         o = _as_tuple(concept.jax(p, {**rest, **d}, **s.kwargs))
-        return sum((oi * ci).sum() for oi, ci in zip(o, c))
+        return sum((oi * ci).sum() for oi, ci in zip(o, c)), o
 
-    gp, gi = jax.jit(jax.grad(scalar, argnums=(0, 1)))(params, diff_in, bridge.to_jax(cts, device))
+    (_, outs), (gp, gi) = jax.jit(jax.value_and_grad(scalar, argnums=(0, 1), has_aux=True))(
+        params, diff_in, bridge.to_jax(cts, device))
+    if np_outs is None:
+        np_outs = bridge.to_numpy(outs)
     gp = jax.tree.map(np.asarray, gp)
     if concept.grads_to_torch:
         gp = concept.grads_to_torch(gp)
