@@ -1,9 +1,11 @@
 """`parity train --data-parallel N`: the done case (simple_net on digits, both frameworks, 2 ranks on
 the CPU: per-step agreement printed, TensorBoard files and checkpoints per framework), bad input
-(exit 2, one line, nothing started or written), a rank that dies mid-training and Ctrl-C (exit 1 /
-130, one line, no worker left, no run folder, no half-written file)."""
+(exit 2, one line, nothing started or written), a rank that dies mid-training (exit 1, one line, no
+worker left, no run folder) and Ctrl-C (exit 130, one line, no worker left, no half-written file; the
+finished single-device epochs are kept, marked incomplete)."""
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -107,9 +109,11 @@ def _workers_of(parent: int) -> list[int]:
     return [p for p in out if launch.alive(p)]
 
 
-def test_ctrl_c_ends_every_worker_and_writes_nothing(tmp_path):
+@pytest.mark.parametrize("keep_an_epoch", [False, True], ids=["at-once", "after-epoch-1"])
+def test_ctrl_c_ends_every_worker_and_keeps_only_the_finished_epochs(tmp_path, keep_an_epoch):
     """A real SIGINT (what the terminal sends on Ctrl-C) to a real `parity train --data-parallel 2`
-    process once its workers run: exit 130 with one line, no worker left anywhere, nothing written.
+    process once its workers run: exit 130 with one line, no worker left anywhere, no staging folder;
+    the single-device epochs that finished are kept in summary.json, marked incomplete.
     One SIGINT only: Python drops a KeyboardInterrupt raised inside JAX's garbage-collector callback
     (measured: one Ctrl-C of three during a JAX compilation), which `launch.CtrlC` raises again."""
     cmd = [sys.executable, "-m", "parity.cli", "train", "--model", "simple_net", "--data", "digits", "--epochs", "3",
@@ -122,6 +126,10 @@ def test_ctrl_c_ends_every_worker_and_writes_nothing(tmp_path):
             seen = _workers_of(p.pid)  # two torch ranks and the JAX process
             time.sleep(0.2)
         assert len(seen) == WORLD + 1, "the workers did not start"
+        if keep_an_epoch:  # wait for the single-device run's first epoch line
+            while p.poll() is None and time.monotonic() < deadline:
+                if select.select([p.stdout], [], [], 0.5)[0] and p.stdout.readline().startswith(b"epoch   1"):
+                    break
         p.send_signal(signal.SIGINT)  # once: a Ctrl-C must not be lost (launch.CtrlC)
         out, err = p.communicate(timeout=60)
     finally:
@@ -132,4 +140,13 @@ def test_ctrl_c_ends_every_worker_and_writes_nothing(tmp_path):
     lines = err.decode().strip().splitlines()
     assert lines[-1].startswith("parity: interrupted"), lines
     assert not [q for q in seen if launch.alive(q)] and not _workers_of(p.pid)
-    assert not list(tmp_path.iterdir())  # no run folder, no staging folder
+    kept = json.loads((tmp_path / "t" / "summary.json").read_text()) if (tmp_path / "t").exists() else None
+    assert kept is not None or not keep_an_epoch
+    if kept is None:  # interrupted before the first single-device epoch ended
+        assert not list(tmp_path.iterdir()) and "nothing written" in lines[-1]
+    else:
+        assert [p.name for p in tmp_path.iterdir()] == ["t"] and [p.name for p in (tmp_path / "t").iterdir()] == [
+            "summary.json"]  # no staging folder, no events, no checkpoints
+        assert kept["complete"] is False and "data_parallel" not in kept
+        assert [e["epoch"] for e in kept["epochs"]] == list(range(1, len(kept["epochs"]) + 1))
+        assert f"wrote the {len(kept['epochs'])} finished epoch" in lines[-1]

@@ -145,8 +145,9 @@ def _validate_data_parallel(args, cfg) -> None:
 
 
 def _write_incomplete(cfg: training.Config, finished: list, folder: Path) -> str:
-    """On Ctrl-C: summary.json with the finished epochs' records and per-step losses, marked
-    incomplete (no checkpoints or events: the models stopped mid-epoch); the line saying so."""
+    """On Ctrl-C: summary.json with the finished (single-device) epochs' records and per-step losses,
+    marked incomplete (no checkpoints, events or data-parallel results: the run stopped mid-way);
+    the line saying so."""
     if not finished:
         return "no epoch had finished; nothing written"
     folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +155,8 @@ def _write_incomplete(cfg: training.Config, finished: list, folder: Path) -> str
                "step_losses": {fw: np.concatenate([losses[fw] for _, losses in finished]).tolist()
                                for fw in cfg.frameworks}}
     write_json_atomic(summary, folder / "summary.json")
-    return f"wrote the {len(finished)} finished epochs to {folder / 'summary.json'} (marked incomplete)"
+    n = len(finished)
+    return f"wrote the {n} finished epoch{'s' if n != 1 else ''} to {folder / 'summary.json'} (marked incomplete)"
 
 
 def run(args, out, err) -> int:
@@ -220,13 +222,19 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
                 ctrl_c.check()
                 prog.advance(task)
 
+            finished = []  # the single-device run's finished epochs: kept on Ctrl-C
+
             def on_single_epoch(rec, losses):
+                finished.append((rec, losses))
                 ctrl_c.check()
                 on_epoch(rec, losses)
             try:
                 dp = compare.train_data_parallel(cfg, world, ds, on_single_step=on_single_step,
                                                  on_single_epoch=on_single_epoch, on_progress=on_progress,
                                                  timeout=launch.TIMEOUT if timeout is None else timeout)
+            except KeyboardInterrupt:  # the single-device epochs go to the final folder, nothing else
+                prog.stop()
+                raise KeyboardInterrupt(_write_incomplete(cfg, finished, shown)) from None
             except launch.DistributedError as e:
                 prog.stop()
                 print_error(err, f"data-parallel training failed: {e}")
