@@ -58,7 +58,7 @@ def plot_workload(results: list[dict], path: Path, title: str) -> None:
     sp.axhline(1.0, color="gray", lw=0.8)
     sp.set(xscale="log", yscale="log", xlabel=ok[0]["size_name"] if ok else "size",
            ylabel="ratio (×)" if own else "speedup (×)",
-           title="time relative to the compared mode (below 1 is faster)" if own else "speedup of compiled over eager")
+           title="ratio to the compared mode (below 1: faster)" if own else "speedup of compiled over eager")
     sp.grid(True, which="both", alpha=0.3)
     if sp.get_legend_handles_labels()[0]:
         sp.legend(fontsize=7)
