@@ -95,7 +95,7 @@ def test_training_workloads_run_the_counted_model():
 def test_every_workload_offers_its_modes_and_counts_work_that_grows():
     for w in workloads.all_workloads():
         sizes = w.sweep("cpu", full=True)
-        assert set(w.build(sizes[0], "cpu", "float32")) == set(harness.modes_for(w.kind, "cpu")), w.name
+        assert set(w.build(sizes[0], "cpu", "float32")) == set(w.modes_on("cpu")), w.name
         counts = [w.count(n, 4) for n in sizes]
         assert all(f > 0 and b > 0 for f, b in counts), w.name
         assert all(f2 > f1 and b2 > b1 for (f1, b1), (f2, b2) in zip(counts, counts[1:])), w.name
