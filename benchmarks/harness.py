@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import torch
 
-from benchmarks.modes import MODES
+from benchmarks.modes import MODES, Settings  # noqa: F401  (Settings re-exported)
 
 SPEEDUPS = {"jit×": ("jax-eager", "jax-jit"), "compile×": ("torch-eager", "torch-compile")}
 
@@ -41,15 +41,6 @@ class Runner:
     framework: str  # "jax" or "torch": which wait `sync` uses
     steps: int = 1
     context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
-
-
-@dataclass
-class Settings:
-    repeats: int = 25
-    warmup: int = 3
-    min_sample_s: float = 0.01  # calls per sample grow until a sample lasts this long
-    max_time_s: float = 5.0  # stop sampling after this long (at least `min_repeats` samples)
-    min_repeats: int = 3
 
 
 @dataclass

@@ -1,9 +1,11 @@
-"""The timing modes, by name (light to import: the CLI and the site read them from here).
+"""The timing modes, by name, and the sampling settings (light to import: the CLI and the site read
+them from here).
 
 Most workloads offer the suite's modes, MODES (those that apply: harness.modes_for), each timed also
 as a ratio to REFERENCE. A workload that times other implementations carries its own modes and, per
 mode, the mode its ratio is taken against (benchmarks/workloads.py, Workload.modes and .vs).
 """
+from dataclasses import dataclass
 
 # name → what it runs; a workload offers the ones that apply to it (harness.modes_for)
 MODES = {
@@ -43,3 +45,12 @@ REDUCE_WINDOW = {"jax-reduce-window": "jax.jit of a plain max pool: lax.reduce_w
                                       "VJP of it (select_and_scatter_add) backward"}
 
 ALL_MODES = {**MODES, **TRAINER_VS_MINIMAL, **REDUCE_WINDOW}  # every mode any workload offers
+
+
+@dataclass
+class Settings:
+    repeats: int = 25
+    warmup: int = 3
+    min_sample_s: float = 0.01  # calls per sample grow until a sample lasts this long
+    max_time_s: float = 5.0  # stop sampling after this long (at least `min_repeats` samples)
+    min_repeats: int = 3

@@ -19,9 +19,7 @@ import torch  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
-MODES = ("strict", "defaults")
-DTYPES = ("float32", "float64")
-DEVICES = ("cpu", "cuda")
+from parity.names import DEVICES, DTYPES, MODES  # noqa: E402,F401  (re-exported)
 
 
 def cuda_available() -> bool:

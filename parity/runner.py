@@ -172,9 +172,10 @@ def run_jax(concept: Concept, s: Sample, device: str, cts=None):
     inputs = bridge.to_jax(dict(s.inputs), device)
     fwd = partial(concept.jax, **s.kwargs)
     if cts is not None and concept.differentiable and concept.jit:
-        shapes = [tuple(o.shape) for o in _as_tuple(jax.eval_shape(fwd, params, inputs))]  # traced, not compiled
-        if shapes == [np.shape(c) for c in cts]:
+        try:
             return _jax_outputs_and_grads(concept, s, params, inputs, cts, device)
+        except _ShapesDiffer:  # found while tracing: nothing was compiled
+            pass
     fwd = jax.jit(fwd) if concept.jit else fwd
     outs = _as_tuple(fwd(params, inputs))
     np_outs = bridge.to_numpy(outs)
@@ -185,6 +186,10 @@ def run_jax(concept: Concept, s: Sample, device: str, cts=None):
     return _jax_outputs_and_grads(concept, s, params, inputs, cts, device, np_outs)
 
 
+class _ShapesDiffer(Exception):
+    """The JAX outputs' shapes differ from the cotangents' (torch's outputs')."""
+
+
 def _jax_outputs_and_grads(concept: Concept, s: Sample, params, inputs, cts, device: str, np_outs=None):
     """Outputs and the gradients of Σ outputs·cotangents for the parameters and `grad_inputs`, in one
     jitted program (the outputs `np_outs` given: computed already, by an adapter that is not jitted)."""
@@ -193,6 +198,8 @@ def _jax_outputs_and_grads(concept: Concept, s: Sample, params, inputs, cts, dev
 
     def scalar(p, d, c):
         o = _as_tuple(concept.jax(p, {**rest, **d}, **s.kwargs))
+        if [tuple(oi.shape) for oi in o] != [tuple(ci.shape) for ci in c]:
+            raise _ShapesDiffer  # torch's cotangents do not fit (they would broadcast)
         return sum((oi * ci).sum() for oi, ci in zip(o, c)), o
 
     (_, outs), (gp, gi) = jax.jit(jax.value_and_grad(scalar, argnums=(0, 1), has_aux=True))(

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         if site is None:
             from parity.cli import main as parity
             site = Path(tmp) / "site"
-            code = parity(["report", "--html", str(site)])
+            code = parity(["report", "--html", str(site), "--dtype", "float32", "float64"])
             if code not in (0, 1):
                 return code
         pages = {"report-index.png": (site / "index.html", None),

@@ -78,7 +78,7 @@ CASES = {
     "bench --repeats 0": (lambda t: _bench(t, "--repeats", "0"), "--repeats"),
     "bench --repeat-runs 0": (lambda t: _bench(t, "--repeat-runs", "0"), "--repeat-runs"),
     "bench --max-time nan": (lambda t: _bench(t, "--max-time", "nan"), "--max-time"),
-    "bench mode that does not apply": (lambda t: _bench(t, "--modes", "jax-scan"), "applies to none"),
+    "bench mode that does not apply": (lambda t: _bench(t, "--modes", "jax-scan"), "offered by none"),
     "bench --out is a file": (lambda t: ["bench", "activations.relu", "--out", str(_file(t))], "is a file"),
     "bench unknown workload": (lambda t: ["bench", "activations.rleu"], "unknown workload"),
 }

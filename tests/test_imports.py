@@ -79,3 +79,21 @@ def test_nothing_below_the_cli_imports_a_command():
     importers = {n for n, edges in graph.items() if any(e.startswith("parity.commands") or e == "parity.cli"
                                                        for e in edges)}
     assert importers <= {"parity.cli"} | {n for n in graph if n.startswith("parity.commands")}, importers
+
+
+def test_the_command_line_parser_loads_neither_framework():
+    """`parity --help` and every subcommand's flags are built without importing JAX or torch (their
+    import takes seconds): the choices come from parity/names.py, parity/train_config.py and
+    benchmarks/modes.py, and each command imports the frameworks only when it runs."""
+    import subprocess
+    import sys
+    code = ("import sys; from parity.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('jax', 'torch', 'flax', 'optax', 'jax_impl', 'torch_impl', 'parity.registry') "
+            "if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.stdout.strip() == "[]", r.stdout
+    helps = subprocess.run([sys.executable, "-m", "parity.cli", "train", "--help"], capture_output=True, text=True,
+                           check=True, cwd=Path(__file__).resolve().parents[1])
+    text = " ".join(helps.stdout.split())  # argparse wraps the help text
+    assert "--model" in text and "default 10 (linear_regression: 3)" in text

@@ -40,7 +40,7 @@ def site(tmp_path_factory):
     assert main(["train", "--model", "linear_regression", "--data", "synthetic-linear", "--epochs", "2",
                  "--log-dir", str(logs), "--name", "lin"]) == 0
     out = tmp_path_factory.mktemp("site")
-    code = main(["report", "--html", str(out), *CONCEPTS, "--jobs", "1", "--no-cache",
+    code = main(["report", "--html", str(out), *CONCEPTS, "--dtype", "float32", "float64", "--jobs", "1", "--no-cache",
                  "--train", str(logs / "lin"), "--bench", str(ROOT / "benchmarks" / "results" / "cpu")])
     assert code in (0, 1)  # 1: a comparison failed; the site is written all the same
     return out

@@ -1,7 +1,6 @@
 """`parity audit`: parity in both precision modes, cross-device agreement and determinism."""
 from __future__ import annotations
 
-from parity import audit, precision
 from parity.commands.common import add_concept_names, add_device, check_device, select_concepts
 from parity.console import EXIT_FAIL, EXIT_OK, esc, progress, write_json_atomic, write_text_atomic, writable_dir
 
@@ -18,6 +17,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, out, err) -> int:
+    from parity import audit, precision
     concepts = select_concepts(args.names)
     check_device(args.device)
     folder = writable_dir(args.out, "--out")

@@ -7,9 +7,8 @@ import os
 import sys
 import time
 
-from benchmarks import harness
-from benchmarks.modes import ALL_MODES, MODES, REFERENCE
-from parity import precision
+from benchmarks.modes import ALL_MODES, MODES, REFERENCE, Settings
+from parity import names
 from parity.commands.common import add_device, add_precision, check_device
 from parity.console import (EXIT_FAIL, EXIT_OK, UsageError, esc, progress, write_json_atomic,
                             write_text_atomic, writable_dir)
@@ -27,11 +26,11 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", nargs="+", type=int, metavar="N", help="sizes instead of each workload's sweep")
     p.add_argument("--full", action="store_true", help="full size sweeps (default: a few small sizes)")
     add_device(p)
-    p.add_argument("--dtype", choices=precision.DTYPES, default="float32")
+    p.add_argument("--dtype", choices=names.DTYPES, default="float32")
     add_precision(p)
-    p.add_argument("--repeats", type=int, default=harness.Settings.repeats,
+    p.add_argument("--repeats", type=int, default=Settings.repeats,
                    help="steady-state samples per measurement")
-    p.add_argument("--max-time", type=float, default=harness.Settings.max_time_s,
+    p.add_argument("--max-time", type=float, default=Settings.max_time_s,
                    help="seconds of sampling per measurement at most")
     p.add_argument("--repeat-runs", type=int, default=1, help="run everything N times; reports how medians repeat")
     p.add_argument("--out", metavar="DIR", default="bench-out",
@@ -42,8 +41,8 @@ def add_parser(sub) -> None:
 
 def _check(args, ws) -> None:
     """Every bad value refused before anything runs."""
-    if args.repeats < harness.Settings.min_repeats:
-        raise UsageError(f"--repeats must be >= {harness.Settings.min_repeats} (samples for a median and "
+    if args.repeats < Settings.min_repeats:
+        raise UsageError(f"--repeats must be >= {Settings.min_repeats} (samples for a median and "
                          f"its spread), got {args.repeats}")
     if args.repeat_runs < 1:
         raise UsageError(f"--repeat-runs must be >= 1, got {args.repeat_runs}")
@@ -88,6 +87,7 @@ def _list(workloads, out) -> None:
 def run(args, out, err) -> int:
     """Exit 0, 1 (a mode failed) or 2 (usage)."""
     from benchmarks import plots, suite, workloads  # matplotlib and the workloads: only when benchmarking
+    from parity import precision
     try:
         ws = workloads.select(args.names, args.full)
     except KeyError as e:
@@ -98,7 +98,7 @@ def run(args, out, err) -> int:
     check_device(args.device)
     _check(args, ws)
     outdir = writable_dir(args.out, "--out")
-    settings = harness.Settings(repeats=args.repeats, max_time_s=args.max_time)
+    settings = Settings(repeats=args.repeats, max_time_s=args.max_time)
     items = suite.plan(ws, args.modes, args.sizes, args.device, args.full)
     env = suite.environment(args.device)
     t0 = time.perf_counter()

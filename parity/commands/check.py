@@ -1,7 +1,7 @@
 """`parity check`: run concepts in both frameworks, compare, print the table (and write JSON)."""
 from __future__ import annotations
 
-from parity import precision, report, runner
+from parity import names
 from parity.commands.common import (add_concept_names, add_device, add_precision, check_device,
                                     select_concepts)
 from parity.console import EXIT_FAIL, EXIT_OK, esc, progress, write_json_atomic, writable_file
@@ -11,7 +11,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("check", help="run concepts in both frameworks and compare")
     add_concept_names(p)
     add_device(p)
-    p.add_argument("--dtype", choices=precision.DTYPES, nargs="+", default=list(precision.DTYPES),
+    p.add_argument("--dtype", choices=names.DTYPES, nargs="+", default=list(names.DTYPES),
                    help="one or both (default: both)")
     add_precision(p)
     p.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, out, err) -> int:
+    from parity import report, runner
     concepts = select_concepts(args.names)
     check_device(args.device)
     json_path = writable_file(args.json, "--json") if args.json else None

@@ -1,8 +1,8 @@
 """Arguments and checks that several commands share (concept names, device, dtype, precision)."""
 from __future__ import annotations
 
-from parity import precision, registry
 from parity.console import UsageError
+from parity.names import DEVICES, MODES
 
 
 def add_concept_names(p, help_text: str = "concepts or groups (default: all)") -> None:
@@ -10,16 +10,17 @@ def add_concept_names(p, help_text: str = "concepts or groups (default: all)") -
 
 
 def add_device(p, default: str = "cpu") -> None:
-    p.add_argument("--device", choices=precision.DEVICES, default=default)
+    p.add_argument("--device", choices=DEVICES, default=default)
 
 
 def add_precision(p) -> None:
-    p.add_argument("--precision", choices=precision.MODES, default="strict",
+    p.add_argument("--precision", choices=MODES, default="strict",
                    help="strict: TF32 off in both; defaults: each framework's own (matters on GPU)")
 
 
 def select_concepts(names):
     """The named concepts (all when none), or UsageError with close names."""
+    from parity import registry  # imports both frameworks: only once a command runs
     try:
         return registry.select(names)
     except registry.UnknownConcept as e:
@@ -27,5 +28,8 @@ def select_concepts(names):
 
 
 def check_device(device: str) -> None:
-    if device == "cuda" and not precision.cuda_available():
+    if device != "cuda":
+        return
+    from parity import precision
+    if not precision.cuda_available():
         raise UsageError("--device cuda: CUDA is not available to both JAX and PyTorch here")

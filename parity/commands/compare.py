@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from parity import precision
+from parity import names
 from parity.commands.common import add_device, add_precision, check_device
 from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, write_json_atomic, writable_file
 
@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
                    help="integer inputs drawn from [0, HIGH) (token ids) instead of N(0, 1) floats")
     p.add_argument("--args", metavar="JSON", default="{}",
                    help='constructor keyword arguments for both, or {"torch": {...}, "flax": {...}}')
-    p.add_argument("--dtype", choices=precision.DTYPES, nargs="+", default=["float32"],
+    p.add_argument("--dtype", choices=names.DTYPES, nargs="+", default=["float32"],
                    help="one or both (default: float32)")
     add_device(p)
     add_precision(p)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-from parity import registry
 from parity.console import EXIT_OK
 
 
@@ -14,6 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, out, err) -> int:
+    from parity import registry
     concepts = registry.all_concepts()
     if args.json:
         print(json.dumps([{"name": c.name, "group": c.group, "summary": c.summary,

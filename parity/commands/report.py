@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from parity import precision
+from parity import names
 from parity.commands.common import (add_concept_names, add_device, add_precision, check_device,
                                     select_concepts)
 from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, progress, writable_dir
-from parity.site import build, runs
+from parity.site import runs
 
 
 def add_parser(sub) -> None:
@@ -23,8 +23,9 @@ def add_parser(sub) -> None:
                    help="the site's folder (created; index.html, concepts/, docs/, assets/ go there)")
     add_concept_names(p)
     add_device(p)
-    p.add_argument("--dtype", choices=precision.DTYPES, nargs="+", default=list(precision.DTYPES),
-                   help="one or both (default: both)")
+    p.add_argument("--dtype", choices=names.DTYPES, nargs="+", default=["float32"],
+                   help="one or both (default: float32, about a minute on 2 cores; both take about 1.6× "
+                        "as long, and float64 shows what float32 rounding hides)")
     add_precision(p)
     p.add_argument("--train", metavar="DIR", help="a `parity train` run folder (summary.json, loss.png) or the "
                                                  "--log-dir holding several: adds the training page")
@@ -43,13 +44,11 @@ def add_parser(sub) -> None:
 
 
 def run(args, out, err) -> int:
-    concepts = select_concepts(args.names)
-    check_device(args.device)
+    # the checks that need no framework first; then the workers start importing JAX and torch while
+    # this process does the same (for the concept names and the rest of the checks)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     site_dir = writable_dir(args.html, "--html")
-    train = build.check_train(args.train) if args.train else None
-    bench = build.check_bench(args.bench) if args.bench else None
     cache = None
     if not args.no_cache:
         try:
@@ -59,6 +58,18 @@ def run(args, out, err) -> int:
                 raise
             err.print(f"parity: note: cannot write the default cache {esc(args.cache_dir)}; compiling afresh",
                       highlight=False)
+    if args.results:  # how many concepts are left to run is known only after reading the file
+        return _run(args, out, err, site_dir, cache, None)
+    with runs.Workers(args.jobs, cache) as workers:
+        return _run(args, out, err, site_dir, cache, workers)
+
+
+def _run(args, out, err, site_dir, cache, workers) -> int:
+    from parity.site import build
+    concepts = select_concepts(args.names)
+    check_device(args.device)
+    train = build.check_train(args.train) if args.train else None
+    bench = build.check_bench(args.bench) if args.bench else None
     dtypes = list(dict.fromkeys(args.dtype))
     reuse = build.load_results(args.results, concepts, dtypes, args.device, args.precision) if args.results else {}
     t0 = time.perf_counter()
@@ -66,7 +77,7 @@ def run(args, out, err) -> int:
         task = prog.add_task("running", total=len(concepts) * len(dtypes))
         results = runs.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
                            on_result=lambda r: prog.update(task, advance=1, description=f"ran {r.concept} ({r.dtype})"),
-                           reuse=reuse)
+                           reuse=reuse, workers=workers)
         run_seconds = time.perf_counter() - t0
         pages = prog.add_task("writing pages", total=len(concepts))
         written = build.write_site(site_dir, concepts, results, dtypes=dtypes, device=args.device,

@@ -18,7 +18,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from parity import precision, registry, report, runner
+from parity import names
 from parity.commands.common import add_device, check_device
 from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc
 from parity.site import pages, sources
@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
                                     "then its result")
     p.add_argument("name", metavar="NAME", help="one concept (parity list shows them)")
     add_device(p)
-    p.add_argument("--dtype", choices=precision.DTYPES, default="float32")
+    p.add_argument("--dtype", choices=names.DTYPES, default="float32")
     p.add_argument("--layout", choices=("auto", "side", "stacked"), default="auto",
                    help=f"side by side, stacked, or auto: side by side from {SIDE_BY_SIDE_MIN} columns")
     p.set_defaults(run=run)
@@ -86,6 +86,7 @@ def _unpadded(line: str) -> str:
 
 
 def run(args, out, err) -> int:
+    from parity import registry, report, runner  # both frameworks: only once the command runs
     if args.name in registry.groups():
         raise UsageError(f"show takes one concept; {args.name!r} is a group "
                          f"(its concepts: {', '.join(c.name for c in registry.select([args.name]))})")

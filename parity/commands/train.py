@@ -12,15 +12,18 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.table import Table
 
-from parity import data, precision, training
-from parity.checkpoints import cross_load
+from parity import names, train_config
 from parity.commands.common import check_device
 from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, print_error, progress, write_bytes_atomic
 from parity.console import writable_dir, write_json_atomic
+
+if TYPE_CHECKING:
+    from parity import training
 
 _HELP = {
     "model": "the model", "optimizer": "the optimiser", "epochs": "passes over the training set",
@@ -31,16 +34,16 @@ _HELP = {
     "torch_threads": "torch's CPU threads while training (small steps gain nothing from more; 0 keeps "
                      "torch's own setting)",
 }
-_CHOICES = {"model": training.MODELS, "optimizer": training.OPTIMIZERS,
-            "framework": (*training.FRAMEWORKS, "both"), "dtype": precision.DTYPES, "device": precision.DEVICES}
+_CHOICES = {"model": train_config.MODELS, "optimizer": train_config.OPTIMIZERS,
+            "framework": (*train_config.FRAMEWORKS, "both"), "dtype": names.DTYPES, "device": names.DEVICES}
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model in both frameworks from the same weights and batches")
-    for f in dataclasses.fields(training.Config):  # one flag per Config field, by name
+    for f in dataclasses.fields(train_config.Config):  # one flag per Config field, by name
         kind = {"int": int, "float": float}.get(str(f.type).split(" |")[0], str)
         default = None if f.default is dataclasses.MISSING else f.default
-        help_text = f"{_HELP[f.name]}; {training.defaults_help(f.name)}"
+        help_text = f"{_HELP[f.name]}; {train_config.defaults_help(f.name)}"
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=default,
                        choices=_CHOICES.get(f.name), help=help_text)
     p.add_argument("--log-dir", default="runs", help="writes <log-dir>/<name>/{jax,torch}, loss.png, summary.json")
@@ -56,7 +59,7 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def run_name(cfg: training.Config) -> str:
+def run_name(cfg: train_config.Config) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.model}-{cfg.optimizer}-{Path(cfg.data).name}-{cfg.dtype}")
 
 
@@ -76,7 +79,7 @@ def _plot(run: training.Run, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    both = set(run.losses) == set(training.FRAMEWORKS)
+    both = set(run.losses) == set(train_config.FRAMEWORKS)
     fig, axes = plt.subplots(1, 2 if both else 1, figsize=(11 if both else 6, 4), squeeze=False)
     ax = axes[0, 0]
     for fw, style in (("jax", "-"), ("torch", "--")):
@@ -111,6 +114,7 @@ def _write_events(run: training.Run, folder: Path) -> None:
 
 def _validate(args):
     """The resolved config, the data and the run folder; UsageError for anything wrong, before training."""
+    from parity import data, training  # JAX and torch: once a run starts, not for --help
     cfg = training.Config(**{f.name: getattr(args, f.name) for f in dataclasses.fields(training.Config)})
     try:
         cfg = cfg.resolved()
@@ -144,7 +148,7 @@ def _validate_data_parallel(args, cfg) -> None:
         raise UsageError(f"--dp-timeout must be a number of seconds > 0, got {timeout}")
 
 
-def _write_incomplete(cfg: training.Config, finished: list, folder: Path) -> str:
+def _write_incomplete(cfg: train_config.Config, finished: list, folder: Path) -> str:
     """On Ctrl-C: summary.json with the finished (single-device) epochs' records and per-step losses,
     marked incomplete (no checkpoints, events or data-parallel results: the run stopped mid-way);
     the line saying so."""
@@ -184,6 +188,8 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
     """Train and write into `folder` (the run folder, or its staging folder, whose final name is
     `shown`); the exit code, or None when a data-parallel worker failed (reported on `err`).
     `ctrl_c.check()` runs at every step of a data-parallel run."""
+    from parity import training
+    from parity.checkpoints import cross_load
     steps = cfg.epochs * (len(ds.x_train) // cfg.batch_size) * len(cfg.frameworks)
     metric = "test_loss" if cfg.model == "linear_regression" else "test_accuracy"
     out.print(f"training {cfg.model} with {cfg.optimizer} (lr {cfg.lr:g}, batch {cfg.batch_size}, "
@@ -297,6 +303,7 @@ def _dp_dir(fw: str, world: int) -> str:
 def _report_data_parallel(dp, folder: Path, summary: dict, out) -> bool:
     """Per-epoch agreement of the per-step losses, the three verdicts, the data-parallel runs'
     TensorBoard events and checkpoints, and their part of summary.json; True when all agree."""
+    from parity import training
     from parity.checkpoints import save_checkpoint
     cfg, world = dp.config, dp.world
     spe = len(dp.single.losses[cfg.frameworks[0]]) // cfg.epochs

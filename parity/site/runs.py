@@ -52,8 +52,7 @@ def enable_compilation_cache(cache_dir: str | os.PathLike | None) -> None:
     keeps only programs that took a second to compile; most of ours take a fifth of that)."""
     if not cache_dir:
         return
-    import jax
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    import jax  # the folder is created by JAX at the first compile (a bad command line writes nothing)
     jax.config.update("jax_compilation_cache_dir", str(cache_dir))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -78,43 +77,58 @@ def _run_pair(task):
     return task, _run_task(task)
 
 
+class Workers:
+    """The worker processes, started before the caller imports the frameworks itself, so that the
+    workers' start-up (importing JAX, torch and every concept: ~3 s each) overlaps the caller's.
+    A context manager: leaving it ends the workers (terminated on an error or Ctrl-C)."""
+
+    def __init__(self, jobs: int, cache_dir: str | os.PathLike | None = None):
+        self.jobs, self.cache_dir, self.pool = jobs, cache_dir, None
+        if jobs > 1:
+            ctx = multiprocessing.get_context("spawn")
+            self.pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cache_dir, max(1, cores() // jobs)))
+
+    def __enter__(self) -> "Workers":
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if self.pool is not None:
+            (self.pool.close if kind is None else self.pool.terminate)()
+            self.pool.join()
+
+
 def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int = 1,
         cache_dir: str | os.PathLike | None = None,
-        on_result: Callable | None = None, reuse: dict | None = None) -> list:
+        on_result: Callable | None = None, reuse: dict | None = None, workers: Workers | None = None) -> list:
     """Every concept in every dtype, as `runner.Result`s in dtype-major, concept order.
 
     `reuse` maps (concept, dtype) to a Result already at hand (read from a results file): those are
     not run again. `on_result(result)` is called as each one finishes (for a progress bar). Ctrl-C
-    stops the workers and raises KeyboardInterrupt.
+    stops the workers and raises KeyboardInterrupt. `workers`: processes already started (their
+    jobs and cache replace `jobs` and `cache_dir`); else they are started here when jobs > 1.
     """
     every = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts]
     reuse = reuse or {}
+    if workers is None:
+        left = sum(t[:2] not in reuse for t in every)
+        with Workers(jobs if left > 1 else 1, cache_dir) as w:
+            return run(concepts, dtypes, device, mode, on_result=on_result, reuse=reuse, workers=w)
     results = {t: reuse[t[:2]] for t in every if t[:2] in reuse}
     for r in results.values():
         if on_result:
             on_result(r)
     tasks = [t for t in every if t not in results]
     by_name = {c.name: c for c in concepts}
-    if tasks and (jobs <= 1 or len(tasks) <= 1):
-        enable_compilation_cache(cache_dir)
+    if tasks and (workers.pool is None or len(tasks) <= 1):
+        enable_compilation_cache(workers.cache_dir)
         for t in tasks:
             results[t] = _run_task(t)
             if on_result:
                 on_result(results[t])
     elif tasks:
         ordered = sorted(tasks, key=lambda t: -_cost(by_name[t[0]], t[1]))
-        threads = max(1, cores() // jobs)
-        ctx = multiprocessing.get_context("spawn")
-        pool = ctx.Pool(min(jobs, len(tasks)), initializer=_init_worker, initargs=(cache_dir, threads))
-        try:
-            for t, r in pool.imap_unordered(_run_pair, ordered, chunksize=1):
-                results[t] = r
-                if on_result:
-                    on_result(r)
-            pool.close()
-        except BaseException:
-            pool.terminate()
-            raise
-        finally:
-            pool.join()
+        for t, r in workers.pool.imap_unordered(_run_pair, ordered, chunksize=1):
+            results[t] = r
+            if on_result:
+                on_result(r)
     return [results[t] for t in every]
