@@ -121,15 +121,9 @@ def _as_tuple(x):
 
 
 def _cotangents(outs: tuple[np.ndarray, ...], seed: int) -> tuple[np.ndarray, ...]:
-    """N(0, 1) cotangents in each output's dtype; for a bfloat16 output, bfloat16 values held in
-    float32, so that output × cotangent promotes to float32 by the same rule in both frameworks."""
+    """N(0, 1) cotangents in each output's dtype (bfloat16 included: parity/bridge.py carries it)."""
     rng = np.random.default_rng(seed)
-    cts = []
-    for o in outs:
-        dt = np.asarray(o).dtype
-        c = rng.standard_normal(np.shape(o)).astype(dt)
-        cts.append(c.astype(np.float32) if dt == bridge.BFLOAT16 else c)
-    return tuple(cts)
+    return tuple(rng.standard_normal(np.shape(o)).astype(np.asarray(o).dtype) for o in outs)
 
 
 def run_torch(concept: Concept, s: Sample, device: str, cts=None, ct_seed: int | None = None):

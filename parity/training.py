@@ -13,6 +13,7 @@ The `parity train` command around all this is in parity/commands/train.py.
 """
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import math
@@ -154,7 +155,7 @@ class TrainState:
     step: int = 0
 
 
-class Side:
+class Side(abc.ABC):
     """One framework's model, trainer and device-resident data, behind the same methods for both
     frameworks. A subclass (`JaxSide`, `TorchSide`) supplies the framework's part, listed here
     first; the rest is written once, here."""
@@ -163,58 +164,60 @@ class Side:
 
     # ---- the framework's part
     @staticmethod
+    @abc.abstractmethod
     def losses() -> dict:
         """{False: the regression loss, True: the classification loss}."""
-        raise NotImplementedError
 
     @staticmethod
+    @abc.abstractmethod
     def build(model: str, kwargs: dict, dtype: str, sd: dict | None = None):
         """The framework's model `model` holding the canonical weights `sd` (if given)."""
-        raise NotImplementedError
 
     @staticmethod
+    @abc.abstractmethod
     def predict_with(model, x: np.ndarray) -> np.ndarray:
         """A model's outputs for NCHW images (or feature rows), as NumPy."""
-        raise NotImplementedError
 
     @staticmethod
+    @abc.abstractmethod
     def weights_of(model) -> dict:
         """A model's weights as a canonical (torch-layout) state_dict of NumPy arrays."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def put(self, a: np.ndarray, image: bool):
         """An array on the run's device, in the framework's layout (NHWC images for JAX)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def make_trainer(self, model, cfg: Config):
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def rows(self, batches: np.ndarray):
         """Batch index rows as the framework's trainer takes them."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sync(self, value) -> None:
         """Wait until `value` is computed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def host(self, a) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
+    @abc.abstractmethod
     def to_host(self, losses: list) -> np.ndarray:
         """A list of device scalars as one NumPy array (one transfer)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def weights(self) -> dict:
         """The trainer's current weights, canonical."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def state(self) -> "TrainState":
         """The trainer's current weights and optimiser state, canonical."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def load_state(self, st: "TrainState") -> None:
         """Make the trainer continue from `st` (weights, optimiser slots and step count)."""
-        raise NotImplementedError
 
     # ---- written once
 

@@ -112,10 +112,9 @@ def test_cross_entropy_class_indices_grid_matches_torch(shape, reduction, dtype)
         for ignore_index, ignored in ignoring:
             labels = _indices(rng, shape, ignore_index, ignored)
             for ls in (0.0, 0.25) if (ignore_index, weighted) != (1, True) else (0.0, 0.25, 1.0):
-                if True:
-                    kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=ls)
-                    _assert_same(_ce_all(logits, labels, weight, kw), dtype,
-                                 f"{shape} weight={weighted} ignore={ignore_index}×{ignored} ls={ls}")
+                kw = dict(ignore_index=ignore_index, reduction=reduction, label_smoothing=ls)
+                _assert_same(_ce_all(logits, labels, weight, kw), dtype,
+                             f"{shape} weight={weighted} ignore={ignore_index}×{ignored} ls={ls}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -22,6 +22,7 @@ for one segment, single-device and data-parallel with per-rank and with global B
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import os
@@ -149,16 +150,15 @@ def _inputs(session: Session, sd: dict, batches: np.ndarray, ds: data.Dataset) -
     return path
 
 
-
-
 # ---------------------------------------------------------------- trainers that run segments
-class _Trainer:
+class _Trainer(abc.ABC):
     """Runs segments (each from a given state, on given rows) in one dtype: losses and test outputs."""
 
     label: str
 
+    @abc.abstractmethod
     def segments(self, dtype: str, items: list) -> tuple[list, list]:
-        raise NotImplementedError
+        """(losses, test outputs) of each item's segment."""
 
 
 class _InProcess(_Trainer):
