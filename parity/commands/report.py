@@ -3,7 +3,7 @@
 index.html holds the concept table (sortable, filterable by group and result), one page per concept
 shows the JAX and PyTorch source of every function it runs with each sample's per-tensor errors,
 the trap it belongs to and its worked example; --train and --bench add the training and benchmark
-pages. Each concept runs once per dtype (in --jobs worker processes, JAX's compilation cache on).
+pages. Each concept runs once per dtype (in --jobs processes, JAX's compilation cache on).
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     add_concept_names(p)
     add_device(p)
     p.add_argument("--dtype", choices=names.DTYPES, nargs="+", default=["float32"],
-                   help="one or both (default: float32, about a minute on 2 cores; both take about 1.6× "
+                   help="one or both (default: float32, under a minute on 2 cores; both take about 1.6× "
                         "as long, and float64 shows what float32 rounding hides)")
     add_precision(p)
     p.add_argument("--train", metavar="DIR", help="a `parity train` run folder (summary.json, loss.png) or the "
@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bench", metavar="DIR", help="a `parity bench --out` folder (bench-<device>.json/.md, PNGs): "
                                                  "adds the benchmarks page")
     p.add_argument("--jobs", type=int, default=runs.default_jobs(),
-                   help="worker processes running the concepts (default: the usable cores, at most 4)")
+                   help="processes running the concepts: this one and jobs-1 workers (default: the usable "
+                        "cores, at most 4)")
     p.add_argument("--cache-dir", metavar="DIR", default=str(runs.default_cache_dir()),
                    help="JAX's persistent compilation cache (default: %(default)s); the programs are the same, "
                         "only their compile time is saved")

@@ -230,10 +230,15 @@ KINDS = {"covered": "covered: the concept's own leaf functions and classes",
 
 
 def code_html(src: sources.Source) -> Markup:
+    return _highlighted(src.text, src.line, src.name)
+
+
+@cache  # a shared helper appears on many pages: highlighted once (most of the pages' writing time)
+def _highlighted(text: str, line: int, name: str) -> Markup:
     # one span per line (linespans), so that a wrapped line hangs indented after its line number
-    fmt = HtmlFormatter(style=assets.STYLE, cssclass="hl", linenos="inline", linenostart=src.line,
-                        linespans="L-" + re.sub(r"[^A-Za-z0-9_-]", "-", src.name))
-    return Markup(highlight(src.text, PythonLexer(), fmt))
+    fmt = HtmlFormatter(style=assets.STYLE, cssclass="hl", linenos="inline", linenostart=line,
+                        linespans="L-" + re.sub(r"[^A-Za-z0-9_-]", "-", name))
+    return Markup(highlight(text, PythonLexer(), fmt))
 
 
 def _cell(src: sources.Source, kind: str, note: str) -> Markup:

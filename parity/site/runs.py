@@ -1,8 +1,10 @@
 """Running the report's concepts: once each per dtype, in worker processes, with JAX's compilation cache.
 
 The comparisons are `parity.runner.run_concept` exactly; what changes is only where and how fast:
-  * `jobs` worker processes (spawned, never forked: JAX is multithreaded) share the work, each with
-    `torch.set_num_threads(cores // jobs)` so that they do not oversubscribe the cores;
+  * `jobs` processes share the work: the calling process and `jobs - 1` workers (spawned, never
+    forked: JAX is multithreaded), each with `torch.set_num_threads(cores // jobs)` so that they do
+    not oversubscribe the cores. The caller imports the frameworks anyway (to write the pages), so
+    it runs concepts too instead of paying for one more process's imports;
   * JAX's persistent compilation cache (`cache_dir`) keeps the compiled XLA programs between runs.
     Most of a concept's time is XLA compiling its jitted forward and gradient; a cached program is
     the same program, loaded instead of compiled (the cache key covers the program, the compile
@@ -16,10 +18,10 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-# Longest tasks first (so that the last ones to finish are short and no worker waits long alone):
-# a task costs about one XLA compile per sample; a sample of a whole model or training run compiles
-# a larger program (measured: ~0.5 s per cross_entropy sample, 1.7 s for models.small_cnn's one).
-_HEAVY_SAMPLE = {"train": 4, "models": 4}
+# Longest tasks first (so that the last ones to finish are short and no process waits long alone).
+# A concept compiles one XLA program holding all its samples: measured, a task takes about
+# 0.15 s + 0.07 s per sample, and a whole model or training run about 1–1.6 s (15 samples' worth).
+_HEAVY_SAMPLE = {"train": 15, "models": 15}
 
 
 def _cost(concept, dtype: str) -> int:
@@ -59,12 +61,14 @@ def enable_compilation_cache(cache_dir: str | os.PathLike | None) -> None:
 
 
 def _init_worker(cache_dir, threads: int) -> None:
+    import gc
     import warnings
     warnings.filterwarnings("ignore", category=UserWarning)  # a worker has no console: warnings are noise
     enable_compilation_cache(cache_dir)
     import torch
     torch.set_num_threads(threads)
     from parity import registry, runner  # noqa: F401  (imported once per worker, before the first task)
+    gc.freeze()  # the frameworks' objects live as long as the worker: no collection walks them again
 
 
 def _run_task(task):
@@ -78,15 +82,17 @@ def _run_pair(task):
 
 
 class Workers:
-    """The worker processes, started before the caller imports the frameworks itself, so that the
-    workers' start-up (importing JAX, torch and every concept: ~3 s each) overlaps the caller's.
-    A context manager: leaving it ends the workers (terminated on an error or Ctrl-C)."""
+    """The `jobs - 1` worker processes beside the caller (none for jobs=1), started before the caller
+    imports the frameworks itself, so that their start-up (importing JAX, torch and every concept:
+    ~3 s each) overlaps the caller's. A context manager: leaving it ends the workers (terminated on an
+    error or Ctrl-C)."""
 
     def __init__(self, jobs: int, cache_dir: str | os.PathLike | None = None):
         self.jobs, self.cache_dir, self.pool = jobs, cache_dir, None
+        self.threads = max(1, cores() // jobs)
         if jobs > 1:
             ctx = multiprocessing.get_context("spawn")
-            self.pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(cache_dir, max(1, cores() // jobs)))
+            self.pool = ctx.Pool(jobs - 1, initializer=_init_worker, initargs=(cache_dir, self.threads))
 
     def __enter__(self) -> "Workers":
         return self
@@ -103,9 +109,10 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
     """Every concept in every dtype, as `runner.Result`s in dtype-major, concept order.
 
     `reuse` maps (concept, dtype) to a Result already at hand (read from a results file): those are
-    not run again. `on_result(result)` is called as each one finishes (for a progress bar). Ctrl-C
-    stops the workers and raises KeyboardInterrupt. `workers`: processes already started (their
-    jobs and cache replace `jobs` and `cache_dir`); else they are started here when jobs > 1.
+    not run again. `on_result(result)` is called as each one finishes (for a progress bar), always in
+    the calling thread. Ctrl-C stops the workers and raises KeyboardInterrupt. `workers`: processes
+    already started (their jobs and cache replace `jobs` and `cache_dir`); else they are started here
+    when jobs > 1.
     """
     every = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts]
     reuse = reuse or {}
@@ -117,18 +124,72 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
     for r in results.values():
         if on_result:
             on_result(r)
-    tasks = [t for t in every if t not in results]
     by_name = {c.name: c for c in concepts}
-    if tasks and (workers.pool is None or len(tasks) <= 1):
-        enable_compilation_cache(workers.cache_dir)
+    tasks = sorted((t for t in every if t not in results), key=lambda t: -_cost(by_name[t[0]], t[1]))
+    enable_compilation_cache(workers.cache_dir)
+
+    def record(t, r):
+        results[t] = r
+        if on_result:
+            on_result(r)
+
+    if workers.pool is None or len(tasks) <= 1:
         for t in tasks:
-            results[t] = _run_task(t)
-            if on_result:
-                on_result(results[t])
-    elif tasks:
-        ordered = sorted(tasks, key=lambda t: -_cost(by_name[t[0]], t[1]))
-        for t, r in workers.pool.imap_unordered(_run_pair, ordered, chunksize=1):
-            results[t] = r
-            if on_result:
-                on_result(r)
+            record(t, _run_task(t))
+    else:
+        _share(tasks, workers, record)
     return [results[t] for t in every]
+
+
+def _share(tasks, workers: Workers, record: Callable) -> None:
+    """Run `tasks` (longest first) in this process and in the workers: each takes the next task
+    when it becomes free. The workers' results are recorded here, between this process's tasks."""
+    import gc
+    import queue
+    import threading
+    import warnings
+
+    import torch
+    gc.freeze()  # as in the workers: the objects imported so far are not collected again
+    pending, lock, finished = list(reversed(tasks)), threading.Lock(), queue.Queue()
+    done = 0
+
+    def take():
+        with lock:
+            return pending.pop() if pending else None
+
+    def feed(*_):  # a worker is free (called again from the pool's result thread as each task ends)
+        t = take()
+        if t is not None:
+            workers.pool.apply_async(_run_pair, (t,), callback=lambda tr: (finished.put(tr), feed()),
+                                     error_callback=finished.put)
+
+    def collect(block: bool) -> int:
+        nonlocal done
+        n = 0
+        while True:
+            try:
+                item = finished.get(timeout=0.2) if block and n == 0 else finished.get_nowait()
+            except queue.Empty:
+                return n
+            if isinstance(item, BaseException):
+                raise item
+            record(*item)
+            n += 1
+            done += 1
+
+    for _ in range(workers.jobs - 1):
+        feed()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(workers.threads)
+    try:
+        with warnings.catch_warnings():  # the workers drop warnings too: they would break the progress bar
+            warnings.simplefilter("ignore", UserWarning)
+            while (t := take()) is not None:
+                record(t, _run_task(t))
+                done += 1
+                collect(block=False)
+    finally:
+        torch.set_num_threads(threads)
+    while done < len(tasks):  # the workers' last tasks
+        collect(block=True)
