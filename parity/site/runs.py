@@ -150,46 +150,48 @@ def _share(tasks, workers: Workers, record: Callable) -> None:
     import warnings
 
     import torch
-    gc.freeze()  # as in the workers: the objects imported so far are not collected again
     pending, lock, finished = list(reversed(tasks)), threading.Lock(), queue.Queue()
-    done = 0
+    left = len(tasks)
 
     def take():
         with lock:
             return pending.pop() if pending else None
 
-    def feed(*_):  # a worker is free (called again from the pool's result thread as each task ends)
+    def feed():  # a worker is free (called again from the pool's result thread as each task ends)
         t = take()
         if t is not None:
             workers.pool.apply_async(_run_pair, (t,), callback=lambda tr: (finished.put(tr), feed()),
                                      error_callback=finished.put)
 
-    def collect(block: bool) -> int:
-        nonlocal done
-        n = 0
-        while True:
-            try:
-                item = finished.get(timeout=0.2) if block and n == 0 else finished.get_nowait()
-            except queue.Empty:
-                return n
-            if isinstance(item, BaseException):
-                raise item
-            record(*item)
-            n += 1
-            done += 1
+    def done(t, r):
+        nonlocal left
+        record(t, r)
+        left -= 1
+
+    def collect(wait: float | None) -> None:  # the workers' results so far (waiting up to `wait` s for one)
+        try:
+            item = finished.get(timeout=wait) if wait else finished.get_nowait()
+            while True:
+                if isinstance(item, BaseException):
+                    raise item
+                done(*item)
+                item = finished.get_nowait()
+        except queue.Empty:
+            pass
 
     for _ in range(workers.jobs - 1):
         feed()
     threads = torch.get_num_threads()
     torch.set_num_threads(workers.threads)
+    gc.freeze()  # as in the workers: the objects imported so far are not walked by each collection
     try:
         with warnings.catch_warnings():  # the workers drop warnings too: they would break the progress bar
             warnings.simplefilter("ignore", UserWarning)
             while (t := take()) is not None:
-                record(t, _run_task(t))
-                done += 1
-                collect(block=False)
+                done(t, _run_task(t))
+                collect(None)
+        while left:  # the workers' last tasks (a short timeout keeps Ctrl-C responsive)
+            collect(0.2)
     finally:
+        gc.unfreeze()
         torch.set_num_threads(threads)
-    while done < len(tasks):  # the workers' last tasks
-        collect(block=True)
