@@ -6,8 +6,10 @@ every user or data string through `esc`, since rich would read "grad[x]" as mark
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -46,30 +48,115 @@ def print_error(err: Console, message: str, prefix: str = "parity: error: ") -> 
 
 
 # ---------------------------------------------------------------- output paths and atomic writes
+# What a user names as an output is written *through*: a symlink's target is replaced (never the link
+# itself), a device or FIFO such as /dev/null gets a plain write (it cannot be renamed over), and every
+# path is tried before any work starts, so a long run never ends in a traceback about its output.
+class OutputError(UsageError):
+    """An output that could not be written after the work ran (a full disk, /dev/full): exit 2, one line."""
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e)
+
+
+def _special(path: Path) -> bool:
+    """True for an existing file that is not a regular file or folder (a device, a FIFO, a socket)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _target(path: str | os.PathLike, flag: str) -> Path:
+    """The path a write to `path` changes: every symlink followed (a dangling one to the file it names)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{flag} {path}: a symlink loop ({_reason(e)})") from None
+        if e.errno == errno.ENAMETOOLONG:
+            longest = max(Path(path).parts, key=lambda part: len(os.fsencode(part)))
+            raise UsageError(f"{flag} {path}: the name {longest[:40]}… is {len(os.fsencode(longest))} bytes, "
+                             f"too long for the file system ({_reason(e)})") from None
+    return Path(os.path.realpath(path))
+
+
+def _try_writing_in(folder: Path, flag: str, shown) -> None:
+    """Create and remove a scratch file in the existing `folder`; UsageError naming `flag` if that fails."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".parity-probe-")
+    except OSError as e:
+        raise UsageError(f"{flag} {shown}: cannot write in {folder} ({_reason(e)})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _check_names(p: Path, existing: Path, flag: str, shown) -> None:
+    """Every component of `p` below `existing` fits the file system's name limit."""
+    limit = _name_max(existing)
+    for part in p.relative_to(existing).parts:
+        n = len(os.fsencode(part))
+        if n > limit:
+            raise UsageError(f"{flag} {shown}: the name {part[:40]}… is {n} bytes; this file system allows {limit}")
+
+
+def _existing_ancestor(p: Path) -> Path:
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
 def writable_dir(path: str | os.PathLike, flag: str) -> Path:
     """`path` as a folder that exists or can be created and written, else UsageError naming `flag`.
 
-    Checked before any work starts, so a long run never ends in a traceback about its output.
+    Tried, not just checked: a scratch file is created and removed in the folder (or in the nearest
+    folder that exists), since root passes an access check under /proc and /sys and still cannot
+    write there. Nothing is created for a folder that does not exist yet.
     """
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise UsageError(f"{flag} {p}: is a file, expected a folder")
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {p}: cannot write in {probe}")
-    return p
+    if not str(path).strip():
+        raise UsageError(f"{flag}: an empty path; expected a folder (use . for the current folder)")
+    real = _target(path, flag)
+    if real.exists() and not real.is_dir():
+        raise UsageError(f"{flag} {path}: is a file, expected a folder")
+    probe = _existing_ancestor(real)
+    if not probe.is_dir():
+        raise UsageError(f"{flag} {path}: {probe} is a file, expected a folder")
+    _check_names(real, probe, flag, path)
+    _try_writing_in(probe, flag, path)
+    return Path(path)
 
 
 def writable_file(path: str | os.PathLike, flag: str) -> Path:
-    """`path` as a file that can be (over)written, else UsageError naming `flag` (checked up front)."""
+    """`path` as a file that can be (over)written, else UsageError naming `flag` (tried up front).
+
+    A symlink is checked at its target; a device or FIFO (/dev/null) only needs write permission,
+    since it gets a plain write.
+    """
+    if not str(path).strip():
+        raise UsageError(f"{flag}: an empty path; expected a file path")
     p = Path(path)
-    if p.is_dir() or str(path).endswith(os.sep):
+    if str(path).endswith(os.sep):
         raise UsageError(f"{flag} {p}: is a folder, expected a file path")
-    if p.exists() and not os.access(p, os.W_OK):
+    real = _target(path, flag)
+    if real.is_dir():
+        raise UsageError(f"{flag} {p}: is a folder, expected a file path")
+    if _special(real):
+        if not os.access(real, os.W_OK):
+            raise UsageError(f"{flag} {p}: cannot write to {real}")
+        return p
+    if real.exists() and not os.access(real, os.W_OK):
         raise UsageError(f"{flag} {p}: the file is not writable")
-    writable_dir(p.parent if str(p.parent) else ".", flag)
+    writable_dir(real.parent, flag)
+    _check_names(real, real.parent if real.parent.exists() else _existing_ancestor(real), flag, p)
     return p
 
 
@@ -80,20 +167,42 @@ def _umask() -> int:
 
 
 def write_bytes_atomic(path: str | os.PathLike, write) -> Path:
-    """Call write(binary file) on a temporary file beside `path`, then rename it into place, so a
-    reader never sees a half-written file; the file gets the usual mode (0666 less the umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Call write(binary file) on a temporary file beside the target of `path`, then rename it into
+    place, so a reader never sees a half-written file.
+
+    Symlinks are followed first (the link stays, its target gets the new content); a device or FIFO
+    gets a plain write, since renaming over /dev/null would replace the device. A new file gets the
+    usual mode (0666 less the umask), a replaced one keeps its own. Raises OutputError (exit 2, one
+    line) when the write fails, and leaves no temporary file behind.
+    """
+    shown = path
+    path = Path(os.path.realpath(path))
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; result files are ordinary files
+        if _special(path):
+            with open(path, "wb") as f:
+                write(f)
+            return Path(shown)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o666 & ~_umask()
+        # the temporary name carries the final one when it fits the file system's limit
+        prefix = f".{path.name}." if len(os.fsencode(path.name)) + 16 <= _name_max(path.parent) else ".parity-"
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"cannot write {shown}: {_reason(e)}") from None
+    try:
+        os.fchmod(fd, mode)  # mkstemp makes 0600; result files are ordinary files
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {shown}: {_reason(e)}") from None
         raise
-    return path
+    return Path(shown)
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:

@@ -20,7 +20,11 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write a static HTML site: every concept's JAX and PyTorch code side by "
                                       "side with its errors, plus training and benchmark pages")
     p.add_argument("--html", metavar="DIR", required=True,
-                   help="the site's folder (created; index.html, concepts/, docs/, assets/ go there)")
+                   help="the site's folder: new, empty, or a site this command wrote before (index.html, "
+                        "concepts/, docs/, assets/, results.json go there)")
+    p.add_argument("--force", action="store_true",
+                   help="write the site into an existing folder that holds other files (same-named files are "
+                        "replaced)")
     add_concept_names(p)
     add_device(p)
     p.add_argument("--dtype", choices=names.DTYPES, nargs="+", default=["float32"],
@@ -50,6 +54,8 @@ def run(args, out, err) -> int:
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     site_dir = writable_dir(args.html, "--html")
+    if not args.force:
+        _refuse_foreign_folder(site_dir)
     cache = None
     if not args.no_cache:
         try:
@@ -63,6 +69,21 @@ def run(args, out, err) -> int:
         return _run(args, out, err, site_dir, cache, None)
     with runs.Workers(args.jobs, cache) as workers:
         return _run(args, out, err, site_dir, cache, workers)
+
+
+SITE_FILES = ("index.html", "results.json", "assets/site.css")  # what every site this command writes holds
+
+
+def _refuse_foreign_folder(site_dir) -> None:
+    """UsageError unless `site_dir` is new, empty, or a site written before (its files get replaced)."""
+    if not site_dir.is_dir():
+        return
+    entries = sorted(p.name for p in site_dir.iterdir())
+    if not entries or all((site_dir / f).is_file() for f in SITE_FILES):
+        return
+    shown = ", ".join(entries[:3]) + (f" and {len(entries) - 3} more" if len(entries) > 3 else "")
+    raise UsageError(f"--html {site_dir}: the folder holds files that are not a parity site ({shown}); name a "
+                     f"new or empty folder, or pass --force to write the site among them")
 
 
 def _run(args, out, err, site_dir, cache, workers) -> int:
