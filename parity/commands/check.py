@@ -22,7 +22,7 @@ def run(args, out, err) -> int:
     from parity import report, runner
     concepts = select_concepts(args.names)
     check_device(args.device)
-    json_path = writable_file(args.json, "--json") if args.json else None
+    json_path = writable_file(args.json, "--json") if args.json is not None else None
     dtypes = list(dict.fromkeys(args.dtype))  # in the order given, once each
     results = []
     try:

@@ -93,7 +93,7 @@ def run(args, out, err) -> int:
         raise UsageError(f"--steps {args.steps}: must be >= 0")
     t_args, f_args = _args(args.args)
     check_device(args.device)
-    json_path = writable_file(args.json, "--json") if args.json else None
+    json_path = writable_file(args.json, "--json") if args.json is not None else None
     notes: list[str] = []
     try:
         t_obj, f_obj = load.load_target(args.torch_target), load.load_target(args.flax_target)

@@ -123,6 +123,7 @@ def _validate(args):
     check_device(cfg.device)
     log_dir = writable_dir(args.log_dir, "--log-dir")
     folder = _run_folder(log_dir, args.name if args.name is not None else run_name(cfg))
+    writable_dir(folder, "--log-dir/--name")  # the run folder's own name must fit the file system too
     try:
         ds = training.load_data(cfg)
         training.model_kwargs(cfg.model, ds)
