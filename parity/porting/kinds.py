@@ -1,52 +1,189 @@
-"""The layer kinds automatic pairing knows, in both frameworks: how to recognise each, how its
-weights convert (the rules of parity/convert.py), and the settings worth a note when they differ.
+"""Layer kinds as data: one `Kind` record per kind of layer the comparer pairs between torch and
+Flax NNX. Pairing, weight conversion in both directions, the notes on settings that differ and the
+layout of each layer's activations all ask the record; adding a kind is adding one record (and its
+tests). The stock records are in parity/porting/layer_kinds.py; `register` adds a user's own.
 
-A kind with parameters (linear, conv, batchnorm, layernorm, embedding) must pair one-to-one between
-the models; a parameterless kind (dropout, pooling, flatten) pairs when both sides have such modules.
+A record says
+* which classes it is on each side (`torch`, `flax`; subclasses count), with an optional `accepts`
+  test per side for classes that only sometimes fit;
+* each parameter and buffer as an `Array`: its torch name, its Flax path relative to the layer
+  ("kernel", or "query.kernel" inside a sub-module) and the layout transform each way; or, where
+  arrays do not map one to one (a packed attention projection, an LSTM's gates), a `to_flax` /
+  `to_torch` pair over the whole layer;
+* `notes(tm, fm, ctx)`: the settings whose meaning differs between the two, each naming its entry in
+  docs/traps.md;
+* `channels_last`: whether the Flax layer's activations put channels last where torch puts them
+  second (convolutions, pooling, batch and group norms), which the comparer undoes before comparing.
+
+Conversions are transposes, reshapes, flips and renames: exact in any dtype.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 import torch
 from flax import nnx
-from torch import nn
-
-import jax_impl.conv
-import jax_impl.layers
-import jax_impl.normalization
-import jax_impl.pooling
-from parity import convert
-
-PARAM_KINDS = ("linear", "conv", "batchnorm", "layernorm", "embedding")
-FREE_KINDS = ("dropout", "maxpool", "avgpool", "adaptive_avgpool", "flatten")
-
-# (class, kind), most specific first; subclasses count (torch_impl's layers subclass torch's)
-_TORCH = ((nn.Linear, "linear"), (nn.Conv2d, "conv"), (nn.BatchNorm2d, "batchnorm"),
-          (nn.BatchNorm1d, "batchnorm"), (nn.LayerNorm, "layernorm"), (nn.Embedding, "embedding"),
-          (nn.Dropout, "dropout"), (nn.MaxPool2d, "maxpool"), (nn.AvgPool2d, "avgpool"),
-          (nn.AdaptiveAvgPool2d, "adaptive_avgpool"), (nn.Flatten, "flatten"))
-_FLAX = ((nnx.Linear, "linear"), (jax_impl.layers.Linear, "linear"), (nnx.Conv, "conv"),
-         (jax_impl.conv.Conv2d, "conv"), (nnx.BatchNorm, "batchnorm"),
-         (jax_impl.normalization.BatchNorm2d, "batchnorm"), (nnx.LayerNorm, "layernorm"),
-         (nnx.Embed, "embedding"), (nnx.Dropout, "dropout"), (jax_impl.layers.Dropout, "dropout"),
-         (jax_impl.pooling.MaxPool2d, "maxpool"), (jax_impl.pooling.AvgPool2d, "avgpool"),
-         (jax_impl.pooling.AdaptiveAvgPool2d, "adaptive_avgpool"), (jax_impl.layers.Flatten, "flatten"))
 
 
-def torch_kind(m: nn.Module) -> str | None:
-    for cls, kind in _TORCH:
-        if isinstance(m, cls):
+def _same(a, tm=None, fm=None):
+    return a
+
+
+@dataclass(frozen=True)
+class Array:
+    """One parameter or buffer. `to_flax(a, torch_module, flax_module)` and `to_torch(a, torch_module,
+    flax_module)` change its layout (the identity by default); `stat` marks a buffer (running statistics), which is converted
+    with the weights but has no gradient."""
+
+    torch: str
+    flax: str
+    to_flax: Callable = _same
+    to_torch: Callable = _same
+    stat: bool = False
+
+
+@dataclass(frozen=True)
+class NoteContext:
+    """What a kind's notes may depend on: the mode compared and the Flax layer's input shape."""
+
+    train: bool = False
+    dtype: str = "float32"
+    flax_in_shape: tuple | None = None
+    layout: str = "nhwc"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of layer in both frameworks (see the module docstring)."""
+
+    name: str
+    torch: tuple = ()
+    flax: tuple = ()
+    arrays: tuple[Array, ...] = ()
+    notes: Callable | None = None  # (torch_module, flax_module, NoteContext) -> list[str]
+    accepts_torch: Callable | None = None  # (torch_module) -> bool
+    accepts_flax: Callable | None = None  # (flax_module) -> bool
+    to_flax: Callable | None = None  # (torch part {name: array}, tm, fm) -> {flax path: array}
+    to_torch: Callable | None = None  # (flax part {path: array}, tm, fm, grads: bool) -> {name: array}
+    flax_names: tuple[str, ...] = ()  # with to_flax/to_torch: every Flax path the layer may hold
+    channels_last: bool = False
+    summary: str = ""  # one line for the table of kinds (README)
+    doc: str = ""  # where its differences are explained (docs/traps.md, ...)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def has_params(self) -> bool:
+        return bool(self.arrays) or self.to_flax is not None
+
+    def flax_paths(self, stats: bool = True) -> tuple[str, ...]:
+        if self.to_flax is not None:
+            return self.flax_names
+        return tuple(a.flax for a in self.arrays if stats or not a.stat)
+
+    def stat_paths(self) -> tuple[str, ...]:
+        return tuple(a.flax for a in self.arrays if a.stat)
+
+    # -- conversions of one layer's arrays (NumPy), any subset present (gradients carry no statistics)
+    def convert_to_flax(self, part: dict, tm=None, fm=None) -> dict:
+        """torch names → Flax paths (relative to the layer), layouts changed."""
+        part = {k: np.asarray(v) for k, v in part.items() if v is not None}
+        if self.to_flax is not None:
+            return self.to_flax(part, tm, fm)
+        out = {}
+        for a in self.arrays:
+            if a.torch in part:
+                out[a.flax] = np.asarray(a.to_flax(part[a.torch], tm, fm), order="C")
+        unknown = set(part) - {a.torch for a in self.arrays}
+        if unknown:
+            raise KeyError(f"{self.name}: torch arrays {sorted(unknown)} belong to no array of this kind")
+        return out
+
+    def convert_to_torch(self, part: dict, tm=None, fm=None, grads: bool = False) -> dict:
+        """Flax paths → torch names, layouts changed back; `grads` when the arrays are gradients
+        (a kind whose torch side holds one array twice, as an LSTM's two biases, sends the Flax
+        gradient to both)."""
+        part = {k: np.asarray(v) for k, v in part.items() if v is not None}
+        if self.to_torch is not None:
+            return self.to_torch(part, tm, fm, grads)
+        out = {}
+        for a in self.arrays:
+            if a.flax in part:
+                out[a.torch] = np.asarray(a.to_torch(part[a.flax], tm, fm), order="C")
+        return out
+
+    def layer_notes(self, tm, fm, ctx: NoteContext) -> list[str]:
+        out = []
+        fdt = getattr(fm, "dtype", None)
+        if self.has_params and fdt is not None and np.dtype(fdt) != np.dtype(ctx.dtype):
+            out.append(f"Flax layer has dtype={np.dtype(fdt).name}: it computes in {np.dtype(fdt).name} "
+                       f"whatever its parameters' dtype ({ctx.dtype} compared)")
+        return out + (list(self.notes(tm, fm, ctx)) if self.notes else [])
+
+
+# ---------------------------------------------------------------- the registry
+_KINDS: dict[str, Kind] = {}
+
+
+def register(kind: Kind, *, replace: bool = False) -> Kind:
+    """Add a kind (a user's own layer, say); later records are asked first, so a user's kind for a
+    subclass of a stock layer wins over the stock one. ValueError for a name already taken, unless
+    `replace`."""
+    if not isinstance(kind, Kind):
+        raise TypeError(f"register: expected a parity.porting.Kind, got {type(kind).__name__}")
+    if not kind.name or ":" in kind.name:
+        raise ValueError(f"register: kind name {kind.name!r} must be non-empty, without ':'")
+    if not kind.torch or not kind.flax:
+        raise ValueError(f"register: kind {kind.name!r} names no torch class or no Flax class")
+    if (kind.to_flax is None) != (kind.to_torch is None):
+        raise ValueError(f"register: kind {kind.name!r} needs both to_flax and to_torch, or neither")
+    if kind.to_flax is not None and not kind.flax_names:
+        raise ValueError(f"register: kind {kind.name!r} converts with to_flax; list its Flax paths in flax_names")
+    if kind.name in _KINDS and not replace:
+        raise ValueError(f"register: a kind named {kind.name!r} exists already (pass replace=True)")
+    _KINDS.pop(kind.name, None)
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    _KINDS.pop(name, None)
+
+
+def get(name: str) -> Kind:
+    _load_stock()
+    if name not in _KINDS:
+        raise KeyError(f"no layer kind {name!r}; known: {', '.join(_KINDS)}")
+    return _KINDS[name]
+
+
+def all_kinds() -> list[Kind]:
+    _load_stock()
+    return list(_KINDS.values())
+
+
+def _load_stock() -> None:
+    if not _KINDS:
+        from parity.porting import layer_kinds  # noqa: F401  (registers the stock records)
+
+
+def _match(m, side: str) -> Kind | None:
+    for kind in reversed(all_kinds()):
+        classes, accepts = (kind.torch, kind.accepts_torch) if side == "torch" else (kind.flax, kind.accepts_flax)
+        if isinstance(m, classes) and (accepts is None or accepts(m)):
             return kind
     return None
+
+
+def torch_kind(m: torch.nn.Module) -> str | None:
+    k = _match(m, "torch")
+    return k.name if k else None
 
 
 def flax_kind(m: nnx.Module) -> str | None:
-    for cls, kind in _FLAX:
-        if isinstance(m, cls):
-            if kind == "conv" and isinstance(m, nnx.Conv) and len(m.kernel_size) != 2:
-                return None  # 1-D or 3-D convolutions: not torch's Conv2d
-            return kind
-    return None
+    k = _match(m, "flax")
+    return k.name if k else None
 
 
 def other_kind(m) -> str:
@@ -54,151 +191,58 @@ def other_kind(m) -> str:
     return "other:" + type(m).__name__.lower()
 
 
-# ---------------------------------------------------------------- weights, one layer at a time
-# Names of the arrays each kind holds in Flax: parameters (differentiated) and statistics.
-FLAX_PARAMS = {"linear": ("kernel", "bias"), "conv": ("kernel", "bias"), "batchnorm": ("scale", "bias"),
-               "layernorm": ("scale", "bias"), "embedding": ("embedding",)}
-FLAX_STATS = {"batchnorm": ("mean", "var", "num_batches_tracked")}
+def is_param_kind(name: str | None) -> bool:
+    """A kind with parameters: such layers must pair one to one between the models."""
+    _load_stock()
+    return name is not None and not name.startswith("other:") and name in _KINDS and _KINDS[name].has_params
+
+
+def param_kind_names() -> list[str]:
+    return [k.name for k in all_kinds() if k.has_params]
+
+
+# ---------------------------------------------------------------- one layer's arrays
+def _node(m, path: str):
+    for step in path.split(".")[:-1]:
+        m = getattr(m, step, None)
+        if m is None:
+            return None, None
+    return m, path.split(".")[-1]
 
 
 def flax_arrays(kind: str, m) -> dict:
-    """The arrays (parameters and statistics) a Flax layer of this kind holds, as Variables."""
+    """The arrays (parameters and statistics) a Flax layer of this kind holds, as Variables, keyed by
+    their path relative to the layer."""
     out = {}
-    for name in FLAX_PARAMS[kind] + FLAX_STATS.get(kind, ()):
-        v = getattr(m, name, None)
+    for path in get(kind).flax_paths():
+        owner, leaf = _node(m, path)
+        v = getattr(owner, leaf, None) if owner is not None else None
         if isinstance(v, nnx.Variable):
-            out[name] = v
+            out[path] = v
     return out
 
 
-def to_flax(kind: str, part: dict, flatten=None) -> dict:
-    """One torch layer's state (NumPy, torch names) → its Flax arrays (Flax names and layouts)."""
-    part = {k: v for k, v in part.items() if v is not None}
-    if kind in ("linear", "conv") and "weight" not in part:
-        return {"bias": part["bias"]} if "bias" in part else {}
-    if kind == "linear":
-        return convert.flatten_linear_torch_to_flax(part, flatten) if flatten else convert.linear_torch_to_flax(part)
-    if kind == "conv":
-        return convert.conv_torch_to_flax(part)
-    if kind == "batchnorm":
-        return convert.batchnorm_torch_to_flax(part)
-    if kind == "layernorm":
-        return convert.layernorm_torch_to_flax(part)
-    if kind == "embedding":
-        return convert.embedding_torch_to_flax(part)
-    raise ValueError(f"no conversion for kind {kind!r}")
+def to_flax(kind: str, part: dict, tm=None, fm=None, flatten=None) -> dict:
+    """One torch layer's state (NumPy, torch names) → its Flax arrays (paths relative to the layer).
+    `flatten` (C, H·W, 1): a Linear reading a flattened map, its rows permuted (docs/traps.md, trap 4)."""
+    if flatten and kind == "linear" and part.get("weight") is not None:
+        from parity import convert
+        return convert.flatten_linear_torch_to_flax({k: v for k, v in part.items() if v is not None}, flatten)
+    return get(kind).convert_to_flax(part, tm, fm)
 
 
-def to_torch(kind: str, part: dict, flatten=None) -> dict:
-    """One Flax layer's arrays (NumPy, Flax names) → torch names and layouts (any subset of
-    parameters and statistics, so gradients convert by the same rule as weights)."""
-    part = {k: v for k, v in part.items() if v is not None}
-    if kind in ("linear", "conv") and "kernel" not in part:  # a bias alone: the same in both
-        return {"bias": part["bias"]} if "bias" in part else {}
-    if kind == "linear":
-        return convert.flatten_linear_flax_to_torch(part, flatten) if flatten else convert.linear_flax_to_torch(part)
-    if kind == "conv":
-        return convert.conv_flax_to_torch(part)
-    if kind == "batchnorm":
-        return convert.batchnorm_flax_to_torch(part)
-    if kind == "layernorm":
-        return convert.layernorm_flax_to_torch(part)
-    if kind == "embedding":
-        return convert.embedding_flax_to_torch(part)
-    raise ValueError(f"no conversion for kind {kind!r}")
-
-
-# ---------------------------------------------------------------- settings worth a note
-def _pairs(v, n=2):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
-
-
-def _same_pads(n, k, s, d):
-    """Flax's 'SAME' padding (low, high) along one axis of size n."""
-    out = -(-n // s)
-    total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-    return total // 2, total - total // 2
-
-
-def _flax_conv_pads(m, hw):
-    """The (low, high) padding pairs an nnx.Conv applies to an input of spatial size hw."""
-    p, k, s, d = m.padding, m.kernel_size, _pairs(m.strides or 1), _pairs(m.kernel_dilation or 1)
-    if isinstance(p, str):
-        if p.upper() == "VALID":
-            return ((0, 0), (0, 0))
-        if p.upper() == "SAME" and hw is not None:
-            return tuple(_same_pads(n, ki, si, di) for n, ki, si, di in zip(hw, k, s, d))
-        return None
-    if isinstance(p, int):
-        return ((p, p), (p, p))
-    return tuple((q, q) if isinstance(q, int) else tuple(q) for q in p)
-
-
-def _torch_conv_pads(m, hw):
-    if isinstance(m.padding, str):
-        if m.padding == "valid":
-            return ((0, 0), (0, 0))
-        # torch's 'same' (stride 1): d·(k−1) in total, the odd pixel after (docs/traps.md, trap 6)
-        return tuple(((d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2)
-                     for k, d in zip(m.kernel_size, m.dilation))
-    return tuple((p, p) for p in m.padding)
+def to_torch(kind: str, part: dict, tm=None, fm=None, flatten=None, grads: bool = False) -> dict:
+    """One Flax layer's arrays (NumPy, paths relative to the layer) → torch names and layouts (any
+    subset of parameters and statistics, so gradients convert by the same rule as weights)."""
+    if flatten and kind == "linear" and part.get("kernel") is not None:
+        from parity import convert
+        return convert.flatten_linear_flax_to_torch({k: v for k, v in part.items() if v is not None}, flatten)
+    return get(kind).convert_to_torch(part, tm, fm, grads)
 
 
 def notes(kind: str, tm, fm, *, train: bool, dtype: str, flax_in_shape=None, layout="nhwc") -> list[str]:
     """Settings of a paired torch/Flax layer that differ in meaning, each with its trap."""
-    out = []
-    fdt = getattr(fm, "dtype", None)
-    if fdt is not None and isinstance(fm, (nnx.Linear, nnx.Conv, nnx.BatchNorm, nnx.LayerNorm, nnx.Embed)) \
-            and np.dtype(fdt) != np.dtype(dtype):
-        out.append(f"Flax layer has dtype={np.dtype(fdt).name}: it computes in {np.dtype(fdt).name} "
-                   f"whatever its parameters' dtype ({dtype} compared)")
-    if kind == "conv" and isinstance(fm, nnx.Conv):
-        if tuple(_pairs(fm.strides or 1)) != tuple(tm.stride):
-            out.append(f"stride: torch {tuple(tm.stride)}, Flax {tuple(_pairs(fm.strides or 1))}")
-        if tuple(_pairs(fm.kernel_dilation or 1)) != tuple(tm.dilation):
-            out.append(f"dilation: torch {tuple(tm.dilation)}, Flax {tuple(_pairs(fm.kernel_dilation or 1))}")
-        hw = None
-        if flax_in_shape is not None and len(flax_in_shape) == 4:
-            nhwc = flax_in_shape[3] == tm.in_channels if flax_in_shape[1] != flax_in_shape[3] else layout == "nhwc"
-            hw = tuple(flax_in_shape[1:3]) if nhwc else tuple(flax_in_shape[2:])
-        fp, tp = _flax_conv_pads(fm, hw), _torch_conv_pads(tm, hw)
-        if fp is not None and tuple(map(tuple, fp)) != tuple(map(tuple, tp)):
-            how = f"padding={fm.padding!r}, i.e. {tuple(map(tuple, fp))}" if isinstance(fm.padding, str) \
-                else f"{tuple(map(tuple, fp))}"
-            out.append(f"padding (low, high) per axis: torch {tuple(map(tuple, tp))}, Flax {how} "
-                       f"(nnx.Conv pads 'SAME' by default; docs/traps.md, traps 5 and 6)")
-    if kind == "batchnorm":
-        feps = getattr(fm, "epsilon", getattr(fm, "eps", None))
-        if feps is not None and not np.isclose(feps, tm.eps, rtol=1e-12, atol=0):
-            out.append(f"eps: torch {tm.eps:g}, Flax {feps:g} (docs/traps.md, trap 14)")
-        if isinstance(fm, nnx.BatchNorm):
-            if tm.momentum is not None and not np.isclose(fm.momentum, 1 - tm.momentum):
-                out.append(f"momentum: torch {tm.momentum:g} is the new batch's weight, nnx.BatchNorm's "
-                           f"{fm.momentum:g} the old value's: expected {1 - tm.momentum:g} (docs/traps.md, trap 11)")
-            if train:
-                out.append("nnx.BatchNorm stores the biased batch variance, torch the unbiased one: running "
-                           "var differs by n/(n−1) after a training-mode pass (docs/traps.md, trap 12)")
-                if fm.use_fast_variance:
-                    out.append("nnx.BatchNorm use_fast_variance=True computes E[x²]−E[x]², which loses "
-                               "digits at large means (docs/traps.md, trap 13)")
-        elif tm.momentum is not None and not np.isclose(getattr(fm, "momentum", tm.momentum), tm.momentum):
-            out.append(f"momentum: torch {tm.momentum:g}, Flax twin {fm.momentum:g} (the same meaning here; "
-                       f"docs/traps.md, trap 11)")
-    if kind == "layernorm":
-        feps = getattr(fm, "epsilon", None)
-        if feps is not None and not np.isclose(feps, tm.eps, rtol=1e-12, atol=0):
-            out.append(f"eps: torch {tm.eps:g}, Flax {feps:g} (nnx.LayerNorm defaults to 1e-6; "
-                       f"docs/traps.md, trap 14)")
-    if kind == "embedding" and tm.padding_idx is not None:
-        out.append(f"torch padding_idx={tm.padding_idx}: that row's gradient is always zero in torch; "
-                   f"nnx.Embed has no padding_idx (stop its gradient in the Flax code)")
-    if kind == "dropout":
-        fp = getattr(fm, "rate", getattr(fm, "p", None))
-        if fp is not None and not np.isclose(fp, tm.p):
-            out.append(f"dropout probability: torch {tm.p:g}, Flax {fp:g}")
-        if getattr(fm, "broadcast_dims", ()):
-            out.append("nnx.Dropout broadcast_dims drops whole slices; torch's Dropout drops elements")
-    return out
+    return get(kind).layer_notes(tm, fm, NoteContext(train, dtype, flax_in_shape, layout))
 
 
 def torch_dtype(dtype: str) -> torch.dtype:

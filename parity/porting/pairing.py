@@ -52,9 +52,23 @@ def _get(tree: dict, path: tuple):
 
 
 def _set(tree: dict, path: tuple, value: dict) -> None:
+    """Put `value`'s arrays under `path`; a dotted key ("query.kernel") goes into sub-dicts."""
     for k in path:
         tree = tree.setdefault(k, {})
-    tree.update(value)
+    for key, v in value.items():
+        node, steps = tree, key.split(".")
+        for step in steps[:-1]:
+            node = node.setdefault(step, {})
+        node[steps[-1]] = v
+
+
+def _pick(node, key: str):
+    """The array at a dotted key below `node` (a nested pure dict), or None."""
+    for step in key.split("."):
+        if not isinstance(node, dict) or step not in node:
+            return None
+        node = node[step]
+    return node
 
 
 def _flat(tree, prefix=()):
@@ -119,7 +133,7 @@ class Pairing:
             prefix = p.torch.name + "." if p.torch.name else ""
             part = {k[len(prefix):]: np.asarray(v) for k, v in sd.items()
                     if k.startswith(prefix) and "." not in k[len(prefix):]}
-            conv = kinds.to_flax(p.kind, part, p.flatten)
+            conv = kinds.to_flax(p.kind, part, p.torch.module, p.flax.module, p.flatten)
             held = kinds.flax_arrays(p.kind, p.flax.module)
             _set(out, p.flax.path, {k: v for k, v in conv.items() if k in held})
         for t, f in self.loose:
@@ -135,10 +149,11 @@ class Pairing:
                 node = _get(pure, p.flax.path)
             except (KeyError, IndexError, TypeError):
                 continue
-            names = kinds.FLAX_PARAMS[p.kind] + (() if params_only else kinds.FLAX_STATS.get(p.kind, ()))
-            part = {k: np.asarray(node[k]) for k in names if isinstance(node, dict) and node.get(k) is not None}
+            names = kinds.get(p.kind).flax_paths(stats=not params_only)
+            part = {k: np.asarray(_pick(node, k)) for k in names if _pick(node, k) is not None}
             prefix = p.torch.name + "." if p.torch.name else ""
-            out.update({prefix + k: v for k, v in kinds.to_torch(p.kind, part, p.flatten).items()})
+            conv = kinds.to_torch(p.kind, part, p.torch.module, p.flax.module, p.flatten, grads=params_only)
+            out.update({prefix + k: v for k, v in conv.items()})
         for t, f in self.loose:
             try:
                 out[t] = np.asarray(_get(pure, f))
@@ -203,8 +218,8 @@ def _unknown(leaves: dict) -> None:
         if lf.kind is None:
             raise PortingError(
                 f"{_where(lf)} has parameters but is of no kind automatic pairing knows "
-                f"({', '.join(kinds.PARAM_KINDS)} and parameterless layers); compare its sub-layers "
-                f"by building the model from those, or compare that layer on its own")
+                f"({', '.join(kinds.param_kind_names())} and parameterless layers); register a kind for it "
+                f"(parity.porting.register_kind), or pass weights= naming its parameters")
 
 
 def _kinds_line(seq) -> str:
@@ -306,7 +321,7 @@ def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapp
     pass of each model (`t_calls`, `f_calls`), or the user's {torch_name: flax_path} `mapping`."""
     notes: list[str] = []
     t_order, f_order = _first_calls(t_calls), _first_calls(f_calls)
-    never = [lf.label for lf in tl.values() if lf.kind in kinds.PARAM_KINDS and lf.name not in t_order]
+    never = [lf.label for lf in tl.values() if kinds.is_param_kind(lf.kind) and lf.name not in t_order]
     if never:
         notes.append(f"torch layers the pass never called (paired after the others, in definition order): "
                      f"{', '.join(never)}")
@@ -315,8 +330,8 @@ def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapp
     else:
         _unknown(tl)
         _unknown(fl)
-        T = _ordered(tl, t_order, lambda lf: lf.kind in kinds.PARAM_KINDS)
-        F = _ordered(fl, f_order, lambda lf: lf.kind in kinds.PARAM_KINDS)
+        T = _ordered(tl, t_order, lambda lf: kinds.is_param_kind(lf.kind))
+        F = _ordered(fl, f_order, lambda lf: kinds.is_param_kind(lf.kind))
         f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
         if len(T) == len(F) and all(f_names.get(t.name) is not None and f_names[t.name].kind == t.kind for t in T):
             pairs, strategy = [Pair(i, t.kind, t, f_names[t.name]) for i, t in enumerate(T)], "by name"
@@ -345,7 +360,7 @@ def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes) -> list[P
     """Parameterless layers (dropout, pooling, flatten, others by class name), paired per kind in
     execution order where both sides call as many of that kind; by name when the layers were."""
     def free(leaves, order):
-        return _ordered(leaves, order, lambda lf: lf.kind not in kinds.PARAM_KINDS and lf.kind is not None
+        return _ordered(leaves, order, lambda lf: not kinds.is_param_kind(lf.kind) and lf.kind is not None
                         and lf.name in order)
     T, F = free(tl, t_order), free(fl, f_order)
     out = []
@@ -379,7 +394,7 @@ def _from_mapping(torch_model, flax_model, tl, fl, t_order, mapping):
         if isinstance(f_path, str):
             f_path = tuple(int(k) if k.isdigit() else k for k in f_path.split(".")) if f_path else ()
         f_path = tuple(f_path)
-        if t_name in tl and tl[t_name].kind in kinds.PARAM_KINDS:
+        if t_name in tl and kinds.is_param_kind(tl[t_name].kind):
             f = by_path.get(f_path)
             if f is None:
                 raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: the Flax model has no "
@@ -409,7 +424,7 @@ def _from_mapping(torch_model, flax_model, tl, fl, t_order, mapping):
 
 def _check_shapes(pairs: list[Pair]) -> None:
     for p in pairs:
-        conv = kinds.to_flax(p.kind, torch_state(p.torch), p.flatten)
+        conv = kinds.to_flax(p.kind, torch_state(p.torch), p.torch.module, p.flax.module, p.flatten)
         held = kinds.flax_arrays(p.kind, p.flax.module)
         for k, v in conv.items():
             if k not in held:
@@ -426,9 +441,9 @@ def _check_shapes(pairs: list[Pair]) -> None:
                                    f"no `{_torch_name(p.kind, k)}`")
 
 
-_TORCH_NAMES = {"kernel": "weight", "scale": "weight", "embedding": "weight", "bias": "bias",
-                "mean": "running_mean", "var": "running_var", "num_batches_tracked": "num_batches_tracked"}
-
-
 def _torch_name(kind: str, flax_key: str) -> str:
-    return _TORCH_NAMES.get(flax_key, flax_key)
+    """The torch name of the array a Flax path holds, from the kind's record."""
+    for a in kinds.get(kind).arrays:
+        if a.flax == flax_key:
+            return a.torch
+    return flax_key
