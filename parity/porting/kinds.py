@@ -166,6 +166,10 @@ def all_kinds() -> list[Kind]:
 def _load_stock() -> None:
     if not _KINDS:
         from parity.porting import layer_kinds  # noqa: F401  (registers the stock records)
+        try:  # the attention and recurrent kinds, in their own modules
+            from parity.porting import attention_kinds, recurrent_kinds  # noqa: F401
+        except ImportError:
+            pass
 
 
 def _match(m, side: str) -> Kind | None:
@@ -247,3 +251,9 @@ def notes(kind: str, tm, fm, *, train: bool, dtype: str, flax_in_shape=None, lay
 
 def torch_dtype(dtype: str) -> torch.dtype:
     return getattr(torch, dtype)
+
+
+def is_channels_last(name: str) -> bool:
+    """Whether Flax layers of this kind hold activations channels-last (undone before comparing)."""
+    _load_stock()
+    return name in _KINDS and _KINDS[name].channels_last

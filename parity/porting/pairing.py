@@ -135,7 +135,8 @@ class Pairing:
                     if k.startswith(prefix) and "." not in k[len(prefix):]}
             conv = kinds.to_flax(p.kind, part, p.torch.module, p.flax.module, p.flatten)
             held = kinds.flax_arrays(p.kind, p.flax.module)
-            _set(out, p.flax.path, {k: v for k, v in conv.items() if k in held})
+            if any(k in held for k in conv):  # a layer without arrays (InstanceNorm, affine=False) adds nothing
+                _set(out, p.flax.path, {k: v for k, v in conv.items() if k in held})
         for t, f in self.loose:
             _set(out, f[:-1], {f[-1]: np.asarray(sd[t])})
         return out
