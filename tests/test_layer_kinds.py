@@ -266,3 +266,11 @@ def test_register_refuses_bad_records():
     with pytest.raises(ValueError, match="flax_names"):
         porting.register_kind(porting.Kind("y", (TorchScale,), (FlaxScale,), to_flax=lambda *a: {},
                                            to_torch=lambda *a: {}))
+
+
+def test_readme_table_lists_every_stock_kind_with_arrays():
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ") and "|" in line[2:]}
+    missing = [k.name for k in kinds.all_kinds() if k.has_params and k.name not in rows]
+    assert not missing, f"README's table of kinds lacks {missing}"
