@@ -170,30 +170,31 @@ def test_arguments_of_the_wrong_kind_are_refused():
     assert "weights must be" in _error(t, f, X, weights=3)
     assert "the torch model takes 1 input(s), 2 given" in _error(t, f, (X, X))
     assert "empty" in _error(t, f, np.zeros((0, 4), np.float32))
-    assert "weights mapping: torch parameter `c.weight` is not covered" in _error(
-        t, f, X, weights={"a": "a", "b": "b"})
+    assert "weights mapping: torch model has no layer or parameter `zz`" in _error(t, f, X, weights={"zz": "a"})
+    assert "layout 'TT' is none of" in _error(t, f, X, weights={"a.weight": ("a.kernel", "TT")})
     assert "the Flax model has no layer at that path" in _error(t, f, X, weights={"a": "a", "b": "z", "c": "c"})
     shapes = _error(t, f, X, weights=lambda sd: {"a": {"kernel": np.zeros((8, 4), np.float32)}})
     assert "weights callable: `a.kernel` has shape (8, 4), the Flax model holds (4, 8)" in shapes
 
 
 def test_a_layer_of_an_unknown_kind_is_refused():
-    class TorchConv1d(nn.Module):
+    class TorchAct(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = nn.Conv1d(4, 4, 3)
+            self.act = nn.PReLU(4)  # one slope per channel: stock nnx.PReLU has one slope only
 
         def forward(self, x):
-            return self.conv(x)
+            return self.act(x)
 
-    class FlaxConv1d(nnx.Module):
-        def __init__(self, *, rngs):
-            self.conv = nnx.Conv(4, 4, (3,), padding="VALID", rngs=rngs)
+    class FlaxAct(nnx.Module):
+        def __init__(self):
+            self.act = nnx.PReLU()
 
         def __call__(self, x):
-            return self.conv(x.transpose(0, 2, 1)).transpose(0, 2, 1)
-    msg = _error(TorchConv1d(), FlaxConv1d(rngs=nnx.Rngs(0)), RNG.standard_normal((2, 4, 9)))
-    assert "torch `conv` (Conv1d" in msg and "of no kind automatic pairing knows" in msg
+            return self.act(x)
+    msg = _error(TorchAct(), FlaxAct(), RNG.standard_normal((2, 4)))
+    assert "torch `act` (PReLU" in msg and "of no kind automatic pairing knows" in msg
+    assert "register_kind" in msg
 
 
 def test_outputs_that_differ_in_number_fail_rather_than_pass():

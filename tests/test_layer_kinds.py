@@ -274,3 +274,67 @@ def test_readme_table_lists_every_stock_kind_with_arrays():
     rows = {line.split("|")[1].strip() for line in readme.splitlines() if line.startswith("| ") and "|" in line[2:]}
     missing = [k.name for k in kinds.all_kinds() if k.has_params and k.name not in rows]
     assert not missing, f"README's table of kinds lacks {missing}"
+
+
+# ---------------------------------------------------------------- weights= for the layers it names
+class TorchMix(nn.Module):
+    """A layer of no known kind: y = x Wᵀ with W stored (out, in), as torch stores Linear's."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, n, generator=torch.Generator().manual_seed(3)))
+
+    def forward(self, x):
+        return x @ self.weight.T
+
+
+class FlaxMix(nnx.Module):
+    def __init__(self, n):
+        self.kernel = nnx.Param(np.zeros((n, n), np.float32))  # (in, out), as Flax stores Linear's
+
+    def __call__(self, x):
+        return x @ self.kernel[...]
+
+
+class TorchMixNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.mix = nn.Linear(4, 3), TorchMix(3)
+
+    def forward(self, x):
+        return self.mix(self.fc(x))
+
+
+class FlaxMixNet(nnx.Module):
+    def __init__(self):
+        self.dense, self.mixer = nnx.Linear(4, 3, rngs=R), FlaxMix(3)
+
+    def __call__(self, x):
+        return self.mixer(self.dense(x))
+
+
+def test_name_map_with_a_layout_covers_an_unknown_layer_and_the_rest_pairs_itself():
+    x = _x(5, 4)
+    with pytest.raises(porting.PortingError, match="torch `mix` \\(TorchMix"):
+        porting.compare(TorchMixNet().double(), FlaxMixNet(), x, dtype="float64")
+    report = porting.compare(TorchMixNet().double(), FlaxMixNet(), x, dtype="float64",
+                             weights={"mix.weight": ("mixer.kernel", "T")})
+    assert report.passed, report.summary()
+    assert report.pairing["strategy"] == "by the given mapping, the rest by execution order"
+    assert [p["torch"] for p in report.pairing["layers"]] == ["fc"]
+    assert report.pairing["loose_parameters"] == [{"torch": "mix.weight", "flax": ["mixer", "kernel"], "layout": "T"}]
+    assert set(report.param_grads) == {"fc.weight", "fc.bias", "mix.weight"}  # its gradient converted back by "T"
+    wrong = porting.compare(TorchMixNet().double(), FlaxMixNet(), x, dtype="float64",
+                            weights={"mix.weight": ("mixer.kernel", "same")})
+    assert not wrong.passed  # a square matrix: only the numbers show the missing transpose
+
+
+def test_weights_callable_converts_layers_of_no_known_kind():
+    def convert(sd):
+        return {"dense": {"kernel": sd["fc.weight"].T, "bias": sd["fc.bias"]}, "mixer": {"kernel": sd["mix.weight"].T}}
+    report = porting.compare(TorchMixNet().double(), FlaxMixNet(), _x(5, 4), dtype="float64", weights=convert)
+    assert report.passed, report.summary()
+    assert any("converted by the weights callable" in n and "mix" in n for n in report.notes), report.notes
+    bad = porting.compare(TorchMixNet().double(), FlaxMixNet(), _x(5, 4), dtype="float64",
+                          weights=lambda sd: {**convert(sd), "mixer": {"kernel": sd["mix.weight"]}})
+    assert not bad.passed

@@ -100,12 +100,14 @@ def torch_state(leaf: Leaf) -> dict:
 class Pairing:
     """Which torch layer is which Flax layer, and the weight conversions between the two models."""
 
-    def __init__(self, pairs, free, loose, strategy, notes, torch_leaves, flax_leaves):
+    def __init__(self, pairs, free, loose, strategy, notes, torch_leaves, flax_leaves, loose_layouts=None):
         self.pairs: list[Pair] = pairs  # layers with parameters, in torch's execution order
         self.free: list[Pair] = free  # parameterless layers paired by kind (dropout, pooling, flatten, ...)
         self.loose: list[tuple[str, tuple]] = loose  # torch parameter name ⇄ Flax path, outside any layer
         self.strategy, self.notes = strategy, notes
         self.torch_leaves, self.flax_leaves = torch_leaves, flax_leaves
+        # torch parameter name → (to_flax, to_torch) for loose parameters the user gave a layout
+        self.loose_layouts: dict = loose_layouts or {}
 
     def of_torch(self, name: str) -> Pair | None:
         for p in self.pairs + self.free:
@@ -122,7 +124,12 @@ class Pairing:
     def to_dict(self) -> dict:
         return {"strategy": self.strategy, "layers": [p.to_dict() for p in self.pairs],
                 "parameterless": [p.to_dict() for p in self.free],
-                "loose_parameters": [{"torch": t, "flax": list(f)} for t, f in self.loose]}
+                "loose_parameters": [{"torch": t, "flax": list(f), "layout": self._layout_name(t)}
+                                     for t, f in self.loose]}
+
+    def _layout_name(self, t: str) -> str:
+        fns = self.loose_layouts.get(t)
+        return "same" if fns is None else getattr(fns, "name", "custom")
 
     # -- whole-model conversions (NumPy in, NumPy out)
     def torch_to_flax(self, sd: dict) -> dict:
@@ -138,7 +145,8 @@ class Pairing:
             if any(k in held for k in conv):  # a layer without arrays (InstanceNorm, affine=False) adds nothing
                 _set(out, p.flax.path, {k: v for k, v in conv.items() if k in held})
         for t, f in self.loose:
-            _set(out, f[:-1], {f[-1]: np.asarray(sd[t])})
+            to_f = self.loose_layouts[t][0] if t in self.loose_layouts else _same
+            _set(out, f[:-1], {f[-1]: np.asarray(to_f(np.asarray(sd[t])))})
         return out
 
     def flax_to_torch(self, pure: dict, params_only: bool = False) -> dict:
@@ -157,9 +165,10 @@ class Pairing:
             out.update({prefix + k: v for k, v in conv.items()})
         for t, f in self.loose:
             try:
-                out[t] = np.asarray(_get(pure, f))
+                v = np.asarray(_get(pure, f))
             except (KeyError, IndexError, TypeError):
-                pass
+                continue
+            out[t] = np.asarray(self.loose_layouts[t][1](v)) if t in self.loose_layouts else v
         return out
 
     # -- loading into models (in place)
@@ -227,19 +236,21 @@ def _kinds_line(seq) -> str:
     return ", ".join(lf.kind for lf in seq) or "none"
 
 
-def _loose(torch_model, flax_model, tl: dict, fl: dict) -> list[tuple[str, tuple]]:
+def _loose(torch_model, flax_model, tl: dict, fl: dict, named_t=frozenset(), named_f=frozenset()
+           ) -> list[tuple[str, tuple]]:
     """Parameters held directly by non-leaf modules (a positional embedding, say), paired by name,
-    then by shape where that is unambiguous; identity conversion."""
+    then by shape where that is unambiguous; identity conversion. Those the user's mapping names
+    (`named_t`, `named_f`) are left out."""
     t_leaf_names = {n for n, lf in tl.items() if lf.has_params}
     tl_loose = {}
-    for name, p in torch_model.named_parameters():
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        if owner not in t_leaf_names:
+    for name, p in torch_model.named_parameters():  # a leaf's own sub-modules' parameters are its own
+        inside = "" in t_leaf_names or any(name.startswith(n + ".") for n in t_leaf_names if n)
+        if not inside and name not in named_t:
             tl_loose[name] = tuple(p.shape)
     f_leaf_paths = {lf.path for lf in fl.values() if lf.has_params}
     fl_loose = {}
     for path, v in _flat(nnx.to_pure_dict(nnx.state(flax_model, nnx.Param))):
-        if path[:-1] not in f_leaf_paths:
+        if not any(path[:k] in f_leaf_paths for k in range(len(path))) and path not in named_f:
             fl_loose[path] = tuple(np.shape(v))
     pairs, left_f = [], dict(fl_loose)
     by_name = {normalised_flax_name(flax_model, p): p for p in fl_loose}
@@ -317,44 +328,164 @@ def flatten_evidence(pair: Pair, f_calls, channels: int) -> str | None:
 
 
 def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapping=None,
-          layout: str = "nhwc") -> Pairing:
+          layout: str = "nhwc", converter: bool = False) -> Pairing:
     """Pair the leaf layers (`tl`, `fl` from trace.torch_leaves / flax_leaves) using one recorded
-    pass of each model (`t_calls`, `f_calls`), or the user's {torch_name: flax_path} `mapping`."""
+    pass of each model (`t_calls`, `f_calls`). The user's `mapping` ({torch layer or parameter:
+    Flax path, or (path, layout)}) is honoured first for what it names; the other layers pair
+    automatically. With a `converter` (a weights callable), layers of no known kind are left to it
+    instead of refused."""
     notes: list[str] = []
     t_order, f_order = _first_calls(t_calls), _first_calls(f_calls)
     never = [lf.label for lf in tl.values() if kinds.is_param_kind(lf.kind) and lf.name not in t_order]
     if never:
         notes.append(f"torch layers the pass never called (paired after the others, in definition order): "
                      f"{', '.join(never)}")
+    named, named_loose, layouts = ([], [], {}) if mapping is None else _from_mapping(
+        torch_model, flax_model, tl, fl, mapping)
+    covered_t, covered_f = _covered(torch_model, flax_model, tl, fl, named, named_loose)
+    rest_t = {n: lf for n, lf in tl.items() if n not in covered_t}
+    rest_f = {n: lf for n, lf in fl.items() if lf.path not in covered_f}
+    if converter:
+        left = [lf.label for lf in list(rest_t.values()) + list(rest_f.values()) if lf.kind is None]
+        if left:
+            notes.append(f"layers of no known kind, converted by the weights callable and compared through the "
+                         f"model's outputs only: {', '.join(left)}")
+        rest_t = {n: lf for n, lf in rest_t.items() if lf.kind is not None}
+        rest_f = {n: lf for n, lf in rest_f.items() if lf.kind is not None}
+    _unknown(rest_t)
+    _unknown(rest_f)
+    auto, strategy = _auto_pairs(flax_model, rest_t, rest_f, t_order, f_order)
+    loose = named_loose + _loose(torch_model, flax_model, tl, fl, {t for t, _ in named_loose},
+                                 {f for _, f in named_loose})
     if mapping is not None:
-        pairs, loose, strategy = _from_mapping(torch_model, flax_model, tl, fl, t_order, mapping)
-    else:
-        _unknown(tl)
-        _unknown(fl)
-        T = _ordered(tl, t_order, lambda lf: kinds.is_param_kind(lf.kind))
-        F = _ordered(fl, f_order, lambda lf: kinds.is_param_kind(lf.kind))
-        f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
-        if len(T) == len(F) and all(f_names.get(t.name) is not None and f_names[t.name].kind == t.kind for t in T):
-            pairs, strategy = [Pair(i, t.kind, t, f_names[t.name]) for i, t in enumerate(T)], "by name"
-        else:
-            for i in range(max(len(T), len(F))):
-                t, f = (T[i] if i < len(T) else None), (F[i] if i < len(F) else None)
-                if t is None or f is None or t.kind != f.kind:
-                    first = (f"torch `{t.label}` ({t.kind}, {t.cls}, {t.defined})" if t else "no torch layer") + \
-                            " with " + (f"flax `{f.label}` ({f.kind}, {f.cls}, {f.defined})" if f else "no Flax layer")
-                    raise PortingError(
-                        f"cannot pair the layers: layer {i + 1} in execution order pairs {first}; torch runs "
-                        f"{len(T)} layers [{_kinds_line(T)}], Flax {len(F)} [{_kinds_line(F)}]; pass "
-                        f"weights={{torch_name: flax_path, ...}} to pair them yourself")
-            pairs, strategy = [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(zip(T, F))], "by execution order"
-        loose = _loose(torch_model, flax_model, tl, fl)
+        strategy = "by the given mapping" + (f", the rest {strategy}" if auto else "")
+    pairs = sorted(named + auto, key=lambda p: t_order.get(p.torch.name, len(t_order)))
+    for i, p in enumerate(pairs):
+        p.index = i
     for p in pairs:  # the layout's default for now; compare confirms it in the data
         if p.kind == "linear":
             p.flatten_candidate = _flatten_of(p, t_calls)
             p.flatten = p.flatten_candidate if layout == "nhwc" else None
     _check_shapes(pairs)
-    free = _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes)
-    return Pairing(pairs, free, loose, strategy, notes, tl, fl)
+    free = _free_pairs(flax_model, tl, fl, t_order, f_order, "by name" if strategy.endswith("by name") else strategy,
+                       notes)
+    return Pairing(pairs, free, loose, strategy, notes, tl, fl, layouts)
+
+
+def _auto_pairs(flax_model, tl: dict, fl: dict, t_order, f_order) -> tuple[list[Pair], str]:
+    """The layers with parameters paired by name when every name agrees, else in execution order."""
+    T = _ordered(tl, t_order, lambda lf: kinds.is_param_kind(lf.kind))
+    F = _ordered(fl, f_order, lambda lf: kinds.is_param_kind(lf.kind))
+    f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
+    if len(T) == len(F) and all(f_names.get(t.name) is not None and f_names[t.name].kind == t.kind for t in T):
+        return [Pair(i, t.kind, t, f_names[t.name]) for i, t in enumerate(T)], "by name"
+    for i in range(max(len(T), len(F))):
+        t, f = (T[i] if i < len(T) else None), (F[i] if i < len(F) else None)
+        if t is None or f is None or t.kind != f.kind:
+            first = (f"torch `{t.label}` ({t.kind}, {t.cls}, {t.defined})" if t else "no torch layer") + \
+                    " with " + (f"flax `{f.label}` ({f.kind}, {f.cls}, {f.defined})" if f else "no Flax layer")
+            raise PortingError(
+                f"cannot pair the layers: layer {i + 1} in execution order pairs {first}; torch runs "
+                f"{len(T)} layers [{_kinds_line(T)}], Flax {len(F)} [{_kinds_line(F)}]; pass "
+                f"weights={{torch_name: flax_path, ...}} to pair them yourself")
+    return [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(zip(T, F))], "by execution order"
+
+
+def _covered(torch_model, flax_model, tl, fl, named, named_loose) -> tuple[set, set]:
+    """Leaves the mapping takes care of: the layers it pairs, and those all of whose parameters it names."""
+    t_names = {t for t, _ in named_loose}
+    f_paths = {f for _, f in named_loose}
+    covered_t = {p.torch.name for p in named}
+    covered_f = {p.flax.path for p in named}
+    for name, lf in tl.items():
+        params = [f"{name}.{k}" if name else k for k, _ in lf.module.named_parameters()]
+        if params and all(q in t_names for q in params):
+            covered_t.add(name)
+    for lf in fl.values():
+        params = [lf.path + path for path, _ in _flat(nnx.to_pure_dict(nnx.state(lf.module, nnx.Param)))]
+        if params and all(tuple(q) in f_paths for q in params):
+            covered_f.add(lf.path)
+    return covered_t, covered_f
+
+
+class _Layout(tuple):
+    """(to_flax, to_torch) for one loose parameter, with the name the user gave it."""
+    name = "custom"
+
+
+def _same(a):
+    return a
+
+
+_LAYOUTS = {
+    "same": (_same, _same),
+    "T": (lambda a: np.ascontiguousarray(a.T), lambda a: np.ascontiguousarray(a.T)),
+    "conv": (lambda a: np.ascontiguousarray(a.transpose(*range(2, a.ndim), 1, 0)),
+             lambda a: np.ascontiguousarray(a.transpose(a.ndim - 1, a.ndim - 2, *range(a.ndim - 2)))),
+}
+
+
+def _layout(t_name: str, how) -> _Layout:
+    if isinstance(how, str):
+        if how not in _LAYOUTS:
+            raise PortingError(f"weights mapping: `{t_name}`: layout {how!r} is none of {', '.join(_LAYOUTS)} "
+                               f"or a (to_flax, to_torch) pair of functions")
+        out = _Layout(_LAYOUTS[how])
+        out.name = how
+        return out
+    if isinstance(how, (tuple, list)) and len(how) == 2 and all(callable(f) for f in how):
+        return _Layout(how)
+    raise PortingError(f"weights mapping: `{t_name}`: a layout is one of {', '.join(_LAYOUTS)} or a "
+                       f"(to_flax, to_torch) pair of functions; got {type(how).__name__}")
+
+
+def _split_target(target):
+    """A mapping value: a Flax path ("a.0.b" or a tuple), or (path, layout) where layout is a name of
+    _LAYOUTS or a (to_flax, to_torch) pair of functions."""
+    if isinstance(target, (tuple, list)) and len(target) == 2:
+        how = target[1]
+        # a layout name, or a string after a dotted path (a misspelt layout, refused by _layout)
+        named = isinstance(how, str) and (how in _LAYOUTS or (isinstance(target[0], str) and "." in target[0]))
+        funcs = isinstance(how, (tuple, list)) and len(how) == 2 and all(callable(f) for f in how)
+        if named or funcs:
+            return target[0], how
+    return target, None
+
+
+def _from_mapping(torch_model, flax_model, tl, fl, mapping):
+    """The pairs and loose parameters the user's mapping names, checked one by one."""
+    if not isinstance(mapping, dict) or not mapping:
+        raise PortingError("weights mapping must be a non-empty dict {torch_name: flax_path or (flax_path, layout)}")
+    flax_params = nnx.to_pure_dict(nnx.state(flax_model, nnx.Param))
+    t_params = dict(torch_model.named_parameters())
+    by_path = {lf.path: lf for lf in fl.values()}
+    pairs, loose, layouts = [], [], {}
+    for t_name, target in mapping.items():
+        target, how = _split_target(target)
+        f_path = tuple(int(k) if k.isdigit() else k for k in target.split(".")) if isinstance(target, str) \
+            else tuple(target)
+        if t_name in tl and tl[t_name].has_params and how is None:
+            t, f = tl[t_name], by_path.get(f_path)
+            if f is None:
+                raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: the Flax model has no "
+                                   f"layer at that path (its layers: {', '.join(lf.label for lf in fl.values())})")
+            if t.kind is None or f.kind != t.kind:
+                raise PortingError(f"weights mapping: torch `{t_name}` is a {t.kind or 'layer of no known kind'} "
+                                   f"({t.cls}) but flax `{f.label}` a {f.kind or 'layer of no known kind'} ({f.cls}); "
+                                   f"map their parameters one by one, with layouts, instead")
+            pairs.append(Pair(0, t.kind, t, f))
+        elif t_name in t_params:
+            try:
+                _get(flax_params, f_path)
+            except (KeyError, IndexError, TypeError):
+                raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: no Flax parameter "
+                                   f"at that path") from None
+            loose.append((t_name, f_path))
+            if how is not None:
+                layouts[t_name] = _layout(t_name, how)
+        else:
+            raise PortingError(f"weights mapping: torch model has no layer or parameter `{t_name}`")
+    return pairs, loose, layouts
 
 
 def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes) -> list[Pair]:
@@ -382,45 +513,6 @@ def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes) -> list[P
     for i, p in enumerate(out):
         p.index = i
     return out
-
-
-def _from_mapping(torch_model, flax_model, tl, fl, t_order, mapping):
-    if not isinstance(mapping, dict) or not mapping:
-        raise PortingError("weights mapping must be a non-empty dict {torch_name: flax_path}")
-    flax_params = nnx.to_pure_dict(nnx.state(flax_model, nnx.Param))
-    t_params = dict(torch_model.named_parameters())
-    by_path = {lf.path: lf for lf in fl.values()}
-    pairs, loose = [], []
-    for t_name, f_path in mapping.items():
-        if isinstance(f_path, str):
-            f_path = tuple(int(k) if k.isdigit() else k for k in f_path.split(".")) if f_path else ()
-        f_path = tuple(f_path)
-        if t_name in tl and kinds.is_param_kind(tl[t_name].kind):
-            f = by_path.get(f_path)
-            if f is None:
-                raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: the Flax model has no "
-                                   f"layer at that path (its layers: {', '.join(lf.label for lf in fl.values())})")
-            if f.kind != tl[t_name].kind:
-                raise PortingError(f"weights mapping: torch `{t_name}` is a {tl[t_name].kind} layer "
-                                   f"({tl[t_name].cls}) but flax `{f.label}` a {f.kind} one ({f.cls})")
-            pairs.append((tl[t_name], f))
-        elif t_name in t_params:
-            try:
-                _get(flax_params, f_path)
-            except (KeyError, IndexError, TypeError):
-                raise PortingError(f"weights mapping: `{t_name}` → `{flax_name(f_path)}`: no Flax parameter "
-                                   f"at that path") from None
-            loose.append((t_name, f_path))
-        else:
-            raise PortingError(f"weights mapping: torch model has no layer or parameter `{t_name}`")
-    mapped = {t.name for t, _ in pairs} | {t for t, _ in loose}
-    for name, _ in torch_model.named_parameters():
-        owner = name.rsplit(".", 1)[0] if "." in name else ""
-        if name not in mapped and owner not in mapped:
-            raise PortingError(f"weights mapping: torch parameter `{name}` is not covered (map its layer "
-                               f"`{owner or name}` or the parameter itself)")
-    order = sorted(pairs, key=lambda tf: t_order.get(tf[0].name, len(t_order)))
-    return [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(order)], loose, "by the given mapping"
 
 
 def _check_shapes(pairs: list[Pair]) -> None:
