@@ -16,6 +16,7 @@ problem is reported against its own sample.
 """
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Iterator
@@ -114,13 +115,19 @@ def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, sample: str, what: str
         a, b = a[fa], b[fb]
     a64, b64 = a.astype(np.complex128 if a.dtype.kind == "c" else np.float64), \
         b.astype(np.complex128 if b.dtype.kind == "c" else np.float64)
-    diff = np.abs(a64 - b64)
-    max_abs = float(diff.max(initial=0.0))
-    # relative error where it means something: beside references larger than atol (near zero the
-    # atol term decides, and |a − b| / |b| would only report how close to zero b is)
-    big = np.abs(b64) > tol.atol
-    max_rel = float((diff[big] / np.abs(b64[big])).max(initial=0.0))
-    ok = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(b64)))
+    # |a − b| (and a complex |b|) of finite values near float64's largest overflows to inf, and the
+    # relative error is then inf / inf: an error beyond every tolerance, reported as such (inf, not
+    # ok), so numpy's overflow and invalid-value warnings would only repeat it on stderr
+    with np.errstate(over="ignore", invalid="ignore"):
+        diff = np.abs(a64 - b64)
+        max_abs = float(diff.max(initial=0.0))
+        # relative error where it means something: beside references larger than atol (near zero the
+        # atol term decides, and |a − b| / |b| would only report how close to zero b is)
+        big = np.abs(b64) > tol.atol
+        max_rel = float((diff[big] / np.abs(b64[big])).max(initial=0.0))
+        # an overflowed difference never passes (a complex |b| that overflowed too would let it)
+        ok = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(b64))) and math.isfinite(max_abs)
+    max_rel = math.inf if math.isnan(max_rel) else max_rel  # inf / inf: an overflowed difference
     problem = "" if ok else (f"max abs err {max_abs:.3g}, max rel err {max_rel:.3g} "
                              f"> rtol {tol.rtol:g} / atol {tol.atol:g}")
     return Comparison(sample, what, b.shape, max_abs, max_rel, ok, problem)

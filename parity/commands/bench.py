@@ -29,12 +29,13 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=names.DTYPES, default="float32")
     add_precision(p)
     p.add_argument("--repeats", type=int, default=Settings.repeats,
-                   help="steady-state samples per measurement")
+                   help="steady-state samples per measurement (default: %(default)s)")
     p.add_argument("--max-time", type=float, default=Settings.max_time_s,
-                   help="seconds of sampling per measurement at most")
-    p.add_argument("--repeat-runs", type=int, default=1, help="run everything N times; reports how medians repeat")
+                   help="seconds of sampling per measurement at most (default: %(default)s)")
+    p.add_argument("--repeat-runs", type=int, default=1,
+                   help="run everything N times; reports how medians repeat (default: %(default)s)")
     p.add_argument("--out", metavar="DIR", default="bench-out",
-                   help="writes bench-<device>.json, .md and <device>-<workload>.png here")
+                   help="writes bench-<device>.json, .md and <device>-<workload>.png here (default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")
     p.set_defaults(run=run)
 

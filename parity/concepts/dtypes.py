@@ -24,6 +24,7 @@ import jax_impl as J
 import torch_impl as T
 from parity import bridge, convert
 from parity.concept import Concept, Sample, twin
+from parity.concepts.layers import torch_conv_call
 
 CONCEPTS: list[Concept] = []
 GROUP = "dtypes"
@@ -80,7 +81,7 @@ def _jax_linear(p, x, in_features, out_features, bias, dtype):
 
 def _torch_conv(p, x, dtype, **kw):
     m = T.conv.Conv2d(**kw, dtype=_torch_dtype(dtype)).to(_device(x))
-    return bridge.torch_call(m, p, x["x"])
+    return torch_conv_call(m, p, x["x"])  # torch's note on even kernels with padding='same' silenced (expected)
 
 
 def _jax_conv(p, x, dtype, **kw):

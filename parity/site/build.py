@@ -81,16 +81,55 @@ def check_bench(path: str | Path) -> list[Bench]:
             if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("parity-bench/"):
                 raise UsageError(f"--bench {p / f'bench-{dev}.json'}: not a `parity bench` file "
                                  f"(schema {doc.get('schema') if isinstance(doc, dict) else None!r})")
+            problem = _bench_problem(doc)
+            if problem:
+                raise UsageError(f"--bench {p / f'bench-{dev}.json'}: {problem}")
         if (p / f"bench-{dev}.md").is_file():
-            md = (p / f"bench-{dev}.md").read_text(encoding="utf-8")
-        out.append(Bench(dev, doc, md, sorted(p.glob(f"{dev}-*.png"))))
+            try:
+                md = (p / f"bench-{dev}.md").read_text(encoding="utf-8")
+            except (OSError, ValueError) as e:
+                raise UsageError(f"--bench {p / f'bench-{dev}.md'}: cannot read it as UTF-8 text ({e})") from None
+        out.append(Bench(dev, doc, md, sorted(f for f in p.glob(f"{dev}-*.png") if f.is_file())))
     return out
+
+
+def _bench_problem(doc: dict) -> str:
+    """What is wrong with the fields of a bench JSON file that the benchmarks page reads (`bench_context`),
+    or "" (checked before anything runs, so a bad file never ends a report half written)."""
+    def shown(v) -> str:
+        text = json.dumps(v) if isinstance(v, (str, int, float, bool, type(None))) else type(v).__name__
+        return text if len(text) <= 40 else text[:39] + "…"
+
+    for name in ("environment", "settings", "modes"):  # modes may be null (older files: named by benchmarks/modes.py)
+        if name in doc and not isinstance(doc[name], dict) and not (name == "modes" and doc[name] is None):
+            return f"field {name!r} is {shown(doc[name])}, expected an object"
+    if "modes" in doc and isinstance(doc["modes"], dict):
+        for k, v in doc["modes"].items():
+            if not isinstance(v, str):
+                return f"field 'modes'[{k!r}] is {shown(v)}, expected a string describing the mode"
+    if "seconds" in doc and (not isinstance(doc["seconds"], (int, float)) or isinstance(doc["seconds"], bool)
+                             or not math.isfinite(doc["seconds"])):
+        return f"field 'seconds' is {shown(doc['seconds'])}, expected a number of seconds"
+    results = doc.get("results", [])
+    if not isinstance(results, list):
+        return f"field 'results' is {shown(results)}, expected a list of measurements"
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            return f"field 'results'[{i}] is {shown(r)}, expected an object (one measurement)"
+        if r.get("mode") is not None and not isinstance(r["mode"], str):
+            return f"field 'results'[{i}].mode is {shown(r['mode'])}, expected a mode's name"
+    return ""
 
 
 def load_results(path: str | Path, concepts, dtypes, device: str, mode: str) -> dict:
     """Results to reuse from a `parity check --json` file or a report's results.json: those of the
-    selected concepts, dtypes, device and precision, by (concept, dtype)."""
-    import dataclasses
+    selected concepts, dtypes, device and precision, by (concept, dtype).
+
+    Every record's fields are type-checked (UsageError naming the file and the field: exit 2 before
+    anything runs or is written), and each reused verdict is recomputed from the recorded errors and
+    tolerance (`report.recheck`): a file's `passed: true` beside errors the tolerance does not allow,
+    or beside figures that disagree with its per-tensor comparisons, is a FAIL, with the reason among
+    the result's failures."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
@@ -98,17 +137,62 @@ def load_results(path: str | Path, concepts, dtypes, device: str, mode: str) -> 
         raise UsageError(f"--results {p}: cannot read it as JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
         raise UsageError(f"--results {p}: not a results file (`parity check --json` or a report's results.json)")
-    names = {c.name for c in concepts}
-    known = {f.name for f in dataclasses.fields(runner.Result)}
-    out = {}
-    for rec in doc["results"]:
+    records = []
+    for i, rec in enumerate(doc["results"]):
         try:
-            r = runner.Result(**{k: v for k, v in rec.items() if k in known})
-        except TypeError as e:
-            raise UsageError(f"--results {p}: a record is not a result ({e})") from None
-        if r.concept in names and r.dtype in dtypes and r.device == device and r.precision == mode:
-            out[(r.concept, r.dtype)] = r
+            records.append(report.result_from_record(rec, f"results[{i}]"))
+        except report.RecordError as e:
+            raise UsageError(f"--results {p}: {e}") from None
+    by_name = {c.name: c for c in concepts}
+    out = {}
+    for r in records:
+        if r.concept in by_name and r.dtype in dtypes and r.device == device and r.precision == mode:
+            out[(r.concept, r.dtype)] = _rechecked(r, by_name[r.concept], p)
     return out
+
+
+def _rechecked(r: runner.Result, c, path: Path) -> runner.Result:
+    """`r` with its verdict recomputed from its recorded figures (`report.recheck`)."""
+    from parity import tolerances
+    samples = _samples(c, r.dtype)
+    half = _half_dtypes(c, samples)
+    loosest = [tolerances.lookup(r.dtype, r.device, r.precision)] + [tolerances.HALF[h] for h in half]
+    loose = tolerances.Tolerance(max(t.rtol for t in loosest), max(t.atol for t in loosest), "")
+    differentiable = c.differentiable and bool(c.grad_inputs or any(s.params for s in samples or ()))
+    problems = report.recheck(r, loosest[0], loose, differentiable)
+    if r.passed and problems:  # a pass its figures do not support: FAIL, and why, among the failures
+        r.failures = r.failures + [f"the results file {path} {p}" for p in problems]
+        r.passed = False
+    elif not (r.passed or r.error or r.failures):  # a failure the file gives no reason for
+        r.failures = [f"the results file {path} records passed: false"]
+    return r
+
+
+def _samples(c, dtype: str):
+    """The concept's samples as the runner generated them (seeded), or None where the generator fails."""
+    try:
+        return c.samples(np.random.default_rng(runner.SEED), np.dtype(dtype))
+    except Exception:  # noqa: BLE001  (a generator that fails is reported by the run itself)
+        return None
+
+
+def _half_dtypes(c, samples) -> set[str]:
+    """The float16/bfloat16 dtypes a concept's comparisons may hold (they compare at tolerances.HALF):
+    those of its samples' arrays and dtype options; both for the `dtypes` group (an adapter may fix
+    the dtype itself, as tensor creation's does) and where the samples cannot be generated."""
+    if samples is None or c.group == "dtypes":
+        return set(HALF_DTYPES)
+    found = set()
+    for s in samples:
+        for v in (*s.inputs.values(), *s.params.values(), *s.kwargs.values()):
+            if hasattr(v, "dtype") and not isinstance(v, type):  # an array
+                v = v.dtype
+            elif not isinstance(v, (str, np.dtype, type)) and not type(v).__module__.startswith("torch"):
+                continue
+            name = str(getattr(v, "__name__", v)).rsplit(".", 1)[-1]  # "bfloat16", torch.float16, np.float16
+            if name in HALF_DTYPES:
+                found.add(name)
+    return found
 
 
 # ---------------------------------------------------------------- the index
