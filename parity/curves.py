@@ -75,14 +75,23 @@ def ulps_of(tol: Tolerance, dtype) -> float:
     return tol.rtol / unit_roundoff(dtype)
 
 
+def same_nonfinite(a, b) -> np.ndarray:
+    """Elementwise: both values non-finite and of the same kind (both NaN, both +inf or both −inf),
+    which counts as agreement, as parity/runner.py's `compare` counts it: two trainings that overflow
+    at the same step (a learning rate too large for the model, say) train alike."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return ~np.isfinite(a) & ~np.isfinite(b) & ((a == b) | (np.isnan(a) & np.isnan(b)))
+
+
 def drift(teacher: np.ndarray, forced: np.ndarray, dtype) -> np.ndarray:
-    """Per-step |forced − teacher| in ulps of (1 + |teacher|), in `dtype`'s unit roundoff."""
+    """Per-step |forced − teacher| in ulps of (1 + |teacher|), in `dtype`'s unit roundoff; 0 where both
+    are non-finite of the same kind (`same_nonfinite`), inf where only one is or the kinds differ."""
     t, f = np.asarray(teacher, np.float64), np.asarray(forced, np.float64)
     if t.shape != f.shape or t.ndim != 1:
         raise ValueError(f"two per-step loss curves of one length expected, got {t.shape} and {f.shape}")
     with np.errstate(invalid="ignore"):
         d = np.abs(f - t) / (unit_roundoff(dtype) * (1 + np.abs(t)))
-    return np.where(np.isfinite(f) & np.isfinite(t), d, np.inf)
+    return np.where(np.isfinite(f) & np.isfinite(t), d, np.where(same_nonfinite(t, f), 0.0, np.inf))
 
 
 def segment_slices(n: int, segment_steps: int) -> list[slice]:

@@ -122,14 +122,31 @@ def _find(folder: Path, stem: str) -> Path:
                             f"the folder must hold {', '.join(s for p in _MNIST.values() for s in p)})")
 
 
+def _check_finite(path: Path, a: np.ndarray, what: str) -> None:
+    """Float IDX data (type codes 0x0D, 0x0E) must be finite: a NaN pixel makes every loss NaN."""
+    if a.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(a)
+    if bad.any():
+        n_nan = int(np.isnan(a).sum())
+        raise IdxFormatError(f"{path}: {int(bad.sum())} of {a.size} {what} values are not finite ({n_nan} NaN, "
+                             f"{int(bad.sum()) - n_nan} infinite); {what}s must be finite numbers")
+
+
 def load_mnist(folder: str | os.PathLike) -> Dataset:
-    """MNIST from its four IDX files in `folder` (plain or .gz), images scaled to [0, 1]."""
+    """MNIST from its four IDX files in `folder` (plain or .gz), images scaled to [0, 1] (uint8) or taken
+    as they are (float, which must be finite); IdxFormatError, naming the file, for anything else."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST folder not found: {folder}")
     parts = {}
     for split, (img_stem, lab_stem) in _MNIST.items():
-        img, lab = read_idx(_find(folder, img_stem)), read_idx(_find(folder, lab_stem))
+        img_path, lab_path = _find(folder, img_stem), _find(folder, lab_stem)
+        img, lab = read_idx(img_path), read_idx(lab_path)
+        _check_finite(img_path, img, "image")
+        _check_finite(lab_path, lab, "label")
+        if lab.dtype.kind == "f" and not np.array_equal(lab, np.round(lab)):
+            raise IdxFormatError(f"{lab_path}: float labels that are not whole numbers (class labels are 0–9)")
         if img.ndim != 3 or lab.ndim != 1 or len(img) != len(lab):
             raise IdxFormatError(f"{folder}: {split} images {img.shape} and labels {lab.shape} do not "
                                  f"pair up (expected (N, H, W) and (N,))")

@@ -71,6 +71,13 @@ CASES = {
                                                     f"mnist:{_mnist(t / 'm', size=(3, 3))}"), "too small"),
     "train cnn non-square images": (lambda t: _train(t, "--model", "small_cnn", "--data",
                                                      f"mnist:{_mnist(t / 'm', size=(28, 20))}"), "square"),
+    "train mnist float images with NaN": (  # IDX type code 0x0D (float32)
+        lambda t: _train(t, "--data", f"mnist:{_mnist(t / 'm', images=np.full((64, 28, 28), np.nan, np.float32))}"),
+        "train-images-idx3-ubyte: 50176 of 50176 image values are not finite (50176 NaN, 0 infinite)"),
+    "train mnist float images with one inf": (
+        lambda t: _train(t, "--data", "mnist:" + str(_mnist(t / "m", images=np.where(
+            np.arange(64 * 28 * 28).reshape(64, 28, 28) == 5, np.inf, 0.5).astype(np.float32)))),
+        "train-images-idx3-ubyte: 1 of 50176 image values are not finite (0 NaN, 1 infinite)"),
     # bench
     "bench --sizes 0": (lambda t: _bench(t, "--sizes", "0"), "--sizes"),
     "bench --sizes -5": (lambda t: _bench(t, "--sizes", "-5"), "--sizes"),

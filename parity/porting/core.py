@@ -213,7 +213,8 @@ def _framework(side: str, shapes, calls=None):
         yield
     except PortingError:
         raise
-    except Exception as e:  # noqa: BLE001 - any error the user's model raises on these inputs
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - any error the user's model raises on these inputs
+        # (sys.exit(0) in a forward pass included: it must not end the run as a pass)
         last = ""
         if calls:
             c = calls[-1]
@@ -756,7 +757,7 @@ def _convert(t, f, pairing: Pairing, direction: str, fn) -> None:
 def _call_user(fn, arg):
     try:
         return fn(arg)
-    except Exception as e:  # noqa: BLE001 - the user's conversion failing is their input's problem
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - the user's conversion failing is their input's problem
         raise PortingError(f"the weights callable failed: {_first_line(e)}") from e
 
 

@@ -1,11 +1,14 @@
 """Loading a model from `path/to/file.py:NameOrFactory`, as `parity compare` is given them."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
+import io
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -18,9 +21,92 @@ from parity.porting.pairing import PortingError
 _MODULES: dict[str, object] = {}
 
 
+class _Recorder(io.TextIOBase):
+    """A stand-in for sys.stdout or sys.stderr that keeps what is written and the line of `key` (the
+    user's file) that wrote first."""
+
+    def __init__(self, key: str, stream: str):
+        self.key, self.stream, self.text, self.line = key, stream, [], None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        text = str(text)
+        if text and self.line is None:
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename != self.key:
+                frame = frame.f_back
+            self.line = frame.f_lineno if frame is not None else 0
+        self.text.append(text)
+        return len(text)
+
+
+@contextlib.contextmanager
+def _fd_captured(fd: int, sink: list):
+    """What is written to file descriptor `fd` (C code, a subprocess, a logging handler holding the
+    real stream) while the block runs, appended to `sink` as text."""
+    try:
+        saved = os.dup(fd)
+    except OSError:  # not open: nothing can be written there
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            sink.append(tmp.read().decode(errors="replace"))
+
+
+def _exec_quietly(spec, module, key: str) -> tuple[str, str, int | None]:
+    """Run the module's code with stdout and stderr recorded (Python streams and file descriptors);
+    returns (which stream, the text, the line of the user's file that wrote it) for the first stream
+    written to, or ("", "", None) when nothing was."""
+    py = {"stdout": _Recorder(key, "stdout"), "stderr": _Recorder(key, "stderr")}
+    raw: dict[str, list] = {"stdout": [], "stderr": []}
+    for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        with contextlib.suppress(Exception):
+            s.flush()
+    with _fd_captured(1, raw["stdout"]), _fd_captured(2, raw["stderr"]), \
+            contextlib.redirect_stdout(py["stdout"]), contextlib.redirect_stderr(py["stderr"]):
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            for s in (sys.__stdout__, sys.__stderr__):
+                with contextlib.suppress(Exception):
+                    s.flush()
+    for stream in ("stdout", "stderr"):
+        text = "".join(py[stream].text)
+        if text.strip():
+            return stream, text, py[stream].line or None
+    for stream in ("stdout", "stderr"):
+        text = "".join(raw[stream])
+        if text.strip():
+            return stream, text, None
+    return "", "", None
+
+
+def _line_in(tb, key: str) -> str:
+    where = ""
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == key:
+            where = f" (line {tb.tb_lineno})"
+        tb = tb.tb_next
+    return where
+
+
+_ONLY_DEFINE = "a model file may only define things (put script code under `if __name__ == '__main__':`)"
+
+
 def load_module(path: str):
     """Import a Python file once (the same file named twice gives one module); its folder is on
-    sys.path while it runs, so it may import its neighbours."""
+    sys.path while it runs, so it may import its neighbours. Importing it must do nothing but define:
+    an exception, a SystemExit (sys.exit(0) included) or any output on stdout or stderr while it
+    runs is a PortingError naming the file and, where it can be told, the line."""
     p = Path(path)
     if not p.exists():
         raise PortingError(f"{path}: no such file")
@@ -36,21 +122,26 @@ def load_module(path: str):
     sys.path.insert(0, folder)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        stream, text, line = _exec_quietly(spec, module, key)
+    except SystemExit as e:
+        sys.modules.pop(name, None)
+        raise PortingError(f"{path}: importing it called sys.exit({e.code!r}){_line_in(e.__traceback__, key)}; "
+                           f"{_ONLY_DEFINE}") from None
     except Exception as e:  # noqa: BLE001 - any error in the user's file is bad input here
         sys.modules.pop(name, None)
-        where = ""
-        tb = e.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == key:
-                where = f" (line {tb.tb_lineno})"
-            tb = tb.tb_next
-        if isinstance(e, SyntaxError):
-            where = f" (line {e.lineno})"
-        raise PortingError(f"{path}: importing it failed{where}: {type(e).__name__}: {e}") from None
+        where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else _line_in(e.__traceback__, key)
+        first = str(e).strip().splitlines()
+        raise PortingError(f"{path}: importing it failed{where}: {type(e).__name__}: "
+                           f"{first[0] if first else ''}") from None
     finally:
         if sys.path and sys.path[0] == folder:
             sys.path.pop(0)
+    if stream:
+        sys.modules.pop(name, None)
+        shown = text.strip().splitlines()[0]
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        where = f" at line {line}" if line else ""
+        raise PortingError(f"{path}: importing it printed to {stream}{where} ({shown!r}); {_ONLY_DEFINE}")
     _MODULES[key] = module
     return module
 
@@ -81,8 +172,8 @@ def abstract_model(make):
     (parity/training.py builds its Flax models the same way)."""
     try:
         graphdef, state = nnx.split(nnx.eval_shape(make))
-    except Exception:  # noqa: BLE001 - anything that needs concrete values: build it for real instead
-        return None
+    except (Exception, SystemExit):  # noqa: BLE001 - anything that needs concrete values, or fails (the
+        return None                  # real build then reports it): build it for real instead
     key = jax.random.key(0)
 
     def fill(v):
@@ -131,6 +222,8 @@ def build(obj, kwargs: dict, side: str, notes: list, label: str, abstract: bool 
     if model is None:
         try:
             model = obj(**kwargs)
+        except SystemExit as e:  # sys.exit(0) in a constructor must not end the run as a pass
+            raise PortingError(f"building {label}({shown}) called sys.exit({e.code!r})") from None
         except Exception as e:  # noqa: BLE001 - a constructor failing on these arguments is bad input
             raise PortingError(f"building {label}({shown}) failed: {type(e).__name__}: {e}") from None
     if not isinstance(model, want):

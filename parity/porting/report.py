@@ -2,6 +2,7 @@
 a rich table, a summary line, and a JSON record (written atomically)."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -36,10 +37,19 @@ class Stats:
 def measure(flax_value, torch_value, tol: Tolerance) -> Stats:
     a, b = np.asarray(flax_value), np.asarray(torch_value)
     c = _compare(a, b, tol, "", "")
-    if a.shape != b.shape or a.dtype != b.dtype or a.dtype.kind not in "fc":
+    exact = a.dtype.kind in "iub"
+    if a.shape != b.shape or a.dtype != b.dtype or a.dtype.kind not in "fciub":
         return Stats(tuple(b.shape), c.max_abs, c.max_rel, math.nan, math.nan, math.nan, c.ok, c.problem)
-    fin = np.isfinite(a) & np.isfinite(b)
-    a64, b64 = a[fin].astype(np.float64), b[fin].astype(np.float64)
+    if exact:  # compared exactly (parity/runner.py), which reports no error sizes: measure them here
+        a64, b64 = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+        d = np.abs(a64 - b64)
+        big = np.abs(b64) > 0
+        max_abs, max_rel = float(d.max(initial=0.0)), float((d[big] / np.abs(b64[big])).max(initial=0.0))
+        problem = "" if c.ok else f"{c.problem}; {a.dtype.name} compared exactly, max abs {max_abs:g}"
+        c = dataclasses.replace(c, max_abs=max_abs, max_rel=max_rel, problem=problem)
+    else:
+        fin = np.isfinite(a) & np.isfinite(b)
+        a64, b64 = a[fin].astype(np.float64), b[fin].astype(np.float64)
     d = a64 - b64
     mean_abs = float(np.abs(d).mean()) if d.size else 0.0
     err, sig = float(np.sum(d * d)), float(np.sum(b64 * b64))
@@ -131,6 +141,80 @@ def _fmt(x, kind="e") -> str:
     return "0" if x == 0 else f"{x:.1e}"
 
 
+# The compare table's columns (header, justification), and the order in which columns are left out
+# when the table would be wider than the terminal (the rest always stay).
+COLUMNS = (("#", "right"), ("torch layer", "left"), ("Flax layer", "left"), ("kind", "left"), ("shape", "left"),
+           ("max abs", "right"), ("max rel", "right"), ("mean abs", "right"), ("SQNR dB", "right"),
+           ("cosine", "right"), ("grad max abs", "right"), ("", "left"))
+DROP_ORDER = ("kind", "mean abs", "SQNR dB", "cosine", "shape", "max rel", "grad max abs")  # kind: the names say it
+_FLEXIBLE = {"torch layer": 12, "Flax layer": 12, "": 11}  # text that wraps: the narrowest they get
+
+
+def _column_widths(rows: list[list[str]], width: int | None) -> dict[str, int]:
+    """Each kept column's width (without padding): numbers and other unbreakable cells as wide as
+    their widest cell (a header may wrap between its words), layer names and the verdict as wide as
+    they need or as the room left allows, down to `_FLEXIBLE`; columns of `DROP_ORDER` left out while
+    the table would be wider than `width` (None: no limit)."""
+    from rich.cells import cell_len
+
+    natural, least = {}, {}
+    for i, (head, _) in enumerate(COLUMNS):
+        cells = [r[i] for r in rows]
+        widest = max((cell_len(c) for c in cells), default=0)
+        word = max((cell_len(w) for w in head.split()), default=0)
+        natural[head] = max(widest, cell_len(head), 1)
+        if head in _FLEXIBLE:
+            least[head] = min(natural[head], max(_FLEXIBLE[head], word))
+        else:
+            least[head] = max(widest, word, 1)
+    kept = [h for h, _ in COLUMNS]
+
+    def room(cols):  # a box table: 2 spaces of padding per column, a border before, between and after
+        return sum(least[h] for h in cols) + 3 * len(cols) + 1
+    if width is not None:
+        for head in DROP_ORDER:
+            if room(kept) <= width:
+                break
+            kept.remove(head)
+    out = {h: least[h] for h in kept}
+    spare = (width - room(kept)) if width is not None else math.inf
+    # the room left: layer names and the verdict first (one character at a time to the narrowest that
+    # is not yet whole), then headers on one line
+    flexible = [h for h in kept if h in _FLEXIBLE]
+    while spare < 0 and max(out[h] for h in flexible) > 4:  # a very narrow terminal: names fold tighter
+        out[max(flexible, key=lambda k: out[k])] -= 1
+        spare += 1
+    while spare > 0:
+        short = [h for h in flexible if out[h] < natural[h]]
+        if not short:
+            break
+        if spare == math.inf:
+            out.update({h: natural[h] for h in short})
+            break
+        out[min(short, key=lambda k: out[k])] += 1
+        spare -= 1
+    for h in kept:
+        if h not in _FLEXIBLE:
+            give = max(0, min(natural[h] - out[h], spare))  # none when even the least does not fit
+            out[h] += give
+            spare -= give
+    return out
+
+
+class _Fitted:
+    """A renderable that builds its table for the width it is printed in."""
+
+    def __init__(self, build):
+        self.build = build
+
+    def __rich_console__(self, console, options):
+        yield self.build(options.max_width)
+
+    def __rich_measure__(self, console, options):
+        from rich.measure import Measurement
+        return Measurement.get(console, options, self.build(options.max_width))
+
+
 def _json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
@@ -193,14 +277,16 @@ class Report:
     def __str__(self) -> str:
         return self.summary()
 
-    def table(self) -> Table:
-        """One row per layer call; the first divergence in bold red with a marker."""
-        t = Table(title=f"{self.torch_model} ⇄ {self.flax_model} — {self.dtype}, {self.device}, "
-                        f"{'train' if self.train else 'eval'} mode", header_style="bold")
-        for col, just in (("#", "right"), ("torch layer", "left"), ("Flax layer", "left"), ("kind", "left"),
-                          ("shape", "left"), ("max abs", "right"), ("max rel", "right"), ("mean abs", "right"),
-                          ("SQNR dB", "right"), ("cosine", "right"), ("grad max abs", "right"), ("", "left")):
-            t.add_column(col, justify=just, no_wrap=col not in ("torch layer", "Flax layer"))
+    def table(self, width: int | None = None):
+        """One row per layer call; the first divergence in bold red with a marker. A rich renderable that
+        fits the width it is printed in (or `width`, if given: then a Table): numbers are never cut and
+        layer names wrap onto several lines rather than lose characters; where even so the columns do
+        not fit, the least telling ones are left out (`DROP_ORDER`) and the caption names them."""
+        if width is None:
+            return _Fitted(self._table)
+        return self._table(width)
+
+    def _rows_cells(self):
         first = self.first_divergence.row if self.first_divergence else None
         for r in self.rows:
             tname = f"{r.torch.name} ({r.torch.cls})" if r.torch else "—"
@@ -228,7 +314,22 @@ class Report:
                 style = "bold red"
             elif not r.compared:
                 style = "dim"
-            t.add_row(*map(Text, cells), verdict, style=style)
+            yield [Text(c) for c in cells] + [verdict], style
+
+    def _table(self, width: int | None) -> Table:
+        rows = list(self._rows_cells())
+        widths = _column_widths([[c.plain for c in cells] for cells, _ in rows], width)
+        dropped = [h for h, _ in COLUMNS if h not in widths]
+        t = Table(title=f"{self.torch_model} ⇄ {self.flax_model} — {self.dtype}, {self.device}, "
+                        f"{'train' if self.train else 'eval'} mode", header_style="bold",
+                  caption=(f"left out to fit {width} columns: {', '.join(dropped)} (the JSON report has every "
+                           f"column)") if dropped else None)
+        keep = [i for i, (h, _) in enumerate(COLUMNS) if h in widths]
+        for i in keep:
+            head, just = COLUMNS[i]
+            t.add_column(head, justify=just, width=widths[head], overflow="fold")
+        for cells, style in rows:
+            t.add_row(*(cells[i] for i in keep), style=style)
         return t
 
     def lines(self) -> list[str]:

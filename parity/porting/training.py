@@ -14,6 +14,7 @@ segment in 33); rerun it in float64, where a real difference stays just as large
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import jax
@@ -73,7 +74,7 @@ class TrainingReport:
         head = (f"{self.torch_model} (torch) vs {self.flax_model} (Flax), {self.steps} steps, {self.dtype} on "
                 f"{self.device}, bound {self.tolerance.rtol:.3g}·(1 + |value|): ")
         if self.passed:
-            worst = float(np.max(np.abs(self.flax_losses - self.torch_losses), initial=0.0))
+            worst = float(np.max(self._loss_gaps(), initial=0.0))
             return head + (f"SAME — losses within {worst:.2g} of each other; parameters within "
                            f"{float(np.max(self.param_errors, initial=0.0)):.2g} of the bound")
         parts = []
@@ -86,19 +87,30 @@ class TrainingReport:
                          f"({self.param_errors[self.first_param_step - 1]:.3g}× the bound)")
         return head + "DIFFERENT — " + "; ".join(parts)
 
+    def _loss_gaps(self) -> np.ndarray:
+        """|flax − torch| per step; 0 where both are the same non-finite value (agreement)."""
+        t, f = np.asarray(self.torch_losses, np.float64), np.asarray(self.flax_losses, np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return np.where(curves.same_nonfinite(t, f), 0.0, np.abs(f - t))
+
     def lines(self) -> list[str]:
         """The notes printed under the table."""
         return [f"note: {n}" for n in self.notes]
 
     def table(self, every: int = 1) -> Table:
         t = Table(title=f"{self.torch_model} ⇄ {self.flax_model}: training", header_style="bold")
-        for col in ("step", "torch loss", "Flax loss", "|Δ loss|", "params (× bound)", ""):
-            t.add_column(col, justify="right")
+        gaps = self._loss_gaps()
+        rows = []
         for k in range(0, self.steps, every):
             a, b = self.torch_losses[k], self.flax_losses[k]
             bad = (self.first_loss_step == k + 1) or (self.first_param_step == k + 1)
-            t.add_row(str(k + 1), f"{a:.9g}", f"{b:.9g}", f"{abs(a - b):.2g}", f"{self.param_errors[k]:.2g}",
-                      "◀ parts" if bad else "", style="bold red" if bad else None)
+            rows.append(([str(k + 1), f"{a:.9g}", f"{b:.9g}", f"{gaps[k]:.2g}", f"{self.param_errors[k]:.2g}",
+                          "◀ parts" if bad else ""], bad))
+        # numbers are never cut: each column at least as wide as its widest cell (headers may wrap)
+        for i, col in enumerate(("step", "torch loss", "Flax loss", "|Δ loss|", "params (× bound)", "")):
+            t.add_column(col, justify="right", min_width=max((len(r[i]) for r, _ in rows), default=1))
+        for cells, bad in rows:
+            t.add_row(*cells, style="bold red" if bad else None)
         return t
 
     def to_dict(self) -> dict:
@@ -179,19 +191,24 @@ def _complete(ref: dict, pure: dict) -> dict:
 def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, optax_tx, steps: int | None = None,
                      *, loss="mse", dtype: str = "float32", device: str = "cpu", mode: str = "strict",
                      weights="torch->flax", layout: str = "nhwc", train: bool = True, seed: int = core.SEED,
-                     torch_kwargs: dict | None = None, flax_kwargs: dict | None = None) -> TrainingReport:
+                     torch_kwargs: dict | None = None, flax_kwargs: dict | None = None,
+                     on_step=None) -> TrainingReport:
     """Train a copy of each model from the same weights on the same batches for `steps` steps.
 
     `batches`: a sequence of (x, y) in torch's layout (x one array or a tuple of them), used in order
-    and cycled; `torch_optimizer_factory(parameters)` builds the torch optimiser, `optax_tx` is the
+    and cycled; a list or tuple is checked whole before training, any other Sequence (one that makes
+    each batch when indexed, so that a long run never holds them all) batch by batch as it is used.
+    `on_step(k)`, if given, is called after step k (1-based) of `steps`, for a progress bar.
+    `torch_optimizer_factory(parameters)` builds the torch optimiser, `optax_tx` is the
     optax transformation; `loss` is 'mse', 'cross_entropy' or a (torch_fn(out, y), jax_fn(out, y)) pair.
     Training mode by default (train=False trains in eval mode); paired Dropouts share one mask per
     step. Parameters are compared after every step (BatchNorm's running statistics are not: stock
     nnx.BatchNorm keeps a biased variance, docs/traps.md, trap 12, which `compare(train=True)` shows).
     Models with one output. The caller's models are not changed."""
     t0 = time.perf_counter()
-    batches = list(batches)
-    if not batches:
+    if not isinstance(batches, Sequence) or isinstance(batches, (str, bytes)):
+        batches = list(batches)
+    if not len(batches):
         raise PortingError("no batches given")
     steps = len(batches) if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -207,18 +224,25 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
         raise PortingError("compare_training takes weights='torch->flax', 'flax->torch' or a {torch_name: "
                            "flax_path} mapping")
     mapping, _, direction = core._weights_arg(weights, None)
-    data = []
-    for i, b in enumerate(batches):
+    if isinstance(torch_model, torch.nn.Module) and next(torch_model.parameters(), None) is None:
+        raise PortingError(f"the torch model ({type(torch_model).__name__}) has no parameters: there is nothing "
+                           f"to train")
+
+    def batch(i):
+        b = batches[i]
         if not (isinstance(b, (tuple, list)) and len(b) == 2):
             raise PortingError(f"batch {i}: expected (x, y), got {type(b).__name__}")
-        data.append((core.as_numpy_inputs(b[0], dtype), core.as_numpy_inputs(b[1], dtype)[0]))
+        return core.as_numpy_inputs(b[0], dtype), core.as_numpy_inputs(b[1], dtype)[0]
+    eager = isinstance(batches, (list, tuple))
+    data = [batch(i) for i in range(len(batches))] if eager else None
+    first_batch = data[0] if eager else batch(0)
     notes: list[str] = []
     tol = training_curve(dtype)
     seg = curves.SEGMENT_STEPS
 
     with precision.policy(mode):
         t, f, tl, fl, np_in, t_kw, runner, _, masks = core._prepare(
-            torch_model, flax_model, data[0][0], dtype, device, mode, layout, train, torch_kwargs, flax_kwargs,
+            torch_model, flax_model, first_batch[0], dtype, device, mode, layout, train, torch_kwargs, flax_kwargs,
             seed, notes)
         tdev, jdev = core._tdev(t), precision.jax_device(device)
         f_kw = dict(flax_kwargs or {})
@@ -229,7 +253,10 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 f_calls, _, _, _ = runner.run(pairing)
                 core._check_flatten(pairing, f_calls, t, f, direction, None, layout)
             names = dict(t.named_parameters())
-            opt = torch_optimizer_factory(t.parameters())
+            try:
+                opt = torch_optimizer_factory(t.parameters())
+            except Exception as e:  # noqa: BLE001 - the caller's factory refusing its settings is bad input
+                raise PortingError(f"torch_optimizer_factory failed: {core._first_line(e)}") from None
             graphdef, params, rest = nnx.split(f, nnx.Param, ...)
             # all of the state committed to the device, as the step's outputs will be: otherwise the
             # second step (uncommitted → committed inputs) compiles the step again
@@ -251,10 +278,11 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 return optax.apply_updates(params, updates), nnx.split(m, nnx.Param, ...)[2], new_opt, value
 
             step_fn = jax.jit(jax_step)
-            t_losses, f_losses, p_err = [], [], []
+            # per-step arrays (NumPy's empty pages cost no memory until written: a long run stays small)
+            t_losses, f_losses, p_err = np.empty(steps), np.empty(steps), np.empty(steps)
             first_loss = first_param_step = first_param = None
             for k in range(steps):
-                xs, y = data[k % len(data)]
+                xs, y = data[k % len(data)] if eager else (first_batch if k == 0 else batch(k % len(batches)))
                 if k and k % seg == 0:  # teacher forcing: restart the Flax side from torch's state
                     params, rest = _state_from_torch(t, f, pairing)
                     opt_state = _force_slots(opt_state, opt, pairing, params, names)
@@ -274,28 +302,40 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                     params, rest, opt_state, fv = step_fn(params, rest, opt_state, f_in, jax.device_put(y, jdev),
                                                           mask_arrays)
                 a, b = float(lv.detach().cpu()), float(fv)
-                t_losses.append(a)
-                f_losses.append(b)
-                if first_loss is None and not abs(b - a) <= tol.atol + tol.rtol * abs(a):
+                t_losses[k], f_losses[k] = a, b
+                if first_loss is None and not (abs(b - a) <= tol.atol + tol.rtol * abs(a)
+                                               or curves.same_nonfinite(a, b)):
                     first_loss = k + 1
                 f_params = pairing.flax_to_torch(jax.tree.map(np.asarray, nnx.to_pure_dict(params)),
                                                  params_only=True)
                 worst, worst_name = 0.0, None
                 for n, p in names.items():
                     ref = p.detach().cpu().numpy().astype(np.float64)
-                    err = np.abs(f_params[n].astype(np.float64) - ref) / (tol.atol + tol.rtol * np.abs(ref))
+                    got = f_params[n].astype(np.float64)
+                    # equal non-finite values agree (curves.same_nonfinite); nothing to warn about
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        err = np.where(curves.same_nonfinite(got, ref), 0.0,
+                                       np.abs(got - ref) / (tol.atol + tol.rtol * np.abs(ref)))
                     e = float(np.max(err, initial=0.0)) if np.all(np.isfinite(err)) else np.inf
                     if e > worst:
                         worst, worst_name = e, n
-                p_err.append(worst)
+                p_err[k] = worst
                 if first_param_step is None and worst > 1:
                     first_param_step, first_param = k + 1, worst_name
                     notes += _zero_gradient_note(names, worst_name)
+                if on_step is not None:
+                    on_step(k + 1)
     if steps > seg:
         notes.append(f"the Flax side restarted from torch's weights and optimiser state every {seg} steps "
                      f"(teacher forcing, parity/curves.py)")
+    both = curves.same_nonfinite(t_losses, f_losses)
+    if both.any():
+        k = int(np.argmax(both))
+        notes.append(f"both losses are {t_losses[k]:g} at step {k + 1} ({int(both.sum())} non-finite step(s) in "
+                     f"all): the same non-finite value in both frameworks counts as agreement (parity/curves.py, "
+                     f"same_nonfinite), but such a run shows little; a smaller learning rate shows more")
     return TrainingReport(type(torch_model).__name__, type(flax_model).__name__, dtype, device, steps, tol,
-                          np.asarray(t_losses), np.asarray(f_losses), np.asarray(p_err), first_loss,
+                          t_losses, f_losses, p_err, first_loss,
                           first_param_step, first_param, seg if steps > seg else None,
                           [*pairing.notes, *notes], time.perf_counter() - t0)
 
