@@ -124,6 +124,19 @@ def test_a_model_file_that_prints_while_imported_is_bad_input(code, says, models
            f"{bad}: importing it {says}", tmp_path)
 
 
+def test_a_library_warning_or_log_line_while_importing_is_shown_not_held_against_the_file(models, tmp_path, capsys):
+    """What the libraries a model file imports write to stderr (warnings, log lines) is theirs: the file
+    still loads and the text still reaches the user."""
+    (tmp_path / "noisylib.py").write_text("import logging, sys, warnings\nwarnings.warn('lib says careful')\n"
+                                          "sys.stderr.write('lib log line\\n')\n")
+    ok = tmp_path / "uses_lib.py"
+    ok.write_text("import noisylib  # noqa: F401\n" + MODELS)
+    with pytest.warns(UserWarning, match="lib says careful"):
+        code, out, err = _run(["compare", f"{ok}:T", f"{models}:F", "--input-shape", "2,4"], capsys)
+    assert code == 0 and "SAME" in out
+    assert any("lib log line" in line for line in err)
+
+
 def test_a_quiet_model_file_still_loads_and_an_exception_names_its_line(models, tmp_path, capsys):
     code, out, err = _run(["compare", f"{models}:T", f"{models}:F", "--input-shape", "2,4"], capsys)
     assert code == 0 and not err and "SAME" in out

@@ -200,7 +200,7 @@ def _eps_note(tm, fm, default_flax="1e-6") -> list[str]:
         return [f"torch eps=None means the input dtype's machine epsilon; Flax epsilon={feps:g}: give torch an "
                 f"explicit eps (docs/traps.md, trap 14)"] if feps is not None else []
     if feps is not None and not np.isclose(feps, teps, rtol=1e-12, atol=0):
-        return [f"eps: torch {teps:g}, Flax {feps:g} (Flax normalisations default to {default_flax}; "
+        return [f"eps: torch {teps:g}, Flax {feps:g} ({type(fm).__name__} defaults to {default_flax}; "
                 f"docs/traps.md, trap 14)"]
     return []
 
@@ -213,7 +213,7 @@ def _fast_variance_note(fm, ctx) -> list[str]:
 
 
 def _batchnorm_notes(tm, fm, ctx) -> list[str]:
-    out = _eps_note(tm, fm)
+    out = _eps_note(tm, fm, default_flax="1e-5")
     if isinstance(fm, nnx.BatchNorm):
         if ctx.train:  # momentum and the stored variance matter only when statistics are updated
             if tm.momentum is not None and not np.isclose(fm.momentum, 1 - tm.momentum):

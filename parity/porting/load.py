@@ -9,6 +9,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import jax
@@ -27,12 +28,15 @@ class _Recorder(io.TextIOBase):
 
     def __init__(self, key: str, stream: str):
         self.key, self.stream, self.text, self.line = key, stream, [], None
+        self.own = False  # written by the user's file itself (print, sys.stderr.write), not a library
 
     def writable(self) -> bool:
         return True
 
     def write(self, text) -> int:
         text = str(text)
+        if text and sys._getframe(1).f_code.co_filename == self.key:
+            self.own = True
         if text and self.line is None:
             frame = sys._getframe(1)
             while frame is not None and frame.f_code.co_filename != self.key:
@@ -64,29 +68,39 @@ def _fd_captured(fd: int, sink: list):
 
 def _exec_quietly(spec, module, key: str) -> tuple[str, str, int | None]:
     """Run the module's code with stdout and stderr recorded (Python streams and file descriptors);
-    returns (which stream, the text, the line of the user's file that wrote it) for the first stream
-    written to, or ("", "", None) when nothing was."""
+    returns (which stream, the text, the line of the user's file that wrote it) for output the file
+    made itself: anything on stdout, and what its own code wrote to stderr; ("", "", None) when none.
+    Warnings and what libraries it imports write to stderr are passed on after the import."""
     py = {"stdout": _Recorder(key, "stdout"), "stderr": _Recorder(key, "stderr")}
     raw: dict[str, list] = {"stdout": [], "stderr": []}
     for s in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
         with contextlib.suppress(Exception):
             s.flush()
     with _fd_captured(1, raw["stdout"]), _fd_captured(2, raw["stderr"]), \
-            contextlib.redirect_stdout(py["stdout"]), contextlib.redirect_stderr(py["stderr"]):
+            contextlib.redirect_stdout(py["stdout"]), contextlib.redirect_stderr(py["stderr"]), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
         try:
             spec.loader.exec_module(module)
         finally:
             for s in (sys.__stdout__, sys.__stderr__):
                 with contextlib.suppress(Exception):
                     s.flush()
-    for stream in ("stdout", "stderr"):
-        text = "".join(py[stream].text)
-        if text.strip():
-            return stream, text, py[stream].line or None
-    for stream in ("stdout", "stderr"):
-        text = "".join(raw[stream])
-        if text.strip():
-            return stream, text, None
+    # a library's warnings and log lines on stderr are its own business: shown, not held against the file
+    for w in caught:  # under the caller's own warning filters
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    library_err = "".join(raw["stderr"]) + ("" if py["stderr"].own else "".join(py["stderr"].text))
+    if library_err.strip():
+        sys.stderr.write(library_err)
+    text = "".join(py["stdout"].text)
+    if text.strip():
+        return "stdout", text, py["stdout"].line or None
+    text = "".join(py["stderr"].text)
+    if py["stderr"].own and text.strip():
+        return "stderr", text, py["stderr"].line or None
+    text = "".join(raw["stdout"])
+    if text.strip():
+        return "stdout", text, None
     return "", "", None
 
 
