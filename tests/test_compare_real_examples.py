@@ -1,0 +1,106 @@
+"""`parity.compare` on the real-model-style examples (examples/unet_decoder.py, audio_conv1d.py,
+gpt_block.py): each correct port agrees in float64 and in float32 with every parametrised layer
+paired, and each planted porting bug is named in float64 at the layer it was planted in, on both
+sides, with the Flax layer's line in the example. Run with -s to see rows, the worst layer output
+error and the wall time of each comparison (printed, never asserted)."""
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from flax import nnx
+
+from parity.porting import compare
+from parity.porting.load import abstract_model, load_target
+from parity.tolerances import lookup
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+DTYPES = ("float64", "float32")
+
+# example → (layout of its Flax model's inputs, (what, torch layer, Flax layer) of the planted bug,
+#            text the divergence message must carry)
+CASES = {
+    "unet_decoder": ("nhwc", ("output", "blocks.0.up", "blocks.0.up"),
+                     "padding: torch padding=(1, 1), output_padding=(1, 1) is Flax padding=((1, 2), (1, 2)), "
+                     "given 'SAME'"),
+    "audio_conv1d": ("nchw", ("output", "conv_layers.0.activation", "conv_layers.0.activation"), "its input agrees"),
+    "gpt_block": ("nhwc", ("output", "layers.1.mlp_norm", "layers.1.mlp_norm"), "eps: torch 1e-06, Flax 1e-05"),
+}
+
+# A comparer defect, not a defect of the port: torch's nn.GELU pairs with the port's parameterless
+# `GELU` module by class name (kind "other:gelu", parity/porting/kinds.py: other_kind), and then
+# compare's notes_of (parity/porting/core.py) calls kinds.notes("other:gelu", ...), whose kinds.get
+# raises KeyError("no layer kind 'other:gelu'"). Strict: once fixed, these tests pass and the mark goes.
+OTHER_KIND_NOTES_DEFECT = pytest.mark.xfail(
+    raises=KeyError, strict=True,
+    reason="comparer defect: kinds.notes raises KeyError for a parameterless pair of kind 'other:<class>'")
+NAMES = [pytest.param(n, marks=OTHER_KIND_NOTES_DEFECT) if n == "audio_conv1d" else n for n in CASES]
+
+
+@contextlib.contextmanager
+def _in_root():
+    """Source locations are reported relative to the working directory: make it the repository's."""
+    before = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _parametrised_layers(model: torch.nn.Module) -> int:
+    return sum(next(m.parameters(recurse=False), None) is not None for m in model.modules())
+
+
+_CACHE: dict = {}
+
+
+def run(name: str, dtype: str, buggy: bool = False):
+    """(report, torch model, wall seconds) of one comparison, computed once per session."""
+    key = (name, dtype, buggy)
+    if key not in _CACHE:
+        layout = CASES[name][0]
+        torch_model = load_target(f"{EXAMPLES / name}.py:torch_model")()
+        make = load_target(f"{EXAMPLES / name}.py:flax_model")
+        flax_model = abstract_model(lambda: make(buggy, rngs=nnx.Rngs(0)))  # its weights come from torch
+        assert flax_model is not None
+        x = load_target(f"{EXAMPLES / name}.py:example_input")()
+        with _in_root():
+            t0 = time.perf_counter()
+            report = compare(torch_model, flax_model, x, dtype=dtype, layout=layout)
+            seconds = time.perf_counter() - t0
+        print(f"\n{name}{' (buggy)' if buggy else ''} {dtype}: {len(report.rows)} rows, "
+              f"{len(report.pairing['layers'])} parametrised layers paired, worst layer output max abs "
+              f"{report.worst_layer_error():.3g}, {seconds:.2f} s wall")
+        _CACHE[key] = (report, torch_model, seconds)
+    return _CACHE[key]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_the_correct_port_computes_the_same(name, dtype):
+    report, torch_model, _ = run(name, dtype)
+    assert report.passed, report.summary()
+    assert report.tolerance == lookup(dtype, "cpu", "strict")
+    assert len(report.pairing["layers"]) == _parametrised_layers(torch_model)
+    assert set(report.param_grads) == {k for k, _ in torch_model.named_parameters()}  # every gradient compared
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_planted_bug_is_named_where_it_was_planted(name):
+    report, _, _ = run(name, "float64", buggy=True)
+    assert not report.passed
+    d = report.first_divergence
+    what, torch_name, flax_name = CASES[name][1]
+    assert (d.what, d.torch.name, d.flax.name) == (what, torch_name, flax_name), report.summary()
+    assert d.flax.defined.startswith(f"examples/{name}.py:"), d.flax.defined
+    line = int(d.flax.defined.rsplit(":", 1)[1])
+    attr = flax_name.rsplit(".", 1)[1]
+    assert f"self.{attr} =" in (EXAMPLES / f"{name}.py").read_text().splitlines()[line - 1]
+    assert CASES[name][2] in d.message, d.message
+    row = report.rows[d.row]
+    assert row.inp.ok and not row.out.ok  # the layer itself parts: its input agrees
+    assert all(r.out.ok for r in report.rows[:d.row] if r.out is not None)
