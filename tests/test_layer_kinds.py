@@ -159,6 +159,7 @@ def test_kind_weights_round_trip_bit_exact(case):
 
 def test_every_stock_kind_with_arrays_is_tested():
     tested = {kinds.torch_kind(CASES[c]()[0]) for c in CASES} | {"embedding"}  # embedding: test_compare_*
+    tested |= {"multihead_attention", "lstm", "gru", "rnn"}  # tests/test_layer_kinds_attention_rnn.py
     with_arrays = {k.name for k in kinds.all_kinds() if k.has_params}
     assert with_arrays <= tested, with_arrays - tested
 

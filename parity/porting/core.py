@@ -347,13 +347,14 @@ class FlaxRunner:
                 if out is None:
                     out = call(*args, **kwargs)
                 slots = []
-                for v in (x, out):
+                rx, rout = trace.recorded("flax", leaf, module, x, out, kwargs)  # what the kind compares
+                for v in (rx, rout):
                     slots.append(len(arrays) if isinstance(v, jax.Array) else None)
                     if isinstance(v, jax.Array):
                         arrays.append(v)
                 self.meta.append(trace.Call(leaf, k, slots[0], slots[1], trace.call_site(),
-                                            tuple(x.shape) if isinstance(x, jax.Array) else None,
-                                            tuple(out.shape) if isinstance(out, jax.Array) else None))
+                                            tuple(rx.shape) if isinstance(rx, jax.Array) else None,
+                                            tuple(rout.shape) if isinstance(rout, jax.Array) else None))
                 return out
             args = list(self.xs)
             for j, i in enumerate(self.float_in):
@@ -696,7 +697,7 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
         if p is None or r.call != 0 or r.flax is None or p not in pairing.pairs:
             continue
         prefix = p.torch.name + "." if p.torch.name else ""
-        names = [k for k in param_grads if k.startswith(prefix) and "." not in k[len(prefix):]]
+        names = [k for k in param_grads if k.startswith(prefix)]  # its sub-modules' too (out_proj)
         r.grad, r.grad_names = worst([param_grads[k] for k in names]), names
         if p.torch.name in state_stats:
             r.state = state_stats[p.torch.name]

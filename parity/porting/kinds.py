@@ -124,12 +124,14 @@ class Kind:
 
 # ---------------------------------------------------------------- the registry
 _KINDS: dict[str, Kind] = {}
+_STOCK_LOADED = False
 
 
 def register(kind: Kind, *, replace: bool = False) -> Kind:
     """Add a kind (a user's own layer, say); later records are asked first, so a user's kind for a
     subclass of a stock layer wins over the stock one. ValueError for a name already taken, unless
     `replace`."""
+    _load_stock()  # the stock records first, so that a user's record is asked before them
     if not isinstance(kind, Kind):
         raise TypeError(f"register: expected a parity.porting.Kind, got {type(kind).__name__}")
     if not kind.name or ":" in kind.name:
@@ -164,12 +166,11 @@ def all_kinds() -> list[Kind]:
 
 
 def _load_stock() -> None:
-    if not _KINDS:
+    global _STOCK_LOADED
+    if not _STOCK_LOADED:  # a flag, not `_KINDS` being empty: importing one stock module registers its records
+        _STOCK_LOADED = True
         from parity.porting import layer_kinds  # noqa: F401  (registers the stock records)
-        try:  # the attention and recurrent kinds, in their own modules
-            from parity.porting import attention_kinds, recurrent_kinds  # noqa: F401
-        except ImportError:
-            pass
+        from parity.porting import attention_kinds, recurrent_kinds  # noqa: F401  (in their own modules)
 
 
 def _match(m, side: str) -> Kind | None:

@@ -138,8 +138,9 @@ class Pairing:
         out: dict = {}
         for p in self.pairs:
             prefix = p.torch.name + "." if p.torch.name else ""
+            whole = kinds.get(p.kind).to_flax is not None  # converting the whole layer: its sub-modules' arrays too
             part = {k[len(prefix):]: np.asarray(v) for k, v in sd.items()
-                    if k.startswith(prefix) and "." not in k[len(prefix):]}
+                    if k.startswith(prefix) and (whole or "." not in k[len(prefix):])}
             conv = kinds.to_flax(p.kind, part, p.torch.module, p.flax.module, p.flatten)
             held = kinds.flax_arrays(p.kind, p.flax.module)
             if any(k in held for k in conv):  # a layer without arrays (InstanceNorm, affine=False) adds nothing

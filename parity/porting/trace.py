@@ -202,6 +202,17 @@ class Call:
             self.out_shape = tuple(self.out.shape)
 
 
+def recorded(side: str, leaf, module, x, out, kwargs=None) -> tuple:
+    """What a call of `leaf` is compared by: its first positional argument and its output; a kind
+    whose layers take several inputs or return a tuple (attention, recurrent layers) says otherwise in
+    `extra["torch_record"]` / `extra["flax_record"]`: (module, x, out, kwargs) -> (x, out)."""
+    try:
+        rule = kinds.get(leaf.kind).extra.get(side + "_record") if leaf.kind else None
+    except KeyError:  # "other:<class>" kinds
+        rule = None
+    return rule(module, x, out, kwargs or {}) if rule is not None else (x, out)
+
+
 def _np(x):
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy().copy()
@@ -230,7 +241,8 @@ def torch_tracer(leaves, calls: list | None, inject=None):
                 if new is not None:
                     output = new
             if calls is not None:
-                calls.append(Call(leaf, k, _np(x), _np(output), call_site()))
+                rx, rout = recorded("torch", leaf, module, x, output)
+                calls.append(Call(leaf, k, _np(rx), _np(rout), call_site()))
             return output
         return hook
 
@@ -312,7 +324,8 @@ def flax_recorder(calls: list | None, inject=None):
         if out is None:
             out = call(*args, **kwargs)
         if calls is not None:
-            calls.append(Call(leaf, k, _np(x), _np(out), call_site()))
+            rx, rout = recorded("flax", leaf, module, x, out, kwargs)
+            calls.append(Call(leaf, k, _np(rx), _np(rout), call_site()))
         return out
     handler.counts = counts
     return handler

@@ -1,0 +1,235 @@
+"""The recurrent kinds: torch `nn.LSTM`, `nn.GRU`, `nn.RNN` (one layer, either direction) ⇄ `nnx.RNN`
+over `nnx.LSTMCell` / `nnx.OptimizedLSTMCell`, `nnx.GRUCell`, `nnx.SimpleCell`, and `nnx.Bidirectional`
+over two of them (`Kind` records, as in parity/porting/layer_kinds.py; described in
+parity/porting/kinds.py).
+
+What differs between the two, and how the records deal with it:
+
+* Gates. torch stacks the gates' rows in `weight_ih_l0` (G·H, I) and `weight_hh_l0` (G·H, H), in the
+  order (i, f, g, o) for the LSTM and (r, z, n) for the GRU. nnx.LSTMCell keeps one Linear per gate
+  and side (`ii`, `if_`, `ig`, `io` on the input, `hi`, `hf`, `hg`, `ho` on the hidden state), kernels
+  (in, out); nnx.OptimizedLSTMCell, nnx.GRUCell and nnx.SimpleCell keep `dense_i` (I, G·H) and
+  `dense_h` (H, G·H), gates in torch's order. Kernels are torch's blocks transposed: exact.
+* Biases. torch adds two biases, `bias_ih_l0` and `bias_hh_l0`; each nnx cell has one, since the
+  two are only ever summed (on `hi`…`ho`, `dense_h` of the LSTMs, on `dense_i` of the GRU and
+  SimpleCell). torch → Flax puts their sum in it; Flax → torch puts it in bias_ih and zeros in
+  bias_hh, so torch → Flax → torch is exact only where bias_hh was zero, and torch → Flax → torch →
+  Flax always is. Gradients: d loss/d bias_ih = d loss/d bias_hh = the Flax bias's gradient, so it
+  goes to both. torch's bias=False: the nnx bias is zero, and dropped on the way back.
+* GRU's n gate. torch computes n = tanh(W_in x + b_in + r·(W_hn h + b_hn)); nnx.GRUCell computes
+  tanh(W_in x + b_in + r·W_hn h) (its docstring shows b_hn; its code has no such bias). b_hr and b_hz
+  fold into dense_i's bias; b_hn, scaled by r, cannot: it is dropped and the layer's note says so;
+  the outputs agree only where it is zero (with torch's default initialisation, H = 5, 6 steps,
+  they differ by 0.17 to 0.27), and torch's gradient wrt bias_hh (whose n part is r times that of
+  bias_ih) is not compared.
+* Layout and returns. torch's default batch_first=False takes (L, N, ·), as nnx.RNN(time_major=True)
+  does; both sides' activations are compared batch-first. torch returns (output, h_n) or (output,
+  (h_n, c_n)); nnx.RNN the outputs, or (carry, outputs) with return_carry=True, the LSTM cells' carry
+  being (c, h), not torch's (h, c). The output sequence is what is compared. Bidirectional outputs
+  are [forward, backward] along features on both sides, the backward one in input order.
+* No nnx counterpart: num_layers > 1 (stack nnx.RNNs, one kind per layer, instead), an LSTM's
+  proj_size > 0; such torch layers are left to the "no kind" message. Inter-layer dropout has no
+  effect with one layer.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import torch
+from flax import nnx
+from torch import nn
+
+from parity.porting.kinds import Kind, register
+
+# cell class → the Flax Linears holding (input kernels, hidden kernels, the one bias): one name per gate
+# block of torch's stacked rows, or a single name where Flax stacks the gates too (in torch's order)
+_CELLS = {
+    nnx.LSTMCell: (("ii", "if_", "ig", "io"), ("hi", "hf", "hg", "ho"), ("hi", "hf", "hg", "ho")),
+    nnx.OptimizedLSTMCell: (("dense_i",), ("dense_h",), ("dense_h",)),
+    nnx.GRUCell: (("dense_i",), ("dense_h",), ("dense_i",)),
+    nnx.SimpleCell: (("dense_i",), ("dense_h",), ("dense_i",)),
+}
+_PREFIXES = ("cell.", "forward_rnn.cell.", "backward_rnn.cell.")
+
+
+def _layout(cell) -> tuple:
+    return next(v for c, v in _CELLS.items() if isinstance(cell, c))
+
+
+def _rnns(fm) -> tuple:
+    return (fm.forward_rnn, fm.backward_rnn) if isinstance(fm, nnx.Bidirectional) else (fm,)
+
+
+def _directions(bidirectional: bool) -> tuple:
+    """(torch suffix, Flax prefix) per direction."""
+    return (("", "forward_rnn.cell."), ("_reverse", "backward_rnn.cell.")) if bidirectional else (("", "cell."),)
+
+
+def _summed_bias(name, b_ih, b_hh, hidden: int):
+    """The one Flax bias: bias_ih + bias_hh (the GRU's b_hn, the last third of bias_hh, left out)."""
+    if b_hh is not None and name == "gru":
+        b_hh = np.concatenate([b_hh[:2 * hidden], np.zeros_like(b_hh[2 * hidden:])])
+    if b_ih is None or b_hh is None:
+        return b_ih if b_hh is None else b_hh
+    return b_ih + b_hh
+
+
+def _to_flax_of(name: str, gates: int, cells: tuple):
+    def convert(part, tm=None, fm=None) -> dict:
+        ih, hh, bias = _layout(_rnns(fm)[0].cell) if fm is not None else _CELLS[cells[0]]
+        bi = tm.bidirectional if tm is not None else any(k.endswith("_reverse") for k in part)
+        out = {}
+        for sfx, pre in _directions(bi):
+            w_ih, w_hh = part.get("weight_ih_l0" + sfx), part.get("weight_hh_l0" + sfx)
+            for names, w in ((ih, w_ih), (hh, w_hh)):
+                if w is not None:
+                    for n, block in zip(names, np.split(w, len(names))):
+                        out[f"{pre}{n}.kernel"] = np.ascontiguousarray(block.T)
+            if w_hh is None:
+                continue
+            b = _summed_bias(name, part.get("bias_ih_l0" + sfx), part.get("bias_hh_l0" + sfx), w_hh.shape[1])
+            if b is None:  # torch bias=False: the nnx cell's bias is zero
+                b = np.zeros(gates * w_hh.shape[1], w_hh.dtype)
+            for n, block in zip(bias, np.split(b, len(bias))):
+                out[f"{pre}{n}.bias"] = np.ascontiguousarray(block)
+        return out
+    return convert
+
+
+def _to_torch_of(name: str, cells: tuple):
+    def convert(part, tm=None, fm=None, grads: bool = False) -> dict:
+        if fm is not None:
+            ih, hh, bias = _layout(_rnns(fm)[0].cell)
+        else:  # from the paths: nnx.LSTMCell's gate Linears, else the stacked dense_i / dense_h
+            ih, hh, bias = next((_CELLS[c] for c in cells if any(k.endswith(f".{_CELLS[c][0][0]}.kernel")
+                                                                 for k in part)), _CELLS[cells[-1]])
+        bi = any(k.startswith("forward_rnn.") for k in part)
+        has_bias = tm.bias if tm is not None else True
+        out = {}
+        for sfx, pre in _directions(bi):
+            for tname, names in (("weight_ih_l0", ih), ("weight_hh_l0", hh)):
+                blocks = [part.get(f"{pre}{n}.kernel") for n in names]
+                if all(b is not None for b in blocks):
+                    out[tname + sfx] = np.ascontiguousarray(np.concatenate([b.T for b in blocks]))
+            blocks = [part.get(f"{pre}{n}.bias") for n in bias]
+            if has_bias and all(b is not None for b in blocks):
+                b = np.concatenate(blocks)
+                out["bias_ih_l0" + sfx] = b
+                if not grads:
+                    out["bias_hh_l0" + sfx] = np.zeros_like(b)
+                elif name != "gru":  # the two biases are summed: one gradient for both
+                    out["bias_hh_l0" + sfx] = b.copy()
+                # GRU: torch's gradient wrt b_hn (inside r·(W_hn h + b_hn)) has no Flax counterpart
+        return out
+    return convert
+
+
+def _torch_record(tm, x, out, kwargs=None):
+    """What a torch call is compared by: the input and the output sequence (not the final state),
+    both batch-first. A PackedSequence is not recorded."""
+    if isinstance(out, tuple):
+        out = out[0]
+    x, out = (v if isinstance(v, torch.Tensor) else None for v in (x, out))
+    if not tm.batch_first:
+        x, out = (v.transpose(0, 1) if v is not None and v.ndim == 3 else v for v in (x, out))
+    return x, out
+
+
+def _flax_record(fm, x, out, kwargs=None):
+    """The nnx side's counterpart: the outputs out of (carry, outputs), both batch-first."""
+    if isinstance(out, tuple):
+        out = out[-1]
+    major = (kwargs or {}).get("time_major")
+    if major if major is not None else getattr(fm, "time_major", False):
+        x, out = (jnp.swapaxes(v, 0, 1) if getattr(v, "ndim", 0) == 3 else v for v in (x, out))
+    return x, out
+
+
+def _fn_name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _notes_of(name: str):
+    def notes(tm, fm, ctx) -> list[str]:
+        out = []
+        bi = isinstance(fm, nnx.Bidirectional)
+        if tm.bidirectional != bi:
+            out.append(f"torch bidirectional={tm.bidirectional}; the Flax layer is "
+                       f"{'an nnx.Bidirectional' if bi else 'one nnx.RNN'}")
+        if tm.batch_first == bool(getattr(fm, "time_major", False)):
+            out.append(f"torch batch_first={tm.batch_first} takes {'(N, L, ·)' if tm.batch_first else '(L, N, ·)'}; "
+                       f"nnx time_major={getattr(fm, 'time_major', False)} the other (activations are compared "
+                       f"batch-first)")
+        if bi and _fn_name(fm.merge_fn) != "_concatenate":
+            out.append(f"nnx.Bidirectional merge_fn={_fn_name(fm.merge_fn)}: torch concatenates [forward, backward]")
+        if not bi and getattr(fm, "reverse", False):
+            out.append("nnx.RNN reverse=True runs backwards; torch's one-direction layer runs forwards")
+        for rnn in _rnns(fm):
+            cell = rnn.cell
+            if name == "rnn":
+                if _fn_name(cell.activation_fn) != tm.nonlinearity:
+                    out.append(f"torch nonlinearity={tm.nonlinearity!r}; nnx.SimpleCell activation_fn="
+                               f"{_fn_name(cell.activation_fn)}")
+                if cell.residual:
+                    out.append("nnx.SimpleCell residual=True adds h to the pre-activation: torch does not")
+            else:
+                for attr, want in (("gate_fn", "sigmoid"), ("activation_fn", "tanh")):
+                    if _fn_name(getattr(cell, attr)) != want:
+                        out.append(f"{type(cell).__name__} {attr}={_fn_name(getattr(cell, attr))}: torch uses {want}")
+        if name == "gru" and tm.bias:
+            h = tm.hidden_size
+            b_hn = max(float(getattr(tm, "bias_hh_l0" + s).detach().abs()[2 * h:].max())
+                       for s in ("", "_reverse")[:1 + tm.bidirectional])
+            if b_hn > 0:
+                out.append(f"torch GRU's b_hn (bias_hh_l0[2H:3H], max |b_hn| = {b_hn:.3g}) is scaled by r inside "
+                           f"tanh(W_in x + b_in + r·(W_hn h + b_hn)); nnx.GRUCell has no such bias: it is dropped "
+                           f"and the outputs differ (set it to zero in torch to compare)")
+        if not tm.bias:
+            out.append("torch bias=False: the nnx cell's bias (it always has one) is set to zero and dropped "
+                       "on the way back")
+        return list(dict.fromkeys(out))
+    return notes
+
+
+def _accepts_flax(cells: tuple):
+    def accepts(fm) -> bool:
+        return all(isinstance(r, nnx.RNN) and isinstance(getattr(r, "cell", None), cells) for r in _rnns(fm))
+    return accepts
+
+
+def _accepts_torch(tm) -> bool:
+    # several layers, or an LSTM's projection, have no single nnx counterpart
+    return tm.num_layers == 1 and getattr(tm, "proj_size", 0) == 0
+
+
+def _names(cells: tuple) -> tuple:
+    out = []
+    for c in cells:
+        ih, hh, bias = _CELLS[c]
+        for pre in _PREFIXES:
+            out += [f"{pre}{n}.kernel" for n in ih + hh] + [f"{pre}{n}.bias" for n in bias]
+    return tuple(dict.fromkeys(out))
+
+
+def _kind(name, torch_cls, gates, cells, summary) -> Kind:
+    return Kind(name, (torch_cls,), (nnx.RNN, nnx.Bidirectional), to_flax=_to_flax_of(name, gates, cells),
+                to_torch=_to_torch_of(name, cells), flax_names=_names(cells), notes=_notes_of(name),
+                accepts_torch=_accepts_torch, accepts_flax=_accepts_flax(cells),
+                extra={"torch_record": _torch_record, "flax_record": _flax_record},
+                summary=summary, doc="parity/porting/recurrent_kinds.py")
+
+
+_ONE = "; num_layers > 1 has no nnx counterpart"
+LSTM = _kind("lstm", nn.LSTM, 4, (nnx.LSTMCell, nnx.OptimizedLSTMCell),
+             "gates (i, f, g, o): weight_ih/hh_l0 blocks → ii…io / hi…ho kernels (or dense_i/dense_h); "
+             "bias_ih + bias_hh → the one bias" + _ONE + ", nor proj_size > 0")
+GRU = _kind("gru", nn.GRU, 3, (nnx.GRUCell,),
+            "gates (r, z, n): weight_ih/hh_l0 → dense_i/dense_h kernels; bias_ih + bias_hh → dense_i.bias, "
+            "except b_hn (inside r·(…)), which nnx.GRUCell lacks" + _ONE)
+RNN = _kind("rnn", nn.RNN, 1, (nnx.SimpleCell,),
+            "weight_ih/hh_l0 → dense_i/dense_h kernels; bias_ih + bias_hh → dense_i.bias; nonlinearity "
+            "⇄ activation_fn" + _ONE)
+
+STOCK = (LSTM, GRU, RNN)
+for _kind_record in STOCK:
+    register(_kind_record, replace=True)
