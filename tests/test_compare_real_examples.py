@@ -1,7 +1,8 @@
 """`parity.compare` on the real-model-style examples (examples/unet_decoder.py, audio_conv1d.py,
-gpt_block.py): each correct port agrees in float64 and in float32 with every parametrised layer
-paired, and each planted porting bug is named in float64 at the layer it was planted in, on both
-sides, with the Flax layer's line in the example. Run with -s to see rows, the worst layer output
+gpt_block.py, and resnet50.py: transformers' own ResNetModel at depth 50): each correct port agrees
+in float64 and in float32 (the scaled rule) with every parametrised layer paired, and each planted
+porting bug is named in float64 at the layer it was planted in, on both sides, with the Flax layer's
+line in the example; those large enough for float32 are named there too. Run with -s to see rows, the worst layer output
 error and the wall time of each comparison (printed, never asserted)."""
 import contextlib
 import os
@@ -28,16 +29,14 @@ CASES = {
                      "given 'SAME'"),
     "audio_conv1d": ("nchw", ("output", "conv_layers.0.activation", "conv_layers.0.activation"), "its input agrees"),
     "gpt_block": ("nhwc", ("output", "layers.1.mlp_norm", "layers.1.mlp_norm"), "eps: torch 1e-06, Flax 1e-05"),
+    "resnet50": ("nhwc", ("output", "encoder.stages.2.layers.3.layer.1.normalization",
+                          "encoder.stages.2.layers.3.layer.1.normalization"), "eps: torch 1e-05, Flax 0.001"),
 }
+# bugs large enough for float32: GPT's RMSNorm epsilon 1e-5 for 1e-6 moves its output by about 4e-6
+# relative, within float32 rounding of a two-block model, and is left to float64
+FLOAT32_BUGS = ("unet_decoder", "audio_conv1d", "resnet50")
 
-# A comparer defect, not a defect of the port: torch's nn.GELU pairs with the port's parameterless
-# `GELU` module by class name (kind "other:gelu", parity/porting/kinds.py: other_kind), and then
-# compare's notes_of (parity/porting/core.py) calls kinds.notes("other:gelu", ...), whose kinds.get
-# raises KeyError("no layer kind 'other:gelu'"). Strict: once fixed, these tests pass and the mark goes.
-OTHER_KIND_NOTES_DEFECT = pytest.mark.xfail(
-    raises=KeyError, strict=True,
-    reason="comparer defect: kinds.notes raises KeyError for a parameterless pair of kind 'other:<class>'")
-NAMES = [pytest.param(n, marks=OTHER_KIND_NOTES_DEFECT) if n == "audio_conv1d" else n for n in CASES]
+NAMES = list(CASES)
 
 
 @contextlib.contextmanager
@@ -58,9 +57,9 @@ def _parametrised_layers(model: torch.nn.Module) -> int:
 _CACHE: dict = {}
 
 
-def run(name: str, dtype: str, buggy: bool = False):
+def run(name: str, dtype: str, buggy: bool = False, rule: str | None = None):
     """(report, torch model, wall seconds) of one comparison, computed once per session."""
-    key = (name, dtype, buggy)
+    key = (name, dtype, buggy, rule)
     if key not in _CACHE:
         layout = CASES[name][0]
         torch_model = load_target(f"{EXAMPLES / name}.py:torch_model")()
@@ -70,7 +69,7 @@ def run(name: str, dtype: str, buggy: bool = False):
         x = load_target(f"{EXAMPLES / name}.py:example_input")()
         with _in_root():
             t0 = time.perf_counter()
-            report = compare(torch_model, flax_model, x, dtype=dtype, layout=layout)
+            report = compare(torch_model, flax_model, x, dtype=dtype, layout=layout, rule=rule)
             seconds = time.perf_counter() - t0
         print(f"\n{name}{' (buggy)' if buggy else ''} {dtype}: {len(report.rows)} rows, "
               f"{len(report.pairing['layers'])} parametrised layers paired, worst layer output max abs "
@@ -89,9 +88,12 @@ def test_the_correct_port_computes_the_same(name, dtype):
     assert set(report.param_grads) == {k for k, _ in torch_model.named_parameters()}  # every gradient compared
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", NAMES)
-def test_the_planted_bug_is_named_where_it_was_planted(name):
-    report, _, _ = run(name, "float64", buggy=True)
+def test_the_planted_bug_is_named_where_it_was_planted(name, dtype):
+    if dtype == "float32" and name not in FLOAT32_BUGS:
+        pytest.skip("a bug of float32 rounding's size is left to float64 (see FLOAT32_BUGS)")
+    report, _, _ = run(name, dtype, buggy=True)
     assert not report.passed
     d = report.first_divergence
     what, torch_name, flax_name = CASES[name][1]
@@ -104,3 +106,17 @@ def test_the_planted_bug_is_named_where_it_was_planted(name):
     row = report.rows[d.row]
     assert row.inp.ok and not row.out.ok  # the layer itself parts: its input agrees
     assert all(r.out.ok for r in report.rows[:d.row] if r.out is not None)
+
+
+def test_resnet50_float32_passes_the_scaled_rule_where_a_fixed_atol_fails():
+    """At depth 50 both sides' float32 rounding grows past a fixed atol of 1e-5 at a BatchNorm deep
+    inside, though the port is correct (float64 agrees to 1e-13): the fixed rule fails it, the scaled
+    rule (no worse than torch's own float32, parity/porting/verdict.py) passes it, with margin."""
+    fixed, _, _ = run("resnet50", "float32", rule="fixed")
+    scaled, _, _ = run("resnet50", "float32")
+    assert not fixed.passed, fixed.summary()  # a false failure: float64 agrees (test_the_correct_port_computes_the_same)
+    assert scaled.passed and scaled.rule == "scaled", scaled.summary()
+    usage = max(sc.port_err / sc.bound for sc in scaled.scaled_verdicts())
+    print(f"\nresnet50 float32: fixed rule fails at {fixed.first_divergence.torch.name}; scaled rule passes, "
+          f"worst tensor at {usage:.2f} of its bound, at most {scaled.worst_ratio():.3g}× torch's own error")
+    assert usage < 1

@@ -37,7 +37,7 @@ from flax import nnx
 from flax.nnx.nn.attention import dot_product_attention_weights
 from torch import nn
 
-from parity.porting.kinds import Kind, register
+from parity.porting.kind_record import Kind
 
 _PROJ = ("query", "key", "value")
 
@@ -182,5 +182,3 @@ MULTIHEAD_ATTENTION = Kind(
     doc="parity/porting/attention_kinds.py")
 
 STOCK = (MULTIHEAD_ATTENTION,)
-for _kind in STOCK:
-    register(_kind, replace=True)

@@ -7,6 +7,7 @@ import copy
 import functools
 import inspect
 import time
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ import torch
 from flax import nnx
 
 from parity import precision
-from parity.porting import kinds, trace
+from parity.porting import kinds, trace, verdict
 from parity.porting.pairing import Pair, Pairing, PortingError, build
 from parity.porting.report import Divergence, Report, Row, Side, Stats, measure, worst
 from parity.tolerances import lookup
@@ -402,33 +403,48 @@ class FlaxRunner:
 
 
 # ---------------------------------------------------------------- layouts for comparing
-def is_nhwc(flax_shape, torch_shape, layout: str) -> bool:
-    """Whether a 4-D Flax tensor is NHWC, judged from its shape and torch's (NCHW) one: the layout
-    that makes the shapes agree, `layout` where both or neither do (C = H = W, say). A model taking
-    NCHW at its boundary may well be NHWC inside, so each tensor is judged on its own."""
-    if flax_shape is None or len(flax_shape) != 4:
+def is_nhwc(flax_shape, torch_shape, layout: str, channels_last_kind: bool = False) -> bool:
+    """Whether a Flax activation is channels-last (NWC, NHWC, NDHWC) where torch's is channels-first,
+    judged from its shape and torch's: the layout that makes the shapes agree; where both or neither
+    do (C = H = W, say), channels-last for the layers of a channels-last kind (nnx.Conv and the
+    project's twins take nothing else), `layout` for other 4-D tensors, and as-is otherwise (a
+    sequence (N, L, D) is no image). A model taking NCHW at its boundary may well be
+    NHWC inside, so each tensor is judged on its own."""
+    if flax_shape is None or torch_shape is None or not 3 <= len(flax_shape) <= 5 \
+            or len(torch_shape) != len(flax_shape):
         return False
-    as_is = torch_shape is not None and tuple(flax_shape) == tuple(torch_shape)
-    moved = torch_shape is not None and len(torch_shape) == 4 and \
-        tuple(flax_shape) == (torch_shape[0], torch_shape[2], torch_shape[3], torch_shape[1])
-    return moved if as_is != moved else layout == "nhwc"
+    as_is = tuple(flax_shape) == tuple(torch_shape)
+    moved = tuple(flax_shape) == (torch_shape[0], *torch_shape[2:], torch_shape[1])
+    if as_is != moved:
+        return moved
+    return channels_last_kind or (layout == "nhwc" and len(flax_shape) == 4)
+
+
+def _channels_first(value):
+    return value.transpose(0, value.ndim - 1, *range(1, value.ndim - 1))
 
 
 def to_torch_layout(value, torch_shape, layout: str, kind: str | None = None, which: str = "out",
                     flax_in_shape=None, torch_in_shape=None, flatten=None):
-    """A Flax activation in torch's layout: a 4-D NHWC tensor → NCHW; a Flatten's output of an NHWC
-    map reordered (H, W, C) → (C, H, W); the input of a Linear whose rows were permuted likewise
-    (docs/traps.md, traps 3, 4)."""
+    """A Flax activation in torch's layout: a channels-last tensor → channels-first; a Flatten's output
+    of an NHWC map reordered (H, W, C) → (C, H, W); the input of a Linear whose rows were permuted
+    likewise (docs/traps.md, traps 3, 4); heads split by nnx.LinearGeneral ((N, L, H, D) for torch's
+    (N, L, H·D)) merged again."""
     if value is None:
         return value
-    if value.ndim == 4:
-        return value.transpose(0, 3, 1, 2) if is_nhwc(value.shape, torch_shape, layout) else value
+    cl = kind is not None and kinds.is_channels_last(kind)
+    if 3 <= value.ndim <= 5 and is_nhwc(value.shape, torch_shape, layout, cl):
+        return _channels_first(value)
     if which == "out" and kind == "flatten" and value.ndim == 2 and is_nhwc(flax_in_shape, torch_in_shape, layout):
         n, h, w, c = flax_in_shape
         return value.reshape(n, h, w, c).transpose(0, 3, 1, 2).reshape(n, -1)
     if which == "in" and kind == "linear" and flatten and value.ndim == 2:
         c, hw, _ = flatten
         return value.reshape(value.shape[0], hw, c).transpose(0, 2, 1).reshape(value.shape[0], -1)
+    if torch_shape is not None and value.ndim != len(torch_shape) and value.size == int(np.prod(torch_shape)):
+        k = min(value.ndim, len(torch_shape)) - 1  # the leading axes agree; the trailing ones split or merge
+        if tuple(value.shape[:k]) == tuple(torch_shape[:k]):
+            return value.reshape(torch_shape)
     return value
 
 
@@ -436,8 +452,9 @@ def _side(leaf, call=None) -> Side:
     return Side(leaf.label, leaf.cls, leaf.source, leaf.defined, call.called_at if call else "?")
 
 
-def _rows(t_calls, f_calls, pairing: Pairing, tol, layout, notes_of) -> list[Row]:
-    """Rows in torch's execution order; Flax calls of unpaired layers after the row they followed."""
+def _rows(t_calls, f_calls, pairing: Pairing, tol, layout, notes_of, ref_calls=None) -> list[Row]:
+    """Rows in torch's execution order; Flax calls of unpaired layers after the row they followed.
+    `ref_calls`: {(torch layer, call): (input, output)} of the float64 reference (the scaled rule)."""
     f_by = {(c.leaf.name, c.index): c for c in f_calls}
     t_by = {(c.leaf.name, c.index): c for c in t_calls}
     used_f = set()
@@ -455,12 +472,13 @@ def _rows(t_calls, f_calls, pairing: Pairing, tol, layout, notes_of) -> list[Row
             else:
                 used_f.add(id(fc))
                 flatten = pair.flatten if pair.kind == "linear" else None
+                r_in, r_out = (ref_calls or {}).get((c.leaf.name, c.index), (None, None))
                 if c.out is not None and fc.out is not None:
                     row.out = measure(to_torch_layout(fc.out, c.out_shape, layout, pair.kind, "out", fc.in_shape,
-                                                      c.in_shape), c.out, tol)
+                                                      c.in_shape), c.out, tol, ref=r_out)
                 if c.inp is not None and fc.inp is not None and c.inp.dtype.kind == "f":
                     row.inp = measure(to_torch_layout(fc.inp, c.in_shape, layout, pair.kind, "in", fc.in_shape,
-                                                      c.in_shape, flatten), c.inp, tol)
+                                                      c.in_shape, flatten), c.inp, tol, ref=r_in)
         row._pair = pair
         rows.append(row)
     # Flax-only calls (unpaired layers, or paired ones called more often than torch) after their predecessor
@@ -600,7 +618,7 @@ def pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, fn, direction, 
     except PortingError as e:
         raise PortingError(str(e) + _shape_hint(d_t, runner.meta, layout)) from e.__cause__
     runner.out_shapes = [tuple(o.shape) for o in outs]
-    pairing = build(t, f, tl, fl, d_t, d_f, mapping=mapping, layout=layout)
+    pairing = build(t, f, tl, fl, d_t, d_f, mapping=mapping, layout=layout, converter=fn is not None)
     _convert(t, f, pairing, direction, fn)
     return pairing
 
@@ -608,8 +626,8 @@ def pair_and_convert(t, f, tl, fl, np_in, t_kw, runner, mapping, fn, direction, 
 def _shape_hint(t_calls, f_calls, layout: str) -> str:
     """Where the Flax model's layer outputs first take another shape than torch's (layers with
     parameters, in execution order), for the message of a Flax model that failed."""
-    t_seq = [c for c in t_calls if c.leaf.kind in kinds.PARAM_KINDS]
-    f_seq = [c for c in f_calls if c.leaf.kind in kinds.PARAM_KINDS]
+    t_seq = [c for c in t_calls if kinds.is_param_kind(c.leaf.kind)]
+    f_seq = [c for c in f_calls if kinds.is_param_kind(c.leaf.kind)]
     for tc, fc in zip(t_seq, f_seq):
         want = tc.out_shape
         if want is not None and len(want) == 4 and is_nhwc(fc.out_shape, want, layout):
@@ -648,14 +666,18 @@ def _check_flatten(pairing: Pairing, f_calls, t, f, direction, fn, layout: str) 
 def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: str = "cpu",
             mode: str = "strict", weights="torch->flax", direction: str | None = None, layout: str = "nhwc",
             train: bool = False, seed: int = SEED, torch_kwargs: dict | None = None,
-            flax_kwargs: dict | None = None) -> Report:
+            flax_kwargs: dict | None = None, rule: str | None = None) -> Report:
     """Compare a torch model with its Flax NNX port on `inputs` (NumPy, torch's layout); the rules
-    are in parity.porting's docstring. Returns a Report; raises PortingError (one line) when the
-    models or inputs cannot be compared as given. The caller's models are not changed."""
+    are in parity.porting's docstring. `rule`: "scaled" (the float32 default: no worse than torch's
+    own float32 against a float64 run of the torch model, parity/porting/verdict.py) or "fixed"
+    (the rtol/atol of parity/tolerances.py; the float64 default). Returns a Report; raises
+    PortingError (one line) when the models or inputs cannot be compared as given. The caller's
+    models are not changed."""
     t0 = time.perf_counter()
     notes: list[str] = []
     mapping, fn, direction = _weights_arg(weights, direction)
     _choice("mode", mode, precision.MODES)
+    rule = _rule(rule, dtype)
     with precision.policy(mode):
         t, f, tl, fl, np_in, t_kw, runner, rules, masks = _prepare(
             torch_model, flax_model, inputs, dtype, device, mode, layout, train, torch_kwargs, flax_kwargs, seed,
@@ -682,16 +704,17 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
                     break
                 snap = _torch_snapshot(t)
             state_stats = _state_stats(t_stats, f_rest, pairing, tol) if train else {}
+            ref = _float64_reference(t, np_in, t_kw, masks, pairing, cts) if rule == "scaled" else None
             outputs, input_grads, param_grads, grad_notes = _compare_outputs(
                 np_t, t_grads, f_outs, grads, fits, [i for i, x in enumerate(np_in) if x.dtype.kind == "f"],
-                [r.endswith("NCHW → NHWC for Flax") for r in rules], pairing, tol, layout)
+                [r.endswith("NCHW → NHWC for Flax") for r in rules], pairing, tol, layout, ref)
 
     def notes_of(pair: Pair):
         fc = next((c for c in f_calls if c.leaf is pair.flax), None)
         return kinds.notes(pair.kind, pair.torch.module, pair.flax.module, train=train, dtype=dtype,
                            flax_in_shape=fc.in_shape if fc else None, layout=layout)
 
-    rows = _rows(t_calls, f_calls, pairing, tol, layout, notes_of)
+    rows = _rows(t_calls, f_calls, pairing, tol, layout, notes_of, ref.calls if ref else None)
     for r in rows:
         p = getattr(r, "_pair", None)
         if p is None or r.call != 0 or r.flax is None or p not in pairing.pairs:
@@ -719,7 +742,7 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
     all_notes = list(dict.fromkeys(all_notes))  # a second round of passes repeats some
     return Report(type(torch_model).__name__, type(flax_model).__name__, dtype, device, mode, train, layout,
                   direction, tol, rows, outputs, input_grads, param_grads, first, pairing.to_dict(), all_notes,
-                  time.perf_counter() - t0)
+                  time.perf_counter() - t0, rule)
 
 
 def _convert(t, f, pairing: Pairing, direction: str, fn) -> None:
@@ -804,7 +827,7 @@ def _state_stats(t_stats: dict, f_rest, pairing: Pairing, tol) -> dict:
     return out
 
 
-def _torch_gradients(t, tl, np_in, t_kw, masks: Masks, pairing: Pairing, seed: int):
+def _torch_gradients(t, tl, np_in, t_kw, masks: Masks, pairing: Pairing, seed: int, cts=None):
     """torch's outputs, its gradients wrt every floating input and every parameter for one fixed
     random cotangent, and that cotangent: N(0, 1/n) for an output of n elements (drawn in NumPy),
     the scale a mean-reduced loss gives its gradient, so a parameter's gradient (a sum over batch and
@@ -819,9 +842,10 @@ def _torch_gradients(t, tl, np_in, t_kw, masks: Masks, pairing: Pairing, seed: i
                                                                               masks.torch_inject(pairing)):
         t_outs = _flat_torch(t(*t_in, **t_kw))
     np_t = [o.detach().cpu().numpy().copy() for o in t_outs]
-    rng = np.random.default_rng(seed)
-    cts = [(rng.standard_normal(o.shape) / np.sqrt(max(o.size, 1))).astype(o.dtype) if o.dtype.kind == "f"
-           else None for o in np_t]
+    if cts is None:
+        rng = np.random.default_rng(seed)
+        cts = [(rng.standard_normal(o.shape) / np.sqrt(max(o.size, 1))).astype(o.dtype) if o.dtype.kind == "f"
+               else None for o in np_t]
     float_in = [i for i, x in enumerate(np_in) if x.dtype.kind == "f"]
     wrt = [t_in[i] for i in float_in] + list(params.values())
     scalar = sum((o * torch.as_tensor(c, device=o.device)).sum() for o, c in zip(t_outs, cts)
@@ -835,14 +859,54 @@ def _torch_gradients(t, tl, np_in, t_kw, masks: Masks, pairing: Pairing, seed: i
     return np_t, t_grads, cts
 
 
-def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, transposed, pairing: Pairing, tol, layout: str):
-    """Outputs, input gradients and parameter gradients (torch names and layouts), compared."""
+def _rule(rule: str | None, dtype: str) -> str:
+    """The verdict rule: "scaled" by default in float32, "fixed" otherwise (parity/porting/verdict.py)."""
+    if rule is None:
+        return "scaled" if dtype == "float32" else "fixed"
+    _choice("rule", rule, verdict.RULES)
+    if rule == "scaled" and dtype != "float32":
+        raise PortingError(f"rule 'scaled' judges float32 against a float64 run of the torch model; dtype {dtype} "
+                           f"is judged by the fixed tolerance (rule='fixed')")
+    return rule
+
+
+@dataclass
+class Reference:
+    """The torch model run in float64 on the same weights, inputs and cotangents: every leaf call's
+    input and output, the outputs, and the gradients (NumPy, float64)."""
+
+    calls: dict
+    outputs: list
+    grads: dict
+
+
+def _float64_reference(t, np_in, t_kw, masks: Masks, pairing: Pairing, cts) -> Reference:
+    """What the scaled rule measures both float32 sides against: a float64 copy of the torch model
+    (its float32 weights, inputs and cotangents cast up exactly), the same dropout masks."""
+    t64 = copy.deepcopy(t).double()
+    tl64 = trace.torch_leaves(t64)
+    x64 = [x.astype(np.float64) if x.dtype.kind == "f" else x for x in np_in]
+    kw64 = {k: (v.double() if isinstance(v, torch.Tensor) and v.is_floating_point() else v) for k, v in t_kw.items()}
+    snap = _torch_snapshot(t64)
+    calls, _ = torch_pass(t64, tl64, x64, kw64, masks.torch_inject(pairing))
+    _torch_restore(t64, snap)
+    c64 = [None if c is None else c.astype(np.float64) for c in cts]
+    outs, grads, _ = _torch_gradients(t64, tl64, x64, kw64, masks, pairing, 0, cts=c64)
+    return Reference({(c.leaf.name, c.index): (c.inp, c.out) for c in calls}, outs, grads)
+
+
+def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, transposed, pairing: Pairing, tol, layout: str,
+                     ref=None):
+    """Outputs, input gradients and parameter gradients (torch names and layouts), compared (with
+    `ref`, the float64 reference, by the scaled rule)."""
+    ref_outs = ref.outputs if ref else [None] * len(np_t)
+    ref_grads = ref.grads if ref else {}
     np_f = [np.asarray(o) for o in f_outs]
     if len(np_f) != len(np_t):
         return ([Stats((), np.inf, np.inf, np.nan, np.nan, np.nan, False,
                        f"torch returns {len(np_t)} outputs, Flax {len(np_f)}")], {}, {},
                 ["gradients not compared: the outputs differ in number"])
-    outputs = [measure(to_torch_layout(a, b.shape, layout), b, tol) for a, b in zip(np_f, np_t)]
+    outputs = [measure(to_torch_layout(a, b.shape, layout), b, tol, ref=r) for a, b, r in zip(np_f, np_t, ref_outs)]
     if not fits or grads is None:
         return outputs, {}, {}, ["gradients not compared: " + ("the output shapes differ" if t_grads
                                                                else "nothing to differentiate")]
@@ -850,7 +914,8 @@ def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, transposed, p
     input_grads = {}
     for j, i in enumerate(float_in):  # an input's gradient comes back in the layout the input went in
         g, ref = np.asarray(gx[j]), t_grads[f"input {i}"]
-        input_grads[f"input {i}"] = measure(g.transpose(0, 3, 1, 2) if transposed[i] else g, ref, tol)
+        input_grads[f"input {i}"] = measure(g.transpose(0, 3, 1, 2) if transposed[i] else g, ref, tol,
+                                            ref=ref_grads.get(f"input {i}"))
     f_grads = pairing.flax_to_torch(jax.tree.map(np.asarray, nnx.to_pure_dict(gp)), params_only=True)
     param_grads, notes = {}, []
     for name, g in t_grads.items():
@@ -859,5 +924,5 @@ def _compare_outputs(np_t, t_grads, f_outs, grads, fits, float_in, transposed, p
         if name not in f_grads:
             notes.append(f"gradient of torch `{name}` not compared: no Flax counterpart")
             continue
-        param_grads[name] = measure(f_grads[name], g, tol)
+        param_grads[name] = measure(f_grads[name], g, tol, ref=ref_grads.get(name))
     return outputs, input_grads, param_grads, notes

@@ -19,119 +19,24 @@ Conversions are transposes, reshapes, flips and renames: exact in any dtype.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
-
-import numpy as np
 import torch
 from flax import nnx
 
+from parity.porting import attention_kinds, layer_kinds, recurrent_kinds
+from parity.porting.kind_record import Array, Kind, NoteContext
 
-def _same(a, tm=None, fm=None):
-    return a
-
-
-@dataclass(frozen=True)
-class Array:
-    """One parameter or buffer. `to_flax(a, torch_module, flax_module)` and `to_torch(a, torch_module,
-    flax_module)` change its layout (the identity by default); `stat` marks a buffer (running statistics), which is converted
-    with the weights but has no gradient."""
-
-    torch: str
-    flax: str
-    to_flax: Callable = _same
-    to_torch: Callable = _same
-    stat: bool = False
-
-
-@dataclass(frozen=True)
-class NoteContext:
-    """What a kind's notes may depend on: the mode compared and the Flax layer's input shape."""
-
-    train: bool = False
-    dtype: str = "float32"
-    flax_in_shape: tuple | None = None
-    layout: str = "nhwc"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """One kind of layer in both frameworks (see the module docstring)."""
-
-    name: str
-    torch: tuple = ()
-    flax: tuple = ()
-    arrays: tuple[Array, ...] = ()
-    notes: Callable | None = None  # (torch_module, flax_module, NoteContext) -> list[str]
-    accepts_torch: Callable | None = None  # (torch_module) -> bool
-    accepts_flax: Callable | None = None  # (flax_module) -> bool
-    to_flax: Callable | None = None  # (torch part {name: array}, tm, fm) -> {flax path: array}
-    to_torch: Callable | None = None  # (flax part {path: array}, tm, fm, grads: bool) -> {name: array}
-    flax_names: tuple[str, ...] = ()  # with to_flax/to_torch: every Flax path the layer may hold
-    channels_last: bool = False
-    summary: str = ""  # one line for the table of kinds (README)
-    doc: str = ""  # where its differences are explained (docs/traps.md, ...)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def has_params(self) -> bool:
-        return bool(self.arrays) or self.to_flax is not None
-
-    def flax_paths(self, stats: bool = True) -> tuple[str, ...]:
-        if self.to_flax is not None:
-            return self.flax_names
-        return tuple(a.flax for a in self.arrays if stats or not a.stat)
-
-    def stat_paths(self) -> tuple[str, ...]:
-        return tuple(a.flax for a in self.arrays if a.stat)
-
-    # -- conversions of one layer's arrays (NumPy), any subset present (gradients carry no statistics)
-    def convert_to_flax(self, part: dict, tm=None, fm=None) -> dict:
-        """torch names → Flax paths (relative to the layer), layouts changed."""
-        part = {k: np.asarray(v) for k, v in part.items() if v is not None}
-        if self.to_flax is not None:
-            return self.to_flax(part, tm, fm)
-        out = {}
-        for a in self.arrays:
-            if a.torch in part:
-                out[a.flax] = np.asarray(a.to_flax(part[a.torch], tm, fm), order="C")
-        unknown = set(part) - {a.torch for a in self.arrays}
-        if unknown:
-            raise KeyError(f"{self.name}: torch arrays {sorted(unknown)} belong to no array of this kind")
-        return out
-
-    def convert_to_torch(self, part: dict, tm=None, fm=None, grads: bool = False) -> dict:
-        """Flax paths → torch names, layouts changed back; `grads` when the arrays are gradients
-        (a kind whose torch side holds one array twice, as an LSTM's two biases, sends the Flax
-        gradient to both)."""
-        part = {k: np.asarray(v) for k, v in part.items() if v is not None}
-        if self.to_torch is not None:
-            return self.to_torch(part, tm, fm, grads)
-        out = {}
-        for a in self.arrays:
-            if a.flax in part:
-                out[a.torch] = np.asarray(a.to_torch(part[a.flax], tm, fm), order="C")
-        return out
-
-    def layer_notes(self, tm, fm, ctx: NoteContext) -> list[str]:
-        out = []
-        fdt = getattr(fm, "dtype", None)
-        if self.has_params and fdt is not None and np.dtype(fdt) != np.dtype(ctx.dtype):
-            out.append(f"Flax layer has dtype={np.dtype(fdt).name}: it computes in {np.dtype(fdt).name} "
-                       f"whatever its parameters' dtype ({ctx.dtype} compared)")
-        return out + (list(self.notes(tm, fm, ctx)) if self.notes else [])
+__all__ = ["Array", "Kind", "NoteContext", "register", "unregister", "get", "all_kinds"]
 
 
 # ---------------------------------------------------------------- the registry
-_KINDS: dict[str, Kind] = {}
-_STOCK_LOADED = False
+# the stock records (parity/porting/layer_kinds.py, attention_kinds.py, recurrent_kinds.py), then users'
+_KINDS: dict[str, Kind] = {k.name: k for k in layer_kinds.STOCK + attention_kinds.STOCK + recurrent_kinds.STOCK}
 
 
 def register(kind: Kind, *, replace: bool = False) -> Kind:
     """Add a kind (a user's own layer, say); later records are asked first, so a user's kind for a
     subclass of a stock layer wins over the stock one. ValueError for a name already taken, unless
     `replace`."""
-    _load_stock()  # the stock records first, so that a user's record is asked before them
     if not isinstance(kind, Kind):
         raise TypeError(f"register: expected a parity.porting.Kind, got {type(kind).__name__}")
     if not kind.name or ":" in kind.name:
@@ -154,23 +59,13 @@ def unregister(name: str) -> None:
 
 
 def get(name: str) -> Kind:
-    _load_stock()
     if name not in _KINDS:
         raise KeyError(f"no layer kind {name!r}; known: {', '.join(_KINDS)}")
     return _KINDS[name]
 
 
 def all_kinds() -> list[Kind]:
-    _load_stock()
     return list(_KINDS.values())
-
-
-def _load_stock() -> None:
-    global _STOCK_LOADED
-    if not _STOCK_LOADED:  # a flag, not `_KINDS` being empty: importing one stock module registers its records
-        _STOCK_LOADED = True
-        from parity.porting import layer_kinds  # noqa: F401  (registers the stock records)
-        from parity.porting import attention_kinds, recurrent_kinds  # noqa: F401  (in their own modules)
 
 
 def _match(m, side: str) -> Kind | None:
@@ -198,7 +93,6 @@ def other_kind(m) -> str:
 
 def is_param_kind(name: str | None) -> bool:
     """A kind with parameters: such layers must pair one to one between the models."""
-    _load_stock()
     return name is not None and not name.startswith("other:") and name in _KINDS and _KINDS[name].has_params
 
 
@@ -246,7 +140,10 @@ def to_torch(kind: str, part: dict, tm=None, fm=None, flatten=None, grads: bool 
 
 
 def notes(kind: str, tm, fm, *, train: bool, dtype: str, flax_in_shape=None, layout="nhwc") -> list[str]:
-    """Settings of a paired torch/Flax layer that differ in meaning, each with its trap."""
+    """Settings of a paired torch/Flax layer that differ in meaning, each with its trap (none for the
+    parameterless modules paired by class name, "other:<class>")."""
+    if kind.startswith("other:"):
+        return []
     return get(kind).layer_notes(tm, fm, NoteContext(train, dtype, flax_in_shape, layout))
 
 
@@ -256,5 +153,4 @@ def torch_dtype(dtype: str) -> torch.dtype:
 
 def is_channels_last(name: str) -> bool:
     """Whether Flax layers of this kind hold activations channels-last (undone before comparing)."""
-    _load_stock()
     return name in _KINDS and _KINDS[name].channels_last

@@ -17,7 +17,7 @@ import jax_impl.conv
 import jax_impl.layers
 import jax_impl.normalization
 import jax_impl.pooling
-from parity.porting.kinds import Array, Kind, register
+from parity.porting.kind_record import Array, Kind
 
 
 def _pairs(v, n=2):
@@ -327,5 +327,3 @@ FLATTEN = Kind("flatten", (nn.Flatten,), (jax_impl.layers.Flatten,),
 
 STOCK = (LINEAR, CONV, CONV_TRANSPOSE, BATCHNORM, GROUPNORM, INSTANCENORM, LAYERNORM, RMSNORM, EMBEDDING, PRELU,
          DROPOUT, MAXPOOL, AVGPOOL, ADAPTIVE_AVGPOOL, FLATTEN)
-for _kind in STOCK:
-    register(_kind, replace=True)

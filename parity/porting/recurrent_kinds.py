@@ -39,7 +39,7 @@ import torch
 from flax import nnx
 from torch import nn
 
-from parity.porting.kinds import Kind, register
+from parity.porting.kind_record import Kind
 
 # cell class → the Flax Linears holding (input kernels, hidden kernels, the one bias): one name per gate
 # block of torch's stacked rows, or a single name where Flax stacks the gates too (in torch's order)
@@ -231,5 +231,3 @@ RNN = _kind("rnn", nn.RNN, 1, (nnx.SimpleCell,),
             "⇄ activation_fn" + _ONE)
 
 STOCK = (LSTM, GRU, RNN)
-for _kind_record in STOCK:
-    register(_kind_record, replace=True)

@@ -11,6 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from parity.console import write_json_atomic
+from parity.porting import verdict
+from parity.porting.verdict import Scaled
 from parity.runner import compare as _compare
 from parity.tolerances import Tolerance
 
@@ -32,9 +34,27 @@ class Stats:
     cosine: float
     ok: bool
     problem: str = ""
+    scaled: Scaled | None = None  # the float32 verdict against the float64 reference, where it was judged so
 
 
-def measure(flax_value, torch_value, tol: Tolerance) -> Stats:
+def measure(flax_value, torch_value, tol: Tolerance, ref=None) -> Stats:
+    """Flax against torch by the fixed tolerance; with `ref` (torch's float64 run), the verdict is the
+    scaled rule's instead (parity/porting/verdict.py), the errors shown stay those against torch."""
+    st = _measure(flax_value, torch_value, tol)
+    sc = verdict.judge(flax_value, torch_value, ref) if ref is not None else None
+    if sc is None:
+        return st
+    if sc.ok:
+        problem = "" if st.ok else (f"within the scaled bound: {sc.port_err:.3g} from torch's float64 run, "
+                                    f"{sc.ratio:.2g}× torch float32's own {sc.torch_err:.3g}")
+    else:
+        problem = (f"{sc.port_err:.3g} from torch's float64 run, {sc.ratio:.3g}× torch float32's own "
+                   f"{sc.torch_err:.3g} (bound {sc.bound:.3g})")
+    return dataclasses.replace(st, ok=sc.ok, problem=problem if not st.problem or not sc.ok else st.problem,
+                               scaled=sc)
+
+
+def _measure(flax_value, torch_value, tol: Tolerance) -> Stats:
     a, b = np.asarray(flax_value), np.asarray(torch_value)
     c = _compare(a, b, tol, "", "")
     exact = a.dtype.kind in "iub"
@@ -67,9 +87,11 @@ def worst(stats: list[Stats]) -> Stats | None:
     if not stats:
         return None
     w = max(stats, key=lambda s: (not s.ok, s.max_abs))
+    judged = [s.scaled for s in stats if s.scaled is not None]
     return Stats(w.shape, max(s.max_abs for s in stats), max(s.max_rel for s in stats),
                  max(s.mean_abs for s in stats), min(s.sqnr_db for s in stats), min(s.cosine for s in stats),
-                 all(s.ok for s in stats), w.problem)
+                 all(s.ok for s in stats), w.problem,
+                 max(judged, key=lambda sc: (not sc.ok, sc.ratio)) if judged else None)
 
 
 @dataclass
@@ -247,6 +269,7 @@ class Report:
     pairing: dict
     notes: list[str]
     seconds: float = 0.0
+    rule: str = "fixed"  # "scaled": float32 judged against torch's float64 run (parity/porting/verdict.py)
 
     @property
     def passed(self) -> bool:
@@ -262,20 +285,35 @@ class Report:
 
     def summary(self) -> str:
         mode = "training mode" if self.train else "eval mode"
+        rule = (f"no worse than {verdict.FACTOR:g}× torch float32's own error against its float64 run"
+                if self.rule == "scaled" else f"rtol {self.tolerance.rtol:g} atol {self.tolerance.atol:g}")
         head = (f"{self.torch_model} (torch) vs {self.flax_model} (Flax), {self.dtype} on {self.device}, "
-                f"{mode}, precision {self.mode}, rtol {self.tolerance.rtol:g} atol {self.tolerance.atol:g}: ")
+                f"{mode}, precision {self.mode}, {rule}: ")
         n_grad = len(self.param_grads) + len(self.input_grads)
         if self.passed:
             worst_out = max((s.max_abs for s in self.outputs), default=0.0)
             worst_grad = max((s.max_abs for s in list(self.param_grads.values()) + list(self.input_grads.values())),
                              default=0.0)
+            ratio = self.worst_ratio()
             return (head + f"SAME — {self.layers_compared} layers, {len(self.outputs)} outputs and {n_grad} "
                     f"gradients agree (worst layer {self.worst_layer_error():.2g}, output {worst_out:.2g}, "
-                    f"gradient {worst_grad:.2g} max abs)")
+                    f"gradient {worst_grad:.2g} max abs"
+                    + (f"; at most {ratio:.2g}× torch float32's own error" if ratio is not None else "") + ")")
         return head + "DIFFERENT — " + self.first_divergence.message
 
     def __str__(self) -> str:
         return self.summary()
+
+    def scaled_verdicts(self) -> list[Scaled]:
+        """Every tensor the scaled rule judged (layer inputs and outputs, outputs, gradients)."""
+        stats = [s for r in self.rows for s in (r.inp, r.out, r.grad) if s is not None]
+        stats += list(self.outputs) + list(self.input_grads.values()) + list(self.param_grads.values())
+        return [s.scaled for s in stats if s.scaled is not None]
+
+    def worst_ratio(self) -> float | None:
+        """The largest port error ÷ torch float32's own (against torch's float64 run), or None."""
+        finite = [sc.ratio for sc in self.scaled_verdicts() if sc.torch_err > 0]
+        return max(finite) if finite else None
 
     def table(self, width: int | None = None):
         """One row per layer call; the first divergence in bold red with a marker. A rich renderable that
