@@ -163,6 +163,24 @@ def test_stock_nnx_batchnorm_keeps_a_biased_running_variance():
     assert r.rows[r.first_divergence.row].out.ok
 
 
+def test_an_accepted_known_difference_is_measured_and_listed_and_the_rest_still_judged():
+    """accept=["batchnorm_biased_variance"]: stock nnx.BatchNorm's running variance is measured and
+    listed, not failed; its running mean, outputs and gradients are still judged, so a planted
+    momentum (which moves the mean too) still fails."""
+    r = compare(_torch_conv_bn(), flax(lambda: _FlaxConvBn(stock=True, rngs=nnx.Rngs(0))), IMAGES, train=True,
+                dtype="float64", accept=["batchnorm_biased_variance"])
+    assert r.passed, r.summary()
+    (a,) = r.accepted
+    assert (a["difference"], a["torch"], a["array"]) == ("batchnorm_biased_variance", "bn", "running_var")
+    assert a["max_rel"] > 1e-5 and not a["within_tolerance"]  # measured 6.6e-5 (n/(n−1), n = 1024): real
+    assert any(n.startswith("accepted batchnorm_biased_variance at torch `bn`") for n in r.notes)
+    bad = compare(_torch_conv_bn(), flax(lambda: _FlaxConvBn(0.9, stock=True, rngs=nnx.Rngs(0))), IMAGES,
+                  train=True, dtype="float64", accept=["batchnorm_biased_variance"])
+    assert where(bad) == ("running statistics", "bn", "bn")
+    with pytest.raises(PortingError, match="no known difference 'bn_variance'; known: batchnorm_biased_variance"):
+        compare(_torch_conv_bn(), flax(lambda: _FlaxConvBn(rngs=nnx.Rngs(0))), IMAGES, accept=["bn_variance"])
+
+
 # ---------------------------------------------------------------- activations, LayerNorm, Embedding, Dropout
 class _TorchMLP(nn.Module):
     """Embedding → LayerNorm → Linear → GELU → Dropout → Linear, the MLP half of the transformer example."""

@@ -16,7 +16,7 @@ import torch
 from flax import nnx
 
 from parity import precision
-from parity.porting import kinds, trace, verdict
+from parity.porting import differences, kinds, trace, verdict
 from parity.porting.pairing import Pair, Pairing, PortingError, build
 from parity.porting.report import Divergence, Report, Row, Side, Stats, measure, worst
 from parity.tolerances import lookup
@@ -666,11 +666,12 @@ def _check_flatten(pairing: Pairing, f_calls, t, f, direction, fn, layout: str) 
 def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: str = "cpu",
             mode: str = "strict", weights="torch->flax", direction: str | None = None, layout: str = "nhwc",
             train: bool = False, seed: int = SEED, torch_kwargs: dict | None = None,
-            flax_kwargs: dict | None = None, rule: str | None = None) -> Report:
+            flax_kwargs: dict | None = None, rule: str | None = None, accept=()) -> Report:
     """Compare a torch model with its Flax NNX port on `inputs` (NumPy, torch's layout); the rules
     are in parity.porting's docstring. `rule`: "scaled" (the float32 default: no worse than torch's
     own float32 against a float64 run of the torch model, parity/porting/verdict.py) or "fixed"
-    (the rtol/atol of parity/tolerances.py; the float64 default). Returns a Report; raises
+    (the rtol/atol of parity/tolerances.py; the float64 default). `accept`: names of known
+    differences (parity/porting/differences.py) measured and listed but not failed. Returns a Report; raises
     PortingError (one line) when the models or inputs cannot be compared as given. The caller's
     models are not changed."""
     t0 = time.perf_counter()
@@ -678,6 +679,11 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
     mapping, fn, direction = _weights_arg(weights, direction)
     _choice("mode", mode, precision.MODES)
     rule = _rule(rule, dtype)
+    try:
+        accepted_kinds = differences.check(accept)
+    except ValueError as e:
+        raise PortingError(str(e)) from None
+    accepted: list[dict] = []
     with precision.policy(mode):
         t, f, tl, fl, np_in, t_kw, runner, rules, masks = _prepare(
             torch_model, flax_model, inputs, dtype, device, mode, layout, train, torch_kwargs, flax_kwargs, seed,
@@ -703,7 +709,7 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
                 if not _check_flatten(pairing, f_calls, t, f, direction, fn, layout):
                     break
                 snap = _torch_snapshot(t)
-            state_stats = _state_stats(t_stats, f_rest, pairing, tol) if train else {}
+            state_stats = _state_stats(t_stats, f_rest, pairing, tol, accepted_kinds, accepted) if train else {}
             ref = _float64_reference(t, np_in, t_kw, masks, pairing, cts) if rule == "scaled" else None
             outputs, input_grads, param_grads, grad_notes = _compare_outputs(
                 np_t, t_grads, f_outs, grads, fits, [i for i, x in enumerate(np_in) if x.dtype.kind == "f"],
@@ -739,10 +745,17 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
         if r.out is not None and r.out.ok and r.out.problem:
             all_notes.append(f"torch `{r.torch.name}` ⇄ Flax `{r.flax.name}` output: {r.out.problem}")
     all_notes += [f"output {i}: {s.problem}" for i, s in enumerate(outputs) if s.ok and s.problem]
+    for a in accepted:
+        all_notes.append(f"accepted {a['difference']} at torch `{a['torch']}` ⇄ Flax `{a['flax']}`: {a['array']} "
+                         f"max abs {a['max_abs']:.3g}, max rel {a['max_rel']:.3g} ({a['doc']})")
+    for d in accepted_kinds:
+        if not any(a["difference"] == d.name for a in accepted):
+            all_notes.append(f"accepted {d.name}, but nothing it covers was compared ({d.what}; compared only in "
+                             f"training mode)")
     all_notes = list(dict.fromkeys(all_notes))  # a second round of passes repeats some
     return Report(type(torch_model).__name__, type(flax_model).__name__, dtype, device, mode, train, layout,
                   direction, tol, rows, outputs, input_grads, param_grads, first, pairing.to_dict(), all_notes,
-                  time.perf_counter() - t0, rule)
+                  time.perf_counter() - t0, rule, accepted)
 
 
 def _convert(t, f, pairing: Pairing, direction: str, fn) -> None:
@@ -810,8 +823,9 @@ def _torch_stats(pairing: Pairing) -> dict:
     return out
 
 
-def _state_stats(t_stats: dict, f_rest, pairing: Pairing, tol) -> dict:
-    """torch's running statistics against the Flax layer's, after one training-mode pass each."""
+def _state_stats(t_stats: dict, f_rest, pairing: Pairing, tol, accept=(), accepted=None) -> dict:
+    """torch's running statistics against the Flax layer's, after one training-mode pass each; an
+    array an accepted known difference covers is measured into `accepted` instead of judged."""
     out = {}
     pure = nnx.to_pure_dict(f_rest)
     for p in pairing.pairs:
@@ -821,7 +835,18 @@ def _state_stats(t_stats: dict, f_rest, pairing: Pairing, tol) -> dict:
         for k in p.flax.path:
             node = node.get(k, {}) if isinstance(node, dict) else {}
         conv = kinds.to_torch("batchnorm", {k: np.asarray(node[k]) for k in ("mean", "var") if k in node})
-        st = [measure(conv[k], t_stats[p.torch.name][k], tol) for k in conv if k in t_stats[p.torch.name]]
+        st = []
+        for k in conv:
+            if k not in t_stats[p.torch.name]:
+                continue
+            m = measure(conv[k], t_stats[p.torch.name][k], tol)
+            d = next((d for d in accept if d.applies(p) and d.torch_array == k), None)
+            if d is None:
+                st.append(m)
+            elif accepted is not None:
+                accepted.append({"difference": d.name, "torch": p.torch.name, "flax": p.flax.name, "array": k,
+                                 "max_abs": m.max_abs, "max_rel": m.max_rel, "within_tolerance": m.ok,
+                                 "doc": d.doc})
         if st:
             out[p.torch.name] = worst(st)
     return out

@@ -270,6 +270,7 @@ class Report:
     notes: list[str]
     seconds: float = 0.0
     rule: str = "fixed"  # "scaled": float32 judged against torch's float64 run (parity/porting/verdict.py)
+    accepted: list = field(default_factory=list)  # known differences accepted, where and how large (differences.py)
 
     @property
     def passed(self) -> bool:
@@ -396,7 +397,8 @@ class Report:
              "rows": [asdict(r) for r in self.rows], "outputs": [asdict(s) for s in self.outputs],
              "input_grads": {k: asdict(v) for k, v in self.input_grads.items()},
              "param_grads": {k: asdict(v) for k, v in self.param_grads.items()},
-             "pairing": self.pairing, "notes": self.notes, "seconds": self.seconds}
+             "pairing": self.pairing, "notes": self.notes, "seconds": self.seconds, "rule": self.rule,
+             "accepted": self.accepted, "worst_ratio_to_torch_float32": self.worst_ratio()}
         return _json_safe(d)
 
     def write_json(self, path) -> None:
