@@ -1,4 +1,5 @@
-"""Weight and layout conversions between PyTorch and Flax NNX, both directions.
+"""Weight and layout conversions between PyTorch and Flax NNX, both directions, layer by layer (whole
+models convert through the layer kinds' records: parity/porting/kinds.py, model_to_flax).
 
 Canonical parameters are torch `state_dict`s of NumPy arrays; Flax parameters are nested pure
 dicts (what `nnx.to_pure_dict(nnx.state(model))` returns). Conversions are transposes only: exact in any dtype.
@@ -133,65 +134,3 @@ def flatten_linear_flax_to_torch(p: dict, chw: tuple[int, int, int]) -> dict:
                          f"expected C·H·W = {c}·{h}·{w} = {c * h * w}")
     chw_w = out["weight"].reshape(-1, h, w, c).transpose(0, 3, 1, 2).reshape(-1, c * h * w)
     return {**out, "weight": np.ascontiguousarray(chw_w)}
-
-
-# ---------------------------------------------------------------- whole models
-_LAYER_TO_FLAX = {"linear": linear_torch_to_flax, "conv": conv_torch_to_flax,
-                  "batchnorm": batchnorm_torch_to_flax, "flatten_linear": flatten_linear_torch_to_flax,
-                  "layernorm": layernorm_torch_to_flax, "embedding": embedding_torch_to_flax}
-_LAYER_TO_TORCH = {"linear": linear_flax_to_torch, "conv": conv_flax_to_torch,
-                   "batchnorm": batchnorm_flax_to_torch, "flatten_linear": flatten_linear_flax_to_torch,
-                   "layernorm": layernorm_flax_to_torch, "embedding": embedding_flax_to_torch}
-
-
-def _kind(layer: str, spec) -> tuple[str, tuple]:
-    """A layer spec: "linear", "conv", "batchnorm", or ("flatten_linear", (C, H, W))."""
-    kind, args = (spec[0], tuple(spec[1:])) if isinstance(spec, tuple) else (spec, ())
-    if kind not in _LAYER_TO_FLAX:
-        raise ValueError(f"layer {layer!r}: unknown kind {kind!r}; known: {sorted(_LAYER_TO_FLAX)}")
-    if (kind == "flatten_linear") != bool(args):
-        raise ValueError(f"layer {layer!r}: 'flatten_linear' and only it takes (kind, (C, H, W))")
-    return kind, args
-
-
-def _path(name: str) -> tuple:
-    """'features.0' → ('features', 0): NNX pure dicts key list entries by int."""
-    return tuple(int(p) if p.isdigit() else p for p in name.split("."))
-
-
-def model_torch_to_flax(sd: dict, layers: dict) -> dict:
-    """A whole model's torch state_dict → the nested Flax NNX pure dict of its twin.
-
-    `layers` maps each parametrised layer's dotted name (the same attribute names in both twins)
-    to its kind; every key of `sd` must belong to one of them, so nothing is dropped silently.
-    """
-    out: dict = {}
-    left = set(sd)
-    for name, spec in layers.items():
-        kind, args = _kind(name, spec)
-        part = {k[len(name) + 1:]: v for k, v in sd.items() if k.startswith(name + ".")}
-        if not part:
-            raise KeyError(f"model_torch_to_flax: no parameters under {name!r} in the state_dict")
-        left -= {f"{name}.{k}" for k in part}
-        node = out
-        for key in _path(name):
-            node = node.setdefault(key, {})
-        node.update(_LAYER_TO_FLAX[kind](part, *args))
-    if left:
-        raise KeyError(f"model_torch_to_flax: state_dict keys of no listed layer: {sorted(left)}")
-    return out
-
-
-def model_flax_to_torch(params: dict, layers: dict) -> dict:
-    """The nested Flax NNX pure dict of a model → its twin's torch state_dict (inverse of the above)."""
-    out: dict = {}
-    for name, spec in layers.items():
-        kind, args = _kind(name, spec)
-        node = params
-        for key in _path(name):
-            if key not in node:
-                raise KeyError(f"model_flax_to_torch: no layer {name!r} in the Flax parameters")
-            node = node[key]
-        part = {k: v for k, v in node.items() if v is not None}
-        out.update({f"{name}.{k}": v for k, v in _LAYER_TO_TORCH[kind](part, *args).items()})
-    return out

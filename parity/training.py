@@ -31,6 +31,7 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from parity import convert, curves, data, precision
+from parity.porting import kinds
 from parity.tolerances import Tolerance, training_curve
 # the configuration lives in parity/train_config.py (light to import); its names are re-exported here
 from parity.train_config import (  # noqa: F401
@@ -69,7 +70,7 @@ def model_kwargs(model: str, ds: data.Dataset) -> dict:
 
 
 def layer_map(model: str, params: dict, flax: bool) -> dict | None:
-    """The layer kinds `convert.model_torch_to_flax` needs for one of our models, read off its
+    """The layer kinds `parity.porting.kinds.model_to_flax` needs for one of our models, read off its
     parameter shapes (torch state_dict keys, or the Flax pure dict when `flax`); None where both
     twins store the same arrays (LinearRegression's w and b)."""
     if model == "linear_regression":
@@ -89,13 +90,13 @@ def layer_map(model: str, params: dict, flax: bool) -> dict | None:
 def torch_to_flax(model: str, sd: dict) -> dict:
     """A torch state_dict of one of our models (by name) → the Flax pure dict of its twin."""
     layers = layer_map(model, sd, flax=False)
-    return dict(sd) if layers is None else convert.model_torch_to_flax(sd, layers)
+    return dict(sd) if layers is None else kinds.model_to_flax(sd, layers)
 
 
 def flax_to_torch(model: str, params: dict) -> dict:
     """The Flax pure dict of one of our models (by name) → the torch state_dict of its twin."""
     layers = layer_map(model, params, flax=True)
-    return dict(params) if layers is None else convert.model_flax_to_torch(params, layers)
+    return dict(params) if layers is None else kinds.model_to_torch(params, layers)
 
 
 def init_state_dict(model: torch.nn.Module, rng: np.random.Generator) -> dict:

@@ -9,6 +9,7 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from parity import convert
+from parity.porting import kinds
 from parity.tolerances import lookup, training_curve
 
 TOL = lookup("float32", "cpu")
@@ -110,7 +111,7 @@ def _twins():
         tnet.bn1.running_var.uniform_(0.5, 2)
         tnet.bn1.num_batches_tracked.fill_(7)
     state = nnx.state(fnet)
-    nnx.replace_by_pure_dict(state, convert.model_torch_to_flax(_sd(tnet), LAYERS))
+    nnx.replace_by_pure_dict(state, kinds.model_to_flax(_sd(tnet), LAYERS))
     nnx.update(fnet, state)
     return tnet, fnet
 
@@ -125,7 +126,7 @@ def test_whole_model_converted_to_flax_computes_the_same(training):
     got = np.asarray(fnet(jnp.asarray(convert.nchw_to_nhwc(x))))
     np.testing.assert_allclose(got, want, rtol=TOL.rtol, atol=TOL.atol)
     # after the step the state (running statistics and their counter, in training) matches too
-    back = convert.model_flax_to_torch(nnx.to_pure_dict(nnx.state(fnet)), LAYERS)
+    back = kinds.model_to_torch(nnx.to_pure_dict(nnx.state(fnet)), LAYERS)
     for k, v in _sd(tnet).items():
         np.testing.assert_allclose(back[k], v, rtol=TOL.rtol, atol=TOL.atol, err_msg=k)
 
@@ -133,9 +134,9 @@ def test_whole_model_converted_to_flax_computes_the_same(training):
 def test_whole_model_round_trip_is_bitwise():
     tnet, fnet = _twins()
     flax_params = nnx.to_pure_dict(nnx.state(fnet))
-    _assert_bitwise(convert.model_flax_to_torch(flax_params, LAYERS), _sd(tnet))
+    _assert_bitwise(kinds.model_to_torch(flax_params, LAYERS), _sd(tnet))
     # and the other way: Flax → torch → Flax
-    again = convert.model_torch_to_flax(convert.model_flax_to_torch(flax_params, LAYERS), LAYERS)
+    again = kinds.model_to_flax(kinds.model_to_torch(flax_params, LAYERS), LAYERS)
     for name in LAYERS:
         _assert_bitwise({k: np.asarray(v) for k, v in flax_params[name].items()}, again[name])
 
@@ -143,9 +144,9 @@ def test_whole_model_round_trip_is_bitwise():
 def test_whole_model_conversion_drops_nothing_silently():
     sd = _sd(TorchNet())
     with pytest.raises(KeyError, match=r"keys of no listed layer: \['bn1.bias'"):
-        convert.model_torch_to_flax(sd, {k: v for k, v in LAYERS.items() if k != "bn1"})
+        kinds.model_to_flax(sd, {k: v for k, v in LAYERS.items() if k != "bn1"})
     with pytest.raises(ValueError, match="unknown kind 'dense'"):
-        convert.model_torch_to_flax(sd, {**LAYERS, "fc": "dense"})
+        kinds.model_to_flax(sd, {**LAYERS, "fc": "dense"})
 
 
 def test_trainers_update_batchnorm_running_statistics_alike():
@@ -161,7 +162,7 @@ def test_trainers_update_batchnorm_running_statistics_alike():
     losses = np.array([(float(jtr.step(jx, jy)), float(ttr.step(tx, ty))) for _ in range(5)])
     tol = training_curve("float32", "sgd", convolutional=True)
     np.testing.assert_allclose(losses[:, 0], losses[:, 1], rtol=tol.rtol, atol=tol.atol, err_msg=tol.source)
-    back = convert.model_flax_to_torch(nnx.to_pure_dict(nnx.state(jtr.model)), LAYERS)
+    back = kinds.model_to_torch(nnx.to_pure_dict(nnx.state(jtr.model)), LAYERS)
     assert int(back["bn1.num_batches_tracked"]) == 7 + 5  # five steps counted, from _twins' 7
     for k in ("bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"):
         np.testing.assert_allclose(back[k], _sd(tnet)[k], rtol=tol.rtol, atol=tol.atol, err_msg=k)

@@ -26,7 +26,8 @@ from torch import nn
 
 import jax_impl as J
 import torch_impl as T
-from parity import convert, training
+from parity import training
+from parity.porting import kinds
 
 EXTRA_MODELS = ("conv_bn",)
 
@@ -111,7 +112,7 @@ def build_jax(model: str, kwargs: dict, dtype: str, sd: dict | None = None):
     if sd is not None:
         state = nnx.state(m)
         ref = nnx.to_pure_dict(state)
-        new = convert.model_torch_to_flax({k: np.asarray(v) for k, v in sd.items()}, _layers(kwargs))
+        new = kinds.model_to_flax({k: np.asarray(v) for k, v in sd.items()}, _layers(kwargs))
         nnx.replace_by_pure_dict(state, jax.tree.map(lambda r, v: jnp.asarray(np.asarray(v, r.dtype)), ref, new))
         nnx.update(m, state)
     return m
@@ -120,7 +121,7 @@ def build_jax(model: str, kwargs: dict, dtype: str, sd: dict | None = None):
 def jax_weights(model: str, kwargs: dict, state) -> dict:
     """A JAX conv_bn's parameters and statistics (an nnx State or pure dict) as a torch state_dict."""
     pure = state if isinstance(state, dict) else nnx.to_pure_dict(state)
-    return convert.model_flax_to_torch(jax.tree.map(np.asarray, pure), _layers(kwargs))
+    return kinds.model_to_torch(jax.tree.map(np.asarray, pure), _layers(kwargs))
 
 
 # ---------------------------------------------------------------- global batch statistics in torch

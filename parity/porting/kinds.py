@@ -154,3 +154,60 @@ def torch_dtype(dtype: str) -> torch.dtype:
 def is_channels_last(name: str) -> bool:
     """Whether Flax layers of this kind hold activations channels-last (undone before comparing)."""
     return name in _KINDS and _KINDS[name].channels_last
+
+
+# ---------------------------------------------------------------- whole models, by a map of their layers
+def _spec(layer: str, spec) -> tuple[str, tuple | None]:
+    """A layer spec: a kind's name, or ("flatten_linear", (C, H, W)) for a Linear reading a flattened map."""
+    kind, args = (spec[0], tuple(spec[1:])) if isinstance(spec, tuple) else (spec, ())
+    if kind == "flatten_linear":
+        if len(args) != 1 or len(args[0]) != 3:
+            raise ValueError(f"layer {layer!r}: ('flatten_linear', (C, H, W)) takes the map's shape")
+        return "linear", tuple(args[0])
+    if args:
+        raise ValueError(f"layer {layer!r}: only 'flatten_linear' takes arguments, as ('flatten_linear', (C, H, W))")
+    if kind not in _KINDS or not _KINDS[kind].has_params:
+        raise ValueError(f"layer {layer!r}: unknown kind {kind!r}; known: "
+                         f"{sorted(param_kind_names() + ['flatten_linear'])}")
+    return kind, None
+
+
+def _steps(name: str) -> tuple:
+    """'features.0' → ('features', 0): NNX pure dicts key list entries by int."""
+    return tuple(int(p) if p.isdigit() else p for p in name.split("."))
+
+
+def model_to_flax(sd: dict, layers: dict) -> dict:
+    """A whole model's torch state_dict (NumPy) → the nested Flax NNX pure dict of its twin, by the
+    records of the kinds `layers` names ({dotted layer name: kind, or ("flatten_linear", (C, H, W))});
+    every key of `sd` must belong to a listed layer, so nothing is dropped silently."""
+    out: dict = {}
+    left = set(sd)
+    for name, spec in layers.items():
+        kind, chw = _spec(name, spec)
+        part = {k[len(name) + 1:]: v for k, v in sd.items() if k.startswith(name + ".")}
+        if not part:
+            raise KeyError(f"model_to_flax: no parameters under {name!r} in the state_dict")
+        left -= {f"{name}.{k}" for k in part}
+        node = out
+        for key in _steps(name):
+            node = node.setdefault(key, {})
+        node.update(to_flax(kind, part, flatten=chw))
+    if left:
+        raise KeyError(f"model_to_flax: state_dict keys of no listed layer: {sorted(left)}")
+    return out
+
+
+def model_to_torch(params: dict, layers: dict) -> dict:
+    """The nested Flax NNX pure dict of a model → its twin's torch state_dict (inverse of model_to_flax)."""
+    out: dict = {}
+    for name, spec in layers.items():
+        kind, chw = _spec(name, spec)
+        node = params
+        for key in _steps(name):
+            if key not in node:
+                raise KeyError(f"model_to_torch: no layer {name!r} in the Flax parameters")
+            node = node[key]
+        part = {k: v for k, v in node.items() if v is not None}
+        out.update({f"{name}.{k}": v for k, v in to_torch(kind, part, flatten=chw).items()})
+    return out
