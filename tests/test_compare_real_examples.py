@@ -131,15 +131,18 @@ def test_the_planted_bug_is_named_where_it_was_planted(name, dtype):
     assert all(r.out.ok for r in report.rows[:d.row] if r.out is not None)
 
 
-def test_resnet50_float32_passes_the_scaled_rule_where_a_fixed_atol_fails():
-    """At depth 50 both sides' float32 rounding grows past a fixed atol of 1e-5 at a BatchNorm deep
-    inside, though the port is correct (float64 agrees to 1e-13): the fixed rule fails it, the scaled
-    rule (no worse than torch's own float32, parity/porting/verdict.py) passes it, with margin."""
+def test_resnet50_float32_passes_the_scaled_rule_where_a_fixed_atol_is_a_coin_toss():
+    """At depth 50 both sides' float32 rounding grows to the size of a fixed atol of 1e-5 at BatchNorms
+    deep inside, though the port is correct (float64 agrees to 2e-14): the fixed rule's verdict is
+    chance; the scaled rule (no worse than torch's own float32, parity/porting/verdict.py) passes it,
+    with margin."""
     fixed, _, _ = run("resnet50", "float32", rule="fixed")
     scaled, _, _ = run("resnet50", "float32")
-    assert not fixed.passed, fixed.summary()  # a false failure: float64 agrees (test_the_correct_port_computes_the_same)
+    # float32 rounding alone reaches the fixed atol's size (measured 1.1e-5 to 1.4e-5 against 1e-5, so the
+    # fixed rule fails or passes this correct port by chance), while float64 agrees to 2e-14
+    assert fixed.worst_layer_error() > 0.5 * fixed.tolerance.atol, fixed.summary()
     assert scaled.passed and scaled.rule == "scaled", scaled.summary()
     usage = max(sc.port_err / sc.bound for sc in scaled.scaled_verdicts())
-    print(f"\nresnet50 float32: fixed rule fails at {fixed.first_divergence.torch.name}; scaled rule passes, "
+    print(f"\nresnet50 float32: fixed rule {'passes' if fixed.passed else 'fails'}; scaled rule passes, "
           f"worst tensor at {usage:.2f} of its bound, at most {scaled.worst_ratio():.3g}× torch's own error")
     assert usage < 1
