@@ -17,7 +17,7 @@ import jax_impl.conv
 import jax_impl.layers
 import jax_impl.normalization
 import jax_impl.pooling
-from parity.porting.kind_record import Array, Kind
+from parity.porting.kind_record import Array, Kind, Note
 
 
 def _pairs(v, n=2):
@@ -104,15 +104,21 @@ def _torch_conv_pads(m):
     return tuple((p, p) for p in m.padding)
 
 
-def _conv_notes(tm, fm, ctx) -> list[str]:
-    out = []
-    if not isinstance(fm, nnx.Conv):
-        return out
-    nd = len(tm.kernel_size)
+def _stride_dilation_notes(tm, fm) -> list[str]:
+    """Stride and dilation of a torch (transposed) convolution against an nnx one's."""
+    out, nd = [], len(tm.kernel_size)
     if tuple(_pairs(fm.strides or 1, nd)) != tuple(tm.stride):
         out.append(f"stride: torch {tuple(tm.stride)}, Flax {tuple(_pairs(fm.strides or 1, nd))}")
     if tuple(_pairs(fm.kernel_dilation or 1, nd)) != tuple(tm.dilation):
         out.append(f"dilation: torch {tuple(tm.dilation)}, Flax {tuple(_pairs(fm.kernel_dilation or 1, nd))}")
+    return out
+
+
+def _conv_notes(tm, fm, ctx) -> list[str]:
+    if not isinstance(fm, nnx.Conv):
+        return []
+    nd = len(tm.kernel_size)
+    out = _stride_dilation_notes(tm, fm)
     if fm.feature_group_count != tm.groups:
         out.append(f"groups: torch {tm.groups}, Flax feature_group_count={fm.feature_group_count}")
     if tm.padding_mode != "zeros" and not (isinstance(fm.padding, str) and fm.padding.upper() == tm.padding_mode.upper()):
@@ -160,14 +166,9 @@ def tconv_padding(tm) -> tuple:
 
 
 def _tconv_notes(tm, fm, ctx) -> list[str]:
-    out = []
     if not isinstance(fm, nnx.ConvTranspose):
-        return out
-    nd = len(tm.kernel_size)
-    if tuple(_pairs(fm.strides or 1, nd)) != tuple(tm.stride):
-        out.append(f"stride: torch {tuple(tm.stride)}, Flax {tuple(_pairs(fm.strides or 1, nd))}")
-    if tuple(_pairs(fm.kernel_dilation or 1, nd)) != tuple(tm.dilation):
-        out.append(f"dilation: torch {tuple(tm.dilation)}, Flax {tuple(_pairs(fm.kernel_dilation or 1, nd))}")
+        return []
+    out = _stride_dilation_notes(tm, fm)
     want = tconv_padding(tm)
     got = fm.padding
     if isinstance(got, str) or tuple(tuple(q) if not isinstance(q, int) else (q, q) for q in got) != want:
@@ -200,8 +201,8 @@ def _eps_note(tm, fm, default_flax="1e-6") -> list[str]:
         return [f"torch eps=None means the input dtype's machine epsilon; Flax epsilon={feps:g}: give torch an "
                 f"explicit eps (docs/traps.md, trap 14)"] if feps is not None else []
     if feps is not None and not np.isclose(feps, teps, rtol=1e-12, atol=0):
-        return [f"eps: torch {teps:g}, Flax {feps:g} ({type(fm).__name__} defaults to {default_flax}; "
-                f"docs/traps.md, trap 14)"]
+        return [Note(f"eps: torch {teps:g}, Flax {feps:g} ({type(fm).__name__} defaults to {default_flax}; "
+                     f"docs/traps.md, trap 14)", on=("output",))]  # no running statistic depends on eps
     return []
 
 
@@ -217,14 +218,16 @@ def _batchnorm_notes(tm, fm, ctx) -> list[str]:
     if isinstance(fm, nnx.BatchNorm):
         if ctx.train:  # momentum and the stored variance matter only when statistics are updated
             if tm.momentum is not None and not np.isclose(fm.momentum, 1 - tm.momentum):
-                out.append(f"momentum: torch {tm.momentum:g} is the new batch's weight, nnx.BatchNorm's "
-                           f"{fm.momentum:g} the old value's: expected {1 - tm.momentum:g} (docs/traps.md, trap 11)")
-            out.append("nnx.BatchNorm stores the biased batch variance, torch the unbiased one: running "
-                       "var differs by n/(n−1) after a training-mode pass (docs/traps.md, trap 12)")
+                out.append(Note(f"momentum: torch {tm.momentum:g} is the new batch's weight, nnx.BatchNorm's "
+                                f"{fm.momentum:g} the old value's: expected {1 - tm.momentum:g} (docs/traps.md, "
+                                f"trap 11)", on=("statistics",)))
+            out.append(Note("nnx.BatchNorm stores the biased batch variance, torch the unbiased one: running "
+                            "var differs by n/(n−1) after a training-mode pass (docs/traps.md, trap 12)",
+                            on=("statistics",)))
             out += _fast_variance_note(fm, ctx)
     elif ctx.train and tm.momentum is not None and not np.isclose(getattr(fm, "momentum", tm.momentum), tm.momentum):
-        out.append(f"momentum: torch {tm.momentum:g}, Flax twin {fm.momentum:g} (the same meaning here; "
-                   f"docs/traps.md, trap 11)")
+        out.append(Note(f"momentum: torch {tm.momentum:g}, Flax twin {fm.momentum:g} (the same meaning here; "
+                        f"docs/traps.md, trap 11)", on=("statistics",)))
     return out
 
 
@@ -308,6 +311,8 @@ PRELU = Kind(
 # ---------------------------------------------------------------- parameterless layers
 def _dropout_notes(tm, fm, ctx) -> list[str]:
     out = []
+    if not ctx.train:  # eval mode: Dropout is the identity on both sides, whatever its settings
+        return out
     fp = getattr(fm, "rate", getattr(fm, "p", None))
     if fp is not None and not np.isclose(fp, tm.p):
         out.append(f"dropout probability: torch {tm.p:g}, Flax {fp:g}")
