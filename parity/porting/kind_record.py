@@ -26,6 +26,25 @@ class Array:
     stat: bool = False
 
 
+class Note(str):
+    """A note (see `Kind.notes`) about a setting that bears on only some of what a pair of layers is
+    compared by: `on` holds "output" (the layer's output and its gradients) and/or "statistics" (the
+    running statistics a training-mode pass updates). A plain str bears on both. A divergence names,
+    among the settings that differ, only those bearing on what diverged."""
+
+    on: tuple = ("output", "statistics")
+
+    def __new__(cls, text: str, on: tuple = ("output", "statistics")):
+        note = super().__new__(cls, text)
+        note.on = tuple(on)
+        return note
+
+
+def bears_on(note: str, what: str) -> bool:
+    """Whether `note` bears on `what` ("output" or "statistics"); a plain str bears on both."""
+    return what in getattr(note, "on", Note.on)
+
+
 @dataclass(frozen=True)
 class NoteContext:
     """What a kind's notes may depend on: the mode compared and the Flax layer's input shape."""
