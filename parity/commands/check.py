@@ -15,35 +15,44 @@ def add_parser(sub) -> None:
                    help="one or both (default: both)")
     add_precision(p)
     p.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, stops_between_steps=True)  # signals wait for its next step (parity.cli)
 
 
 def run(args, out, err) -> int:
-    from parity import report, runner
-    concepts = select_concepts(args.names)
-    check_device(args.device)
+    with args.interrupts.deferred():  # Ctrl-C and SIGTERM stop the run between concepts (parity.cli)
+        return _run(args, out, err)
+
+
+def _run(args, out, err) -> int:
     json_path = writable_file(args.json, "--json") if args.json is not None else None
+    from parity import report, runner
     dtypes = list(dict.fromkeys(args.dtype))  # in the order given, once each
     results = []
-    try:
+    try:  # from here on, an interrupt leaves the file (holding what finished, maybe nothing)
+        concepts = select_concepts(args.names)
+        check_device(args.device)
+        args.interrupts.check()
         with progress(err) as prog:
             task = prog.add_task("checking", total=len(concepts) * len(dtypes))
             for r in runner.run_all(concepts, dtypes, args.device, args.precision):
                 results.append(r)
                 prog.update(task, advance=1, description=f"checked {r.concept} ({r.dtype})")
+                args.interrupts.check()  # before the next concept starts
     except KeyboardInterrupt:  # keep what finished: a partial file marked incomplete, then exit 130
+        args.interrupts.hold()  # the run is ending: a second signal must not cut the writing short
         if not json_path:
             raise
         write_json_atomic(report.results_json(results, complete=False), json_path)
         raise KeyboardInterrupt(f"wrote the {len(results)} finished results to {json_path} "
                                 f"(marked incomplete)") from None
+    n_fail = sum(not r.passed for r in results)
+    if json_path:  # before printing: a reader that stops early (`| head`) must not cost the file
+        write_json_atomic(report.results_json(results), json_path)
     out.print(report.results_table(results, title=f"parity check — {' and '.join(dtypes)} on {args.device}, "
                                                   f"precision {args.precision}"))
-    n_fail = sum(not r.passed for r in results)
     for line in report.failure_lines(results):
         out.print(f"[red]FAIL[/] {esc(line)}", highlight=False)
     out.print(f"{len(results) - n_fail} passed, {n_fail} failed", highlight=False)
     if json_path:
-        write_json_atomic(report.results_json(results), json_path)
         out.print(f"wrote {esc(json_path)}", highlight=False)
     return EXIT_FAIL if n_fail else EXIT_OK

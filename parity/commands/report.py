@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--results", metavar="FILE", help="reuse the results in this file (`parity check --json`, or "
                                                     "a report's results.json) instead of running those concepts "
                                                     "again; the others run")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, stops_between_steps=True)  # signals wait for its next step (parity.cli)
 
 
 def run(args, out, err) -> int:
@@ -65,10 +65,11 @@ def run(args, out, err) -> int:
                 raise
             err.print(f"parity: note: cannot write the default cache {esc(args.cache_dir)}; compiling afresh",
                       highlight=False)
-    if args.results:  # how many concepts are left to run is known only after reading the file
-        return _run(args, out, err, site_dir, cache, None)
-    with runs.Workers(args.jobs, cache) as workers:
-        return _run(args, out, err, site_dir, cache, workers)
+    with args.interrupts.deferred():  # Ctrl-C and SIGTERM stop the run between tasks (parity.cli)
+        if args.results:  # how many concepts are left to run is known only after reading the file
+            return _run(args, out, err, site_dir, cache, None)
+        with runs.Workers(args.jobs, cache) as workers:
+            return _run(args, out, err, site_dir, cache, workers)
 
 
 SITE_FILES = ("index.html", "results.json", "assets/site.css")  # what every site this command writes holds
@@ -99,7 +100,7 @@ def _run(args, out, err, site_dir, cache, workers) -> int:
         task = prog.add_task("running", total=len(concepts) * len(dtypes))
         results = runs.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
                            on_result=lambda r: prog.update(task, advance=1, description=f"ran {r.concept} ({r.dtype})"),
-                           reuse=reuse, workers=workers)
+                           reuse=reuse, workers=workers, check=args.interrupts.check)
         run_seconds = time.perf_counter() - t0
         pages = prog.add_task("writing pages", total=len(concepts))
         written = build.write_site(site_dir, concepts, results, dtypes=dtypes, device=args.device,

@@ -56,7 +56,7 @@ def add_parser(sub) -> None:
     p.add_argument("--dp-timeout", dest="dp_timeout", type=float, default=None, metavar="SECONDS",
                    help="with --data-parallel: end every worker and fail when one sends nothing for this long "
                         "(default 120)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, stops_between_steps=True)  # signals wait for its next step (parity.cli)
 
 
 def run_name(cfg: train_config.Config) -> str:
@@ -165,19 +165,24 @@ def _write_incomplete(cfg: train_config.Config, finished: list, folder: Path) ->
 
 
 def run(args, out, err) -> int:
-    cfg, ds, folder = _validate(args)
+    interrupts = args.interrupts  # Ctrl-C and SIGTERM (parity.cli.Interrupts)
     if getattr(args, "data_parallel", None) is None:
-        return _run(cfg, ds, folder, folder, out, err)
+        with interrupts.deferred():  # they stop the run between steps
+            cfg, ds, folder = _validate(args)
+            return _run(cfg, ds, folder, folder, out, err, check=interrupts.check, hold=interrupts.hold)
     # data-parallel: everything is written into a hidden sibling folder, renamed into place at the end,
-    # so a run that fails or is interrupted leaves no half-written event file or checkpoint behind
-    from parity.distributed.launch import CtrlC
+    # so a run that fails or is interrupted leaves no half-written event file or checkpoint behind.
+    # Signals raise at once here (this process mostly waits for its workers, which may send nothing for
+    # many seconds while they start), and one that Python dropped is raised again at the next step.
+    interrupts.check()  # one that came while the command started
+    cfg, ds, folder = _validate(args)
     staging = folder.with_name(f".{folder.name}.partial-{os.getpid()}")
     try:
-        with CtrlC() as ctrl_c:  # a Ctrl-C that Python dropped is raised again at the next step
-            code = _run(cfg, ds, staging, folder, out, err, args.data_parallel, args.dp_timeout, ctrl_c)
-            ctrl_c.check()
-            if code is not None:
-                os.rename(staging, folder)
+        code = _run(cfg, ds, staging, folder, out, err, args.data_parallel, args.dp_timeout, interrupts.check,
+                    interrupts.hold)
+        interrupts.check()
+        if code is not None:
+            os.rename(staging, folder)
         return EXIT_FAIL if code is None else code
     finally:
         if staging.exists():
@@ -185,10 +190,12 @@ def run(args, out, err) -> int:
 
 
 def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None, timeout: float | None = None,
-         ctrl_c=None):
+         check=None, hold=None):
     """Train and write into `folder` (the run folder, or its staging folder, whose final name is
     `shown`); the exit code, or None when a data-parallel worker failed (reported on `err`).
-    `ctrl_c.check()` runs at every step of a data-parallel run."""
+    `check()` runs at every step and after every epoch (it raises KeyboardInterrupt to stop); `hold()`
+    when a KeyboardInterrupt has come (further signals then wait until the run has ended)."""
+    check, hold = check or (lambda: None), hold or (lambda: None)
     from parity import training
     from parity.checkpoints import cross_load
     steps = cfg.epochs * (len(ds.x_train) // cfg.batch_size) * len(cfg.frameworks)
@@ -207,12 +214,18 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
         if world is None:
             finished = []  # (record, per-step losses) of every finished epoch: kept on Ctrl-C
 
+            def on_step():
+                prog.advance(task)
+                check()
+
             def on_epoch_kept(rec, losses):
                 finished.append((rec, losses))
                 on_epoch(rec, losses)
+                check()
             try:
-                run_ = training.train(cfg, ds, on_step=lambda: prog.advance(task), on_epoch=on_epoch_kept)
+                run_ = training.train(cfg, ds, on_step=on_step, on_epoch=on_epoch_kept)
             except KeyboardInterrupt:
+                hold()  # the run is ending: a second signal must not cut the writing short
                 prog.stop()
                 raise KeyboardInterrupt(_write_incomplete(cfg, finished, folder)) from None
         else:
@@ -220,26 +233,27 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
             dp_tasks = {}
 
             def on_progress(fw, what, step, total):
-                ctrl_c.check()
+                check()
                 if fw not in dp_tasks:
                     dp_tasks[fw] = prog.add_task(f"{fw} data-parallel", total=total)
                 prog.update(dp_tasks[fw], completed=min(step, total), total=total,
                             description=f"{fw} data-parallel: {what}")
             def on_single_step():
-                ctrl_c.check()
+                check()
                 prog.advance(task)
 
             finished = []  # the single-device run's finished epochs: kept on Ctrl-C
 
             def on_single_epoch(rec, losses):
                 finished.append((rec, losses))
-                ctrl_c.check()
+                check()
                 on_epoch(rec, losses)
             try:
                 dp = compare.train_data_parallel(cfg, world, ds, on_single_step=on_single_step,
                                                  on_single_epoch=on_single_epoch, on_progress=on_progress,
                                                  timeout=launch.TIMEOUT if timeout is None else timeout)
             except KeyboardInterrupt:  # the single-device epochs go to the final folder, nothing else
+                hold()
                 prog.stop()
                 raise KeyboardInterrupt(_write_incomplete(cfg, finished, shown)) from None
             except launch.DistributedError as e:

@@ -15,7 +15,7 @@ Ending every process, whatever happens:
 - all processes of a group share one process group (not the parent's), so a signal reaches each
   rank and whatever it started, and the terminal's Ctrl-C reaches only the parent, which then ends
   them (`close`: "exit" on stdin, then SIGTERM, then SIGKILL to the process group, then reaped;
-  a second Ctrl-C meanwhile waits until that is done);
+  a Ctrl-C or SIGTERM meanwhile waits until that is done);
 - a rank that exits or reports an error ends the whole group at once, with its log's last line;
 - a rank that sends nothing for `timeout` seconds while a command runs (hung, or waiting on a peer
   that hung) ends the whole group, naming every rank's last step;
@@ -90,50 +90,24 @@ def _tail(path: Path, lines: int = 40) -> str:
     return text[-1] if text else ""
 
 
-class CtrlC:
-    """Ctrl-C that is not lost, for the block: the first one raises KeyboardInterrupt as usual, and
-    `check()` raises it again later. Python drops a KeyboardInterrupt raised inside a garbage
-    collector callback, and JAX runs one (measured: one Ctrl-C of three during a JAX compilation
-    vanished, and the run went on to the end); calling `check()` at every step makes it stick.
-    Only the main thread can install the handler; elsewhere `check()` never raises."""
-
-    def __init__(self):
-        self.pressed, self._old = False, None
-
-    def _handler(self, *_):
-        self.pressed = True
-        raise KeyboardInterrupt
-
-    def check(self) -> None:
-        if self.pressed:
-            raise KeyboardInterrupt
-
-    def __enter__(self) -> "CtrlC":
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-        return False
-
-
 @contextlib.contextmanager
-def _ctrl_c_deferred():
-    """Ctrl-C pressed while processes are being ended is held until they are (then raised), so a
-    second Ctrl-C cannot cut the clean-up short. Only the main thread can install the handler."""
+def _signals_held():
+    """Ctrl-C or SIGTERM received while processes are being ended waits until they are, so that a
+    second signal cannot cut the clean-up short; the first one is then delivered again, to the
+    handler the block found (KeyboardInterrupt by default, or `parity.cli`'s). Only the main thread
+    can install handlers."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    pressed = []
-    old = signal.signal(signal.SIGINT, lambda *_: pressed.append(True))
+    held: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _: held.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old if old is not None else signal.SIG_DFL)
-        if pressed:
-            raise KeyboardInterrupt
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        if held:
+            signal.raise_signal(held[0])
 
 
 class Group:
@@ -344,7 +318,7 @@ class Group:
         if self.closed:
             return
         self.closed = True
-        with _ctrl_c_deferred():
+        with _signals_held():
             self._end()
 
     def _end(self) -> None:

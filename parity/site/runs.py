@@ -13,8 +13,11 @@ The comparisons are `parity.runner.run_concept` exactly; what changes is only wh
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,7 +65,9 @@ def enable_compilation_cache(cache_dir: str | os.PathLike | None) -> None:
 
 def _init_worker(cache_dir, threads: int) -> None:
     import gc
+    import signal
     import warnings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `Workers` starts them; also one the pool restarts later
     warnings.filterwarnings("ignore", category=UserWarning)  # a worker has no console: warnings are noise
     enable_compilation_cache(cache_dir)
     import torch
@@ -85,41 +90,70 @@ class Workers:
     """The `jobs - 1` worker processes beside the caller (none for jobs=1), started before the caller
     imports the frameworks itself, so that their start-up (importing JAX, torch and every concept:
     ~3 s each) overlaps the caller's. A context manager: leaving it ends the workers (terminated on an
-    error or Ctrl-C)."""
+    error, Ctrl-C or SIGTERM; the pool's semaphores released).
+
+    The workers ignore Ctrl-C: the terminal sends it to every process of the job, and a worker that
+    died of it mid-task would print a traceback and be replaced by the pool; the caller decides when
+    they end (`run`'s `check`), and ends them with SIGTERM."""
 
     def __init__(self, jobs: int, cache_dir: str | os.PathLike | None = None):
         self.jobs, self.cache_dir, self.pool = jobs, cache_dir, None
         self.threads = max(1, cores() // jobs)
         if jobs > 1:
             ctx = multiprocessing.get_context("spawn")
-            self.pool = ctx.Pool(jobs - 1, initializer=_init_worker, initargs=(cache_dir, self.threads))
+            with _sigint_ignored_by_children():
+                self.pool = ctx.Pool(jobs - 1, initializer=_init_worker, initargs=(cache_dir, self.threads))
 
     def __enter__(self) -> "Workers":
         return self
 
     def __exit__(self, kind, *_) -> None:
         if self.pool is not None:
-            (self.pool.close if kind is None else self.pool.terminate)()
-            self.pool.join()
+            pool, self.pool = self.pool, None
+            (pool.close if kind is None else pool.terminate)()
+            pool.join()
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_children():
+    """Processes started in the block ignore SIGINT from their first instruction (an ignored signal
+    stays ignored across exec, and Python keeps it so), where `_init_worker` would leave a window
+    while the worker starts. This process's own Ctrl-C meanwhile waits (blocked, so not lost) and
+    is delivered after the block. Only the main thread can change signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    from multiprocessing import resource_tracker
+    resource_tracker.ensure_running()  # started later, it would unblock SIGINT here (and lose it)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int = 1,
         cache_dir: str | os.PathLike | None = None,
-        on_result: Callable | None = None, reuse: dict | None = None, workers: Workers | None = None) -> list:
+        on_result: Callable | None = None, reuse: dict | None = None, workers: Workers | None = None,
+        check: Callable | None = None) -> list:
     """Every concept in every dtype, as `runner.Result`s in dtype-major, concept order.
 
     `reuse` maps (concept, dtype) to a Result already at hand (read from a results file): those are
     not run again. `on_result(result)` is called as each one finishes (for a progress bar), always in
-    the calling thread. Ctrl-C stops the workers and raises KeyboardInterrupt. `workers`: processes
-    already started (their jobs and cache replace `jobs` and `cache_dir`); else they are started here
-    when jobs > 1.
+    the calling thread. `check()` is called in the calling thread before each task this process
+    runs and at least every 0.2 s while it waits for the workers: it may raise KeyboardInterrupt to
+    stop the run between tasks (`parity.cli.Interrupts.check`). A KeyboardInterrupt, from it or from
+    Ctrl-C, ends the workers and propagates. `workers`: processes already started (their jobs and
+    cache replace `jobs` and `cache_dir`); else they are started here when jobs > 1.
     """
     every = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts]
     reuse = reuse or {}
     if workers is None:
         left = sum(t[:2] not in reuse for t in every)
         with Workers(jobs if left > 1 else 1, cache_dir) as w:
-            return run(concepts, dtypes, device, mode, on_result=on_result, reuse=reuse, workers=w)
+            return run(concepts, dtypes, device, mode, on_result=on_result, reuse=reuse, workers=w, check=check)
     results = {t: reuse[t[:2]] for t in every if t[:2] in reuse}
     for r in results.values():
         if on_result:
@@ -133,15 +167,17 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
         if on_result:
             on_result(r)
 
+    check = check or (lambda: None)
     if workers.pool is None or len(tasks) <= 1:
         for t in tasks:
+            check()
             record(t, _run_task(t))
     else:
-        _share(tasks, workers, record)
+        _share(tasks, workers, record, check)
     return [results[t] for t in every]
 
 
-def _share(tasks, workers: Workers, record: Callable) -> None:
+def _share(tasks, workers: Workers, record: Callable, check: Callable) -> None:
     """Run `tasks` (longest first) in this process and in the workers: each takes the next task
     when it becomes free. The workers' results are recorded here, between this process's tasks."""
     import gc
@@ -187,10 +223,14 @@ def _share(tasks, workers: Workers, record: Callable) -> None:
     try:
         with warnings.catch_warnings():  # the workers drop warnings too: they would break the progress bar
             warnings.simplefilter("ignore", UserWarning)
-            while (t := take()) is not None:
+            while True:
+                check()
+                if (t := take()) is None:
+                    break
                 done(t, _run_task(t))
                 collect(None)
         while left:  # the workers' last tasks (a short timeout keeps Ctrl-C responsive)
+            check()
             collect(0.2)
     finally:
         gc.unfreeze()
