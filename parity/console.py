@@ -37,9 +37,10 @@ def consoles() -> tuple[Console, Console]:
 
 
 def progress(err: Console) -> Progress:
-    """A progress bar on stderr that disappears when done (stdout keeps only results)."""
+    """A progress bar on stderr that disappears when done (stdout keeps only results); none where
+    stderr is no terminal (a log or a pipe would keep only the blank line a finished bar leaves)."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=err, transient=True)
+                    TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal)
 
 
 def print_error(err: Console, message: str, prefix: str = "parity: error: ") -> None:

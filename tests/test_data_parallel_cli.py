@@ -115,7 +115,7 @@ def test_ctrl_c_ends_every_worker_and_keeps_only_the_finished_epochs(tmp_path, k
     process once its workers run: exit 130 with one line, no worker left anywhere, no staging folder;
     the single-device epochs that finished are kept in summary.json, marked incomplete.
     One SIGINT only: Python drops a KeyboardInterrupt raised inside JAX's garbage-collector callback
-    (measured: one Ctrl-C of three during a JAX compilation), which `launch.CtrlC` raises again."""
+    (measured: one Ctrl-C of three during a JAX compilation), which `parity.cli.Interrupts` raises again at the next safe point."""
     cmd = [sys.executable, "-m", "parity.cli", "train", "--model", "simple_net", "--data", "digits", "--epochs", "3",
            "--framework", "both", "--data-parallel", str(WORLD), "--log-dir", str(tmp_path), "--name", "t"]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
@@ -130,7 +130,7 @@ def test_ctrl_c_ends_every_worker_and_keeps_only_the_finished_epochs(tmp_path, k
             while p.poll() is None and time.monotonic() < deadline:
                 if select.select([p.stdout], [], [], 0.5)[0] and p.stdout.readline().startswith(b"epoch   1"):
                     break
-        p.send_signal(signal.SIGINT)  # once: a Ctrl-C must not be lost (launch.CtrlC)
+        p.send_signal(signal.SIGINT)  # once: a Ctrl-C must not be lost (parity.cli.Interrupts)
         out, err = p.communicate(timeout=60)
     finally:
         if p.poll() is None:
