@@ -17,6 +17,7 @@ from flax import nnx
 
 from parity import precision
 from parity.porting import differences, kinds, trace, verdict
+from parity.porting.kind_record import bears_on
 from parity.porting.pairing import Pair, Pairing, PortingError, build
 from parity.porting.report import Divergence, Report, Row, Side, Stats, measure, worst
 from parity.tolerances import lookup
@@ -509,6 +510,11 @@ def _rows(t_calls, f_calls, pairing: Pairing, tol, layout, notes_of, ref_calls=N
     return out
 
 
+def _bearing(row: Row, what: str) -> list[str]:
+    """The row's notes on settings that bear on `what` ("output" or "statistics": kind_record.Note)."""
+    return [n for n in row.notes if bears_on(n, what)]
+
+
 def _first_divergence(rows: list[Row], outputs, input_grads, param_grads, loose_names) -> Divergence | None:
     last_ok, between_t, between_f = None, [], []
     for r in rows:
@@ -534,11 +540,13 @@ def _first_divergence(rows: list[Row], outputs, input_grads, param_grads, loose_
             return Divergence("output", r.index, r.torch, r.flax,
                               f"the output of torch {r.torch} ⇄ Flax {r.flax} differs ({r.out.problem}); "
                               f"its input agrees" + ("" if r.inp else " (input not compared)") +
-                              (f"; settings that differ: {'; '.join(r.notes)}" if r.notes else ""), last_ok)
+                              (f"; settings that differ: {'; '.join(ns)}" if (ns := _bearing(r, "output")) else ""),
+                              last_ok)
         if r.state is not None and not r.state.ok:
             return Divergence("running statistics", r.index, r.torch, r.flax,
                               f"the running statistics of torch {r.torch} ⇄ Flax {r.flax} differ after the "
-                              f"pass ({r.state.problem})" + (f"; {'; '.join(r.notes)}" if r.notes else ""), last_ok)
+                              f"pass ({r.state.problem})" + (f"; {'; '.join(ns)}" if (ns := _bearing(r, "statistics"))
+                                                             else ""), last_ok)
         last_ok, between_t, between_f = pair_name, [], []
     for i, s in enumerate(outputs):
         if not s.ok:

@@ -1,4 +1,6 @@
-"""Loading a model from `path/to/file.py:NameOrFactory`, as `parity compare` is given them."""
+"""Loading a model from `path/to/file.py:NameOrFactory`, as `parity compare` is given them, and the
+other Python files it is given (`--kinds FILE.py`): each imported once, quietly, and refused with one
+line if importing it does anything but define."""
 from __future__ import annotations
 
 import contextlib
@@ -113,34 +115,58 @@ def _line_in(tb, key: str) -> str:
     return where
 
 
-_ONLY_DEFINE = "a model file may only define things (put script code under `if __name__ == '__main__':`)"
+def _only_define(what: str) -> str:
+    return f"a {what} may only define things (put script code under `if __name__ == '__main__':`)"
 
 
-def load_module(path: str):
+def _file_of(module) -> str | None:
+    try:
+        return str(Path(module.__file__).resolve())
+    except (AttributeError, TypeError, OSError):
+        return None
+
+
+def load_module(path: str, what: str = "model file", fresh: bool = False):
     """Import a Python file once (the same file named twice gives one module); its folder is on
     sys.path while it runs, so it may import its neighbours. Importing it must do nothing but define:
     an exception, a SystemExit (sys.exit(0) included) or any output on stdout or stderr while it
-    runs is a PortingError naming the file and, where it can be told, the line."""
+    runs is a PortingError naming the file (`what` says what it is for: "model file", "kinds
+    file") and, where it can be told, the line. `fresh`: run it again even if loaded before (a
+    kinds file, whose registrations `parity compare` undoes after each run).
+
+    One file is one module, however it is reached, so that its classes keep one identity (a kinds
+    file's `from models import Scale` must be the very class the model file's model holds): a file
+    that an earlier file imported by its plain name (`import models` beside models.py) is that
+    module, not a second copy; and while a file runs, the files loaded here before from its folder
+    are importable by their plain names as the modules already loaded."""
     p = Path(path)
     if not p.exists():
         raise PortingError(f"{path}: no such file")
     if not p.is_file() or p.suffix != ".py":
         raise PortingError(f"{path}: expected a Python file (.py)")
     key = str(p.resolve())
-    if key in _MODULES:
+    if key in _MODULES and not fresh:
         return _MODULES[key]
+    plain = sys.modules.get(p.stem)
+    if plain is not None and _file_of(plain) == key:  # imported by a neighbour already
+        _MODULES[key] = plain
+        return plain
     name = f"_parity_user_{p.stem}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, key)
     module = importlib.util.module_from_spec(spec)
     folder = str(p.resolve().parent)
+    # the files loaded before from this folder, under the names `import` would find them by
+    aliases = {Path(k).stem: m for k, m in _MODULES.items()
+               if k != key and str(Path(k).parent) == folder and Path(k).stem not in sys.modules}
     sys.path.insert(0, folder)
     sys.modules[name] = module
+    sys.modules.update(aliases)
     try:
         stream, text, line = _exec_quietly(spec, module, key)
     except SystemExit as e:
         sys.modules.pop(name, None)
         raise PortingError(f"{path}: importing it called sys.exit({e.code!r}){_line_in(e.__traceback__, key)}; "
-                           f"{_ONLY_DEFINE}") from None
+                           f"{_only_define(what)}") from None
     except Exception as e:  # noqa: BLE001 - any error in the user's file is bad input here
         sys.modules.pop(name, None)
         where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else _line_in(e.__traceback__, key)
@@ -150,12 +176,15 @@ def load_module(path: str):
     finally:
         if sys.path and sys.path[0] == folder:
             sys.path.pop(0)
+        for stem, m in aliases.items():
+            if sys.modules.get(stem) is m:
+                del sys.modules[stem]
     if stream:
         sys.modules.pop(name, None)
         shown = text.strip().splitlines()[0]
         shown = shown if len(shown) <= 80 else shown[:77] + "..."
         where = f" at line {line}" if line else ""
-        raise PortingError(f"{path}: importing it printed to {stream}{where} ({shown!r}); {_ONLY_DEFINE}")
+        raise PortingError(f"{path}: importing it printed to {stream}{where} ({shown!r}); {_only_define(what)}")
     _MODULES[key] = module
     return module
 
@@ -205,10 +234,38 @@ def abstract_model(make):
     return nnx.merge(graphdef, filled)
 
 
+def is_rngs_spec(value) -> bool:
+    """Whether a JSON value spells an nnx.Rngs: a seed (an integer in [0, 2**63)) or an object of
+    named streams and their seeds ({"params": 0, "dropout": 1})."""
+    def seed(v):
+        return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63
+    return seed(value) or (isinstance(value, dict) and bool(value)
+                           and all(isinstance(k, str) and k and seed(v) for k, v in value.items()))
+
+
+def make_rngs(spec) -> nnx.Rngs:
+    """nnx.Rngs(seed) for a seed, nnx.Rngs(**streams) for an object of streams (`is_rngs_spec`)."""
+    return nnx.Rngs(**spec) if isinstance(spec, dict) else nnx.Rngs(spec)
+
+
+def rngs_text(spec) -> str:
+    if isinstance(spec, dict):
+        return "nnx.Rngs(" + ", ".join(f"{k}={v}" for k, v in spec.items()) + ")"
+    return f"nnx.Rngs({spec})"
+
+
+def call_text(kwargs: dict, side: str = "flax") -> str:
+    """Keyword arguments as a call shows them (a Flax `rngs` spec as the nnx.Rngs it becomes)."""
+    def shown(k, v):
+        return rngs_text(v) if side == "flax" and k == "rngs" and is_rngs_spec(v) else repr(v)
+    return ", ".join(f"{k}={shown(k, v)}" for k, v in kwargs.items())
+
+
 def build(obj, kwargs: dict, side: str, notes: list, label: str, abstract: bool = False):
     """The model `obj` names: itself if it is one, else obj(**kwargs) (plus rngs=nnx.Rngs(0) for a Flax
-    class or factory whose signature has `rngs`); `abstract`: a Flax model through `abstract_model`
-    when it can be (its weights will be overwritten)."""
+    class or factory whose signature has `rngs`; a Flax `rngs` given as a seed or an object of
+    streams, `is_rngs_spec`, becomes that nnx.Rngs); `abstract`: a Flax model through
+    `abstract_model` when it can be (its weights will be overwritten)."""
     want = torch.nn.Module if side == "torch" else nnx.Module
     if isinstance(obj, want):
         if kwargs:
@@ -218,19 +275,21 @@ def build(obj, kwargs: dict, side: str, notes: list, label: str, abstract: bool 
     if not callable(obj):
         raise PortingError(f"{label} is a {type(obj).__name__}, not a model, class or factory")
     kwargs = dict(kwargs)
-    added_rngs = False
-    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    if side == "flax" and "rngs" not in kwargs:
+    spec = kwargs.pop("rngs") if side == "flax" and is_rngs_spec(kwargs.get("rngs")) else None
+    shown = call_text({**kwargs, **({"rngs": spec} if spec is not None else {})}, side)
+    if side == "flax" and spec is None and "rngs" not in kwargs:
         try:  # NNX's metaclass hides a class's own signature: read __init__'s
             params = inspect.signature(obj.__init__ if inspect.isclass(obj) else obj).parameters
         except (TypeError, ValueError):
             params = {}
         if "rngs" in params:
-            kwargs["rngs"], added_rngs = nnx.Rngs(0), True
+            spec = 0
             shown = ", ".join(filter(None, [shown, "rngs=nnx.Rngs(0)"]))
+    if spec is not None:
+        kwargs["rngs"] = make_rngs(spec)
 
     def make():  # a fresh nnx.Rngs for each build: one made outside nnx.eval_shape cannot be used inside
-        return obj(**{**kwargs, **({"rngs": nnx.Rngs(0)} if added_rngs else {})})
+        return obj(**{**kwargs, **({"rngs": make_rngs(spec)} if spec is not None else {})})
     model = abstract_model(make) if abstract and side == "flax" else None
     how = "built abstractly (nnx.eval_shape; its weights come from torch) by" if model is not None else "built by"
     if model is None:

@@ -334,9 +334,9 @@ class Report:
                 tname, fname = (f"{n} #{r.call + 1}" if n != "—" else n for n in (tname, fname))
             s = r.out
             shape = "×".join(map(str, s.shape)) if s else ""
-            cells = [str(r.index + 1), tname, fname, r.kind, shape, _fmt(s and s.max_abs), _fmt(s and s.max_rel),
-                     _fmt(s and s.mean_abs), _fmt(s and s.sqnr_db, "db"), _fmt(s and s.cosine, "cos"),
-                     _fmt(r.grad and r.grad.max_abs)]
+            cells = [str(r.index + 1), tname, fname, r.kind or "—", shape, _fmt(s and s.max_abs),
+                     _fmt(s and s.max_rel), _fmt(s and s.mean_abs), _fmt(s and s.sqnr_db, "db"),
+                     _fmt(s and s.cosine, "cos"), _fmt(r.grad and r.grad.max_abs)]
             if r.missing:
                 verdict = Text(r.missing, style="bold red")
             elif not r.compared:
