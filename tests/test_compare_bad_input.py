@@ -217,3 +217,19 @@ def test_compare_training_refuses_bad_arguments():
                 "optax_tx": optax.sgd(0.1), "steps": 1, **kwargs}
         with pytest.raises(PortingError, match=text):
             compare_training(t, f, **args)
+
+
+def test_unshared_dropout_masks_leave_float32_to_the_fixed_rule():
+    """In training mode an unpaired torch Dropout draws masks of its own in a float64 run too, so that
+    run is no reference: the scaled rule steps aside, says so, and the difference still fails."""
+    class TorchDrop(_Torch3):
+        def __init__(self):
+            super().__init__()
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x):
+            return self.c(self.drop(torch.relu(self.b(torch.relu(self.a(x))))))
+
+    r = compare(TorchDrop(), _Flax3(rngs=nnx.Rngs(0)), X, train=True, dtype="float32")
+    assert not r.passed and r.rule == "fixed"
+    assert any("judged by the fixed tolerance, not the scaled rule: torch drop draws masks" in n for n in r.notes)

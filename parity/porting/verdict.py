@@ -30,6 +30,10 @@ RULES = ("scaled", "fixed")
 FACTOR = 8.0
 FLOOR_ULPS = 16.0
 EPS32 = float(np.finfo(np.float32).eps)
+# torch's own float32 error beyond this share of a tensor's scale means its float64 run computed
+# something else (masks drawn anew, say), not the same thing more precisely: the fixed rule judges then.
+# Measured: at most 5.1e-6 of the scale on the correct ports above (depth 50 included).
+SAME_COMPUTATION = 1e-2
 
 
 @dataclass(frozen=True)
@@ -68,5 +72,7 @@ def judge(port, torch32, ref) -> Scaled | None:
         return Scaled(0.0, 0.0, 0.0, True)
     port_err = float(np.abs(a[fin].astype(np.float64) - r64[fin]).max())
     torch_err = float(np.abs(b[fin].astype(np.float64) - r64[fin]).max())
+    if torch_err > SAME_COMPUTATION * float(np.abs(r64[fin]).max()):
+        return None  # torch float32 and float64 did not compute the same thing (random draws): no reference
     bound = FACTOR * torch_err + FLOOR_ULPS * EPS32 * float(np.abs(r64[fin]).max())
     return Scaled(port_err, torch_err, bound, port_err <= bound)
