@@ -40,9 +40,10 @@ from parity.porting.pairing import Pairing, PortingError
 from parity.porting.report import Divergence, Report, Row, Stats
 from parity.porting.training import TrainingReport, compare_training
 from parity.porting.api import assert_models_close, pair_models
+from parity.porting.kind_record import Note
 from parity.porting.kinds import Array, Kind, NoteContext
 from parity.porting.kinds import register as register_kind
 
 __all__ = ["compare", "assert_models_close", "compare_training", "pair_models", "Report", "Row", "Stats",
-           "Divergence", "Pairing", "PortingError", "TrainingReport", "Kind", "Array", "NoteContext",
+           "Divergence", "Pairing", "PortingError", "TrainingReport", "Kind", "Array", "Note", "NoteContext",
            "register_kind"]
