@@ -52,6 +52,7 @@ class Interrupts:
 
     def __init__(self):
         self.signum: int | None = None  # the first signal received
+        self.terminated = False  # a SIGTERM came (it sets the exit code, whichever signal ran first)
         self._deferred = 0
         self._stopping = False
         self._count = 0
@@ -75,17 +76,21 @@ class Interrupts:
 
     def note(self) -> str:
         """What to add to "interrupted": the signal, unless it was Ctrl-C."""
-        return " by SIGTERM" if self.signum == signal.SIGTERM else ""
+        return " by SIGTERM" if self.terminated else ""
 
     @property
     def exit_code(self) -> int:
+        """143 if a SIGTERM came at all, else 130. Not "the first signal's": CPython runs the handlers of
+        signals that arrived during one C call (an XLA compile) in signal-number order, SIGINT before
+        SIGTERM, so which came first cannot be told."""
         from parity.console import EXIT_INTERRUPTED
-        return EXIT_TERMINATED if self.signum == signal.SIGTERM else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if self.terminated else EXIT_INTERRUPTED
 
     # ------------------------------------------------------------ for main
     def _handler(self, signum, frame) -> None:
         if self.signum is None:
             self.signum = signum
+        self.terminated = self.terminated or signum == signal.SIGTERM
         self._count += 1
         if self._stopping or (self._deferred and self._count == 1):
             return
