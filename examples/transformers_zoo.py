@@ -12,7 +12,7 @@ no task head), and the tensor compared is its first output, the last hidden stat
 convolutional nets; for Wav2Vec2 / HuBERT the encoder's (N, T, D) output). The base model is the
 part every task head sits on and the part that holds the architecture; a head is one Linear. Each HF
 model returns several outputs (last hidden state, pooled output, …), so it is wrapped in a thin
-`FirstOutput` module whose `forward(*x)` is `model(*x)[0]`: one tensor, as the comparer and the
+`FirstOutput` module whose `forward(x)` is `model(x)[0]`: one tensor, as the comparer and the
 tracers expect. The configs say `return_dict=False` (a plain tuple, which tracers handle better than
 a `ModelOutput`), except ConvNeXt, ConvNeXtV2, Swin, Dinov2, OPT and HuBERT, whose code in
 transformers 5.25 breaks on it (an inner module returns a tuple where the outer one reads
@@ -55,8 +55,8 @@ class FirstOutput(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, *x):
-        return self.model(*x)[0]
+    def forward(self, x):
+        return self.model(x)[0]
 
 
 # ---------------------------------------------------------------- inputs
@@ -185,7 +185,7 @@ def segformer():
     from transformers import SegformerConfig, SegformerModel
     cfg = SegformerConfig(num_channels=3, num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1],
                           hidden_sizes=[32, 64], patch_sizes=[7, 3], strides=[4, 2],
-                          num_attention_heads=[2, 4], mlp_ratios=[2, 2], decoder_hidden_size=32)
+                          num_attention_heads=[2, 4], mlp_ratios=[2, 2], decoder_hidden_size=32, **ATTN)
     return _make(SegformerModel, cfg, _image())
 
 

@@ -51,3 +51,25 @@ def test_seeded_build():
     b, _ = zoo.ARCHITECTURES["bert"].build()
     for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
+
+
+def test_port_census_on_two_architectures(tmp_path, capsys):
+    """scripts/port_census.py on PoolFormer (fx-traceable) and BERT (not): the JSON records both paths."""
+    spec = importlib.util.spec_from_file_location("port_census", ZOO_PATH.parents[1] / "scripts" / "port_census.py")
+    census = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(census)
+    out = tmp_path / "census.json"
+    assert census.main(["--only", "poolformer,bert", "--out", str(out)]) == 0
+    import json
+    data = json.loads(out.read_text())
+    archs = data["architectures"]
+    assert set(archs) == {"poolformer", "bert"}
+    assert archs["poolformer"]["fx"]["ok"] and archs["poolformer"]["fx"]["max_diff"] == 0
+    assert "module:torch.nn.modules.conv.Conv2d" in archs["poolformer"]["fx"]["ops"]
+    assert not archs["bert"]["fx"]["ok"] and archs["bert"]["fx"]["error"]
+    for name in archs:
+        ex = archs[name]["export"]
+        assert ex["ok"] and ex["max_diff"] == 0 and ex["ops"] and ex["module_classes"]
+    assert "aten.embedding.default" in archs["bert"]["export"]["ops"]
+    assert not list(tmp_path.glob(".census-*"))  # the temp file was renamed into place
+    assert "poolformer" in capsys.readouterr().out
