@@ -165,3 +165,35 @@ def test_the_callers_models_are_left_as_they_were():
     assert all(torch.equal(before_t[k], v) for k, v in t.state_dict().items())
     after_f = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(f, nnx.Not(nnx.RngState))))
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before_f), jax.tree.leaves(after_f)))
+
+
+def test_a_channels_last_1d_output_has_its_gradients_compared():
+    """A Conv1d stack whose Flax port returns (N, L, C) where torch returns (N, C, L): the output is
+    read channels-last from its shape, and the cotangent goes back channels-last, so every gradient
+    is compared (it was not, for outputs other than 4-D)."""
+    import torch as _torch
+    from flax import nnx as _nnx
+
+    from parity.porting import compare as _compare
+
+    class T(_torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = _torch.nn.Conv1d(2, 5, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    class F(_nnx.Module):
+        def __init__(self, rngs):
+            self.conv = _nnx.Conv(2, 5, (3,), padding=((1, 1),), rngs=rngs)
+
+        def __call__(self, x):
+            return self.conv(x.transpose(0, 2, 1))
+
+    _torch.manual_seed(0)
+    x = np.random.default_rng(0).standard_normal((2, 2, 7)).astype(np.float32)
+    r = _compare(T(), F(_nnx.Rngs(0)), x, dtype="float64", layout="nchw")
+    assert r.passed, r.summary()
+    assert set(r.param_grads) == {"conv.weight", "conv.bias"} and len(r.input_grads) == 1
+    assert not any("gradients not compared" in n for n in r.notes)

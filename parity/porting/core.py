@@ -709,7 +709,8 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
                 _torch_restore(t, snap)
                 # Flax: one compiled pass giving all of that at once, for the same cotangents
                 shapes = runner.out_shapes  # from the pass that paired the layers: weights do not change them
-                f_cts = [None if c is None else (c.transpose(0, 2, 3, 1) if c.ndim == 4 and is_nhwc(
+                # a channels-last output (NWC, NHWC, NDHWC) takes its cotangent channels-last too
+                f_cts = [None if c is None else (np.moveaxis(c, 1, -1) if 3 <= c.ndim <= 5 and is_nhwc(
                     sh, c.shape, layout) else c) for c, sh in zip(cts, list(shapes) + [None] * len(cts))]
                 fits = bool(t_grads) and len(shapes) == len(f_cts) and all(
                     c is None or tuple(c.shape) == sh for c, sh in zip(f_cts, shapes))

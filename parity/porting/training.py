@@ -331,8 +331,8 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 def lossf(m):
                     with trace.bind(m, fl, handler):
                         out = m(*xs, **f_kw)
-                    nhwc = out.ndim == 4 and core.is_nhwc(out.shape, y.shape, layout)
-                    out_t = jnp.transpose(out, (0, 3, 1, 2)) if nhwc else out
+                    channels_last = 3 <= out.ndim <= 5 and core.is_nhwc(out.shape, y.shape, layout)
+                    out_t = jnp.moveaxis(out, -1, 1) if channels_last else out
                     return j_loss(out_t, y)
                 m = nnx.merge(graphdef, params, rest)
                 # nnx's transform, so that the pass may update BatchNorm statistics; parameters only
