@@ -172,10 +172,23 @@ def _mha_notes(tm, fm, ctx) -> list[str]:
 _NAMES = tuple(f"{p}.{a}" for p in _PROJ + ("out",) for a in ("kernel", "bias")) + \
     ("query_ln.scale", "key_ln.scale")  # normalize_qk's arrays, which torch lacks: named by the shape check
 
+def _mha_source(tm):
+    """flax_source: nnx.MultiHeadAttention with torch's features, attention in the inputs' dtype."""
+    if tm.add_zero_attn or tm.bias_k is not None:
+        raise NotImplementedError("add_zero_attn / add_bias_kv have no nnx.MultiHeadAttention counterpart")
+    if tm.kdim != tm.embed_dim or tm.vdim != tm.embed_dim:
+        raise NotImplementedError(f"kdim={tm.kdim}, vdim={tm.vdim} differ from embed_dim={tm.embed_dim}")
+    bias = "" if tm.in_proj_bias is not None else ", use_bias=False"
+    return (f"nnx.MultiHeadAttention({tm.num_heads}, {tm.embed_dim}{bias}, dropout_rate={tm.dropout:g}, "
+            f"decode=False, attention_fn=attention_in_input_dtype, rngs=rngs)",
+            ["attention_fn: jax.nn.dot_product_attention's softmax is float32 whatever the inputs",
+             "decode=False: no autoregressive cache"])
+
+
 MULTIHEAD_ATTENTION = Kind(
     "multihead_attention", (nn.MultiheadAttention,), (nnx.MultiHeadAttention,),
     to_flax=_mha_to_flax, to_torch=_mha_to_torch, flax_names=_NAMES, notes=_mha_notes,
-    extra={"torch_record": _torch_record},
+    extra={"torch_record": _torch_record}, flax_source=_mha_source,
     summary="in_proj_weight (3E, E) → query/key/value.kernel (E, H, D), in_proj_bias → (H, D) each, "
             "out_proj.weight → out.kernel (H, D, E); masks inverted (flax_mask); batch_first=False "
             "compared batch-first; add_bias_kv, add_zero_attn and kdim ≠ vdim have no nnx counterpart",

@@ -73,6 +73,7 @@ class Kind:
     summary: str = ""  # one line for the table of kinds (README)
     doc: str = ""  # where its differences are explained (docs/traps.md, ...)
     extra: dict = field(default_factory=dict)
+    flax_source: Callable | None = None  # (torch_module) -> (constructor source str, [comments])
 
     @property
     def has_params(self) -> bool:

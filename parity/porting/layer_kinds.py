@@ -50,7 +50,8 @@ LINEAR = Kind(
     "linear", (nn.Linear,), (nnx.Linear, nnx.LinearGeneral, jax_impl.layers.Linear),
     (Array("weight", "kernel", _kernel_to_flax, _kernel_to_torch), Array("bias", "bias", _bias_to_flax, _flat)),
     summary="weight (out, in) → kernel (in, out); nnx.LinearGeneral's kernel reshaped to its heads",
-    doc="docs/traps.md, trap 2")
+    doc="docs/traps.md, trap 2",
+    flax_source=lambda m: _linear_source(m))
 
 
 # ---------------------------------------------------------------- convolutions
@@ -145,7 +146,8 @@ CONV = Kind(
     notes=_conv_notes, accepts_flax=_flax_conv_nd, channels_last=True,
     summary="weight (O, I/g, *k) → kernel (*k, I/g, O); groups, dilation, stride, padding pairs and "
             "padding modes compared",
-    doc="docs/traps.md, traps 3, 5 and 6")
+    doc="docs/traps.md, traps 3, 5 and 6",
+    flax_source=lambda m: _conv_source(m))
 
 
 def _tconv_to_flax(a, tm=None, fm=None):
@@ -190,7 +192,8 @@ CONV_TRANSPOSE = Kind(
     notes=_tconv_notes, accepts_torch=_torch_tconv_ok, channels_last=True,
     summary="weight (I, O, *k) → kernel (*k, I, O) flipped in space; padding p, output_padding q → "
             "(d(k−1)−p, d(k−1)−p+q); groups > 1 has no nnx counterpart",
-    doc="docs/traps.md, transposed convolutions")
+    doc="docs/traps.md, transposed convolutions",
+    flax_source=lambda m: _tconv_source(m))
 
 
 # ---------------------------------------------------------------- normalisation
@@ -238,7 +241,8 @@ BATCHNORM = Kind(
      Array("running_var", "var", stat=True), Array("num_batches_tracked", "num_batches_tracked", stat=True)),
     notes=_batchnorm_notes, channels_last=True,
     summary="weight → scale, running_mean/var → mean/var; momentum m ⇄ 1 − m; torch's unbiased running variance",
-    doc="docs/traps.md, traps 11–14")
+    doc="docs/traps.md, traps 11–14",
+    flax_source=lambda m: _batchnorm_source(m))
 
 
 def _groupnorm_notes(tm, fm, ctx) -> list[str]:
@@ -252,7 +256,8 @@ def _groupnorm_notes(tm, fm, ctx) -> list[str]:
 GROUPNORM = Kind(
     "groupnorm", (nn.GroupNorm,), (nnx.GroupNorm,), (Array("weight", "scale"), Array("bias", "bias")),
     notes=_groupnorm_notes, channels_last=True,
-    summary="weight → scale; num_groups and eps compared (Flax defaults 32 groups, 1e-6)", doc="docs/traps.md, trap 14")
+    summary="weight → scale; num_groups and eps compared (Flax defaults 32 groups, 1e-6)", doc="docs/traps.md, trap 14",
+    flax_source=lambda m: _groupnorm_source(m))
 
 
 def _instancenorm_notes(tm, fm, ctx) -> list[str]:
@@ -264,7 +269,8 @@ INSTANCENORM = Kind(
     (Array("weight", "scale"), Array("bias", "bias")), notes=_instancenorm_notes, channels_last=True,
     accepts_torch=lambda m: not m.track_running_stats,  # nnx.InstanceNorm keeps no running statistics
     summary="weight → scale (affine=True), or no arrays; track_running_stats has no nnx counterpart",
-    doc="docs/traps.md, trap 14")
+    doc="docs/traps.md, trap 14",
+    flax_source=lambda m: _instancenorm_source(m))
 
 
 def _layernorm_notes(tm, fm, ctx) -> list[str]:
@@ -274,11 +280,13 @@ def _layernorm_notes(tm, fm, ctx) -> list[str]:
 LAYERNORM = Kind(
     "layernorm", (nn.LayerNorm,), (nnx.LayerNorm,), (Array("weight", "scale"), Array("bias", "bias")),
     notes=_layernorm_notes, summary="weight → scale; eps compared (nnx.LayerNorm defaults to 1e-6)",
-    doc="docs/traps.md, trap 14")
+    doc="docs/traps.md, trap 14",
+    flax_source=lambda m: _layernorm_source(m))
 
 RMSNORM = Kind(
     "rmsnorm", (nn.RMSNorm,), (nnx.RMSNorm,), (Array("weight", "scale"),), notes=_layernorm_notes,
-    summary="weight → scale; torch's eps=None (machine epsilon) against Flax's 1e-6", doc="docs/traps.md, trap 14")
+    summary="weight → scale; torch's eps=None (machine epsilon) against Flax's 1e-6", doc="docs/traps.md, trap 14",
+    flax_source=lambda m: _rmsnorm_source(m))
 
 
 # ---------------------------------------------------------------- embedding and PReLU
@@ -291,7 +299,8 @@ def _embedding_notes(tm, fm, ctx) -> list[str]:
 
 EMBEDDING = Kind(
     "embedding", (nn.Embedding,), (nnx.Embed,), (Array("weight", "embedding"),), notes=_embedding_notes,
-    summary="weight → embedding (same layout); padding_idx noted")
+    summary="weight → embedding (same layout); padding_idx noted",
+    flax_source=lambda m: _embedding_source(m))
 
 
 def _prelu_to_flax(a, tm=None, fm=None):
@@ -305,7 +314,129 @@ def _prelu_to_torch(a, tm=None, fm=None):
 PRELU = Kind(
     "prelu", (nn.PReLU,), (nnx.PReLU,), (Array("weight", "negative_slope", _prelu_to_flax, _prelu_to_torch),),
     accepts_torch=lambda m: m.num_parameters == 1,  # nnx.PReLU has one slope, not one per channel
-    summary="weight (1,) → negative_slope (); per-channel slopes have no nnx counterpart")
+    summary="weight (1,) → negative_slope (); per-channel slopes have no nnx counterpart",
+    flax_source=lambda m: _prelu_source(m))
+
+
+# ---------------------------------------------------------------- Flax constructors (parity port)
+# Each `flax_source(torch_module)` gives the nnx constructor that computes what the torch layer does,
+# every setting whose default differs written out, and one short comment per difference.
+def _tup(v, n):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+
+
+def _linear_source(m):
+    bias = "" if m.bias is not None else ", use_bias=False"
+    return f"nnx.Linear({m.in_features}, {m.out_features}{bias}, rngs=rngs)", []
+
+
+def _conv_source(m):
+    nd = len(m.kernel_size)
+    notes = []
+    args = [str(m.in_channels), str(m.out_channels), str(tuple(m.kernel_size))]
+    if tuple(m.stride) != (1,) * nd:
+        args.append(f"strides={tuple(m.stride)}")
+    pads = _torch_conv_pads(m)
+    if m.padding_mode == "zeros":
+        args.append(f"padding={tuple(tuple(p) for p in pads)}")
+        notes.append("explicit (low, high) padding: nnx.Conv pads 'SAME' by default")
+    elif m.padding_mode == "circular":
+        args.append("padding='CIRCULAR'")
+        notes.append("torch padding_mode='circular'")
+    else:
+        raise NotImplementedError(f"padding_mode={m.padding_mode!r} has no nnx.Conv counterpart")
+    if tuple(m.dilation) != (1,) * nd:
+        args.append(f"kernel_dilation={tuple(m.dilation)}")
+    if m.groups != 1:
+        args.append(f"feature_group_count={m.groups}")
+    if m.bias is None:
+        args.append("use_bias=False")
+    return f"nnx.Conv({', '.join(args)}, rngs=rngs)", notes
+
+
+def _tconv_source(m):
+    nd = len(m.kernel_size)
+    args = [str(m.in_channels), str(m.out_channels), str(tuple(m.kernel_size))]
+    args.append(f"strides={tuple(m.stride)}")
+    args.append(f"padding={tconv_padding(m)}")
+    if tuple(m.dilation) != (1,) * nd:
+        args.append(f"kernel_dilation={tuple(m.dilation)}")
+    if m.bias is None:
+        args.append("use_bias=False")
+    return (f"nnx.ConvTranspose({', '.join(args)}, rngs=rngs)",
+            ["padding (d(k-1)-p, d(k-1)-p+output_padding): torch's padding and output_padding"])
+
+
+def _batchnorm_source(m):
+    notes = []
+    mom = 0.9 if m.momentum is None else 1 - m.momentum
+    args = [str(m.num_features), f"momentum={mom:g}", f"epsilon={m.eps:g}", "use_fast_variance=False"]
+    notes.append(f"torch momentum {m.momentum} is the weight of the new value; Flax's is the old one's")
+    notes.append("use_fast_variance=False: E[x^2]-E[x]^2 loses digits")
+    if not m.affine:
+        args += ["use_bias=False", "use_scale=False"]
+    if not m.track_running_stats:
+        args.append("use_running_average=False")
+        notes.append("torch track_running_stats=False: batch statistics always")
+    return f"nnx.BatchNorm({', '.join(args)}, rngs=rngs)", notes
+
+
+def _groupnorm_source(m):
+    args = [str(m.num_channels), f"num_groups={m.num_groups}", f"epsilon={m.eps:g}"]
+    if not m.affine:
+        args += ["use_bias=False", "use_scale=False"]
+    return (f"nnx.GroupNorm({', '.join(args)}, rngs=rngs)",
+            ["epsilon: Flax's default is 1e-6, torch's 1e-5", "num_groups: Flax's default is 32"])
+
+
+def _instancenorm_source(m):
+    args = [str(m.num_features), f"epsilon={m.eps:g}", "use_fast_variance=False"]
+    if not m.affine:
+        args += ["use_bias=False", "use_scale=False"]
+    return (f"nnx.InstanceNorm({', '.join(args)}, rngs=rngs)",
+            ["epsilon: Flax's default is 1e-6", "use_fast_variance=False: E[x^2]-E[x]^2 loses digits"])
+
+
+def _layernorm_source(m):
+    shape = tuple(m.normalized_shape)
+    if len(shape) != 1:
+        raise NotImplementedError(f"normalized_shape={shape}: nnx.LayerNorm normalises one axis here")
+    args = [str(shape[0]), f"epsilon={m.eps:g}", "use_fast_variance=False"]
+    if not m.elementwise_affine:
+        args += ["use_bias=False", "use_scale=False"]
+    elif getattr(m, "bias", None) is None:
+        args.append("use_bias=False")
+    return (f"nnx.LayerNorm({', '.join(args)}, rngs=rngs)",
+            ["epsilon: Flax's default is 1e-6, torch's 1e-5", "use_fast_variance=False: E[x^2]-E[x]^2 loses digits"])
+
+
+def _rmsnorm_source(m):
+    shape = tuple(m.normalized_shape)
+    if len(shape) != 1:
+        raise NotImplementedError(f"normalized_shape={shape}: nnx.RMSNorm normalises one axis here")
+    if m.eps is None:
+        raise NotImplementedError("torch eps=None (the dtype's machine epsilon) has no fixed Flax epsilon")
+    args = [str(shape[0]), f"epsilon={m.eps:g}"]
+    if not m.elementwise_affine:
+        args.append("use_scale=False")
+    return f"nnx.RMSNorm({', '.join(args)}, rngs=rngs)", ["epsilon: Flax's default is 1e-6"]
+
+
+def _embedding_source(m):
+    notes = []
+    if m.padding_idx is not None:
+        notes.append(f"torch padding_idx={m.padding_idx} only zeroes that row's gradient (not ported)")
+    if m.max_norm is not None:
+        raise NotImplementedError("max_norm renormalises rows in place: nnx.Embed has no counterpart")
+    return f"nnx.Embed({m.num_embeddings}, {m.embedding_dim}, rngs=rngs)", notes
+
+
+def _prelu_source(m):
+    return f"nnx.PReLU({float(m.init) if hasattr(m, 'init') else 0.25}, rngs=rngs)", []
+
+
+def _dropout_source(m):
+    return f"nnx.Dropout({m.p:g}, rngs=rngs)", []
 
 
 # ---------------------------------------------------------------- parameterless layers
@@ -322,7 +453,8 @@ def _dropout_notes(tm, fm, ctx) -> list[str]:
 
 
 DROPOUT = Kind("dropout", (nn.Dropout,), (nnx.Dropout, jax_impl.layers.Dropout), notes=_dropout_notes,
-               summary="no arrays; in training mode both sides get the same masks")
+               summary="no arrays; in training mode both sides get the same masks",
+               flax_source=lambda m: _dropout_source(m))
 MAXPOOL = Kind("maxpool", (nn.MaxPool2d,), (jax_impl.pooling.MaxPool2d,), channels_last=True, summary="no arrays")
 AVGPOOL = Kind("avgpool", (nn.AvgPool2d,), (jax_impl.pooling.AvgPool2d,), channels_last=True, summary="no arrays")
 ADAPTIVE_AVGPOOL = Kind("adaptive_avgpool", (nn.AdaptiveAvgPool2d,), (jax_impl.pooling.AdaptiveAvgPool2d,),

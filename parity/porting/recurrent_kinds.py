@@ -211,12 +211,34 @@ def _names(cells: tuple) -> tuple:
     return tuple(dict.fromkeys(out))
 
 
+def _source_of(name: str):
+    """flax_source: the nnx.RNN (or nnx.Bidirectional of two) over the cell that computes torch's layer."""
+    def source(tm):
+        if not tm.bias:
+            raise NotImplementedError("bias=False: the nnx cells always hold a bias")
+        cell = {"lstm": "nnx.LSTMCell", "gru": "nnx.GRUCell", "rnn": "nnx.SimpleCell"}[name]
+        extra, notes = "", []
+        if name == "rnn":
+            extra = ", activation_fn=jax.nn.relu" if tm.nonlinearity == "relu" else ", activation_fn=jnp.tanh"
+        if name == "gru":
+            notes.append("nnx.GRUCell has no b_hn (torch's bias inside r*(W_hn h + b_hn)): that bias is dropped")
+        tm_kw = "" if tm.batch_first else ", time_major=True"
+        if not tm.batch_first:
+            notes.append("torch batch_first=False: (L, N, F), time-major")
+        rnn = f"nnx.RNN({cell}({tm.input_size}, {tm.hidden_size}{extra}, rngs=rngs){tm_kw}, rngs=rngs)"
+        if tm.bidirectional:
+            notes.append("torch concatenates [forward, backward], nnx.Bidirectional's default merge")
+            return f"nnx.Bidirectional({rnn}, {rnn}{tm_kw}, rngs=rngs)", notes
+        return rnn, notes
+    return source
+
+
 def _kind(name, torch_cls, gates, cells, summary) -> Kind:
     return Kind(name, (torch_cls,), (nnx.RNN, nnx.Bidirectional), to_flax=_to_flax_of(name, gates, cells),
                 to_torch=_to_torch_of(name, cells), flax_names=_names(cells), notes=_notes_of(name),
                 accepts_torch=_accepts_torch, accepts_flax=_accepts_flax(cells),
                 extra={"torch_record": _torch_record, "flax_record": _flax_record},
-                summary=summary, doc="parity/porting/recurrent_kinds.py")
+                summary=summary, doc="parity/porting/recurrent_kinds.py", flax_source=_source_of(name))
 
 
 _ONE = "; num_layers > 1 has no nnx counterpart"
