@@ -26,7 +26,7 @@ from torch import nn
 from parity.port import graph as G
 from parity.port import ops as O
 
-_RESERVED = {"jax", "jnp", "nnx", "math", "self", "rngs", "layer", "optax", "not_ported", "layer_norm",
+_RESERVED = {"jax", "jnp", "nnx", "math", "self", "rngs", "layer", "optax", "Layer", "layer_norm",
              "scaled_dot_product_attention", "attention_in_input_dtype"} | set(__builtins__ if isinstance(
                  __builtins__, dict) else dir(__builtins__))
 
@@ -35,6 +35,16 @@ _DTYPES = {torch.float32: "jnp.float32", torch.float64: "jnp.float64", torch.flo
            torch.int16: "jnp.int16", torch.int8: "jnp.int8", torch.uint8: "jnp.uint8", torch.bool: "jnp.bool_"}
 
 HELPERS = {
+    "Layer": '''
+class Layer(nnx.Module):
+    """A parameterless torch layer (pooling, upsampling) kept a layer, so that its output is compared."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x):
+        return self.fn(x)
+''',
     "layer_norm": '''
 def layer_norm(x, n_axes, weight, bias, eps):
     """torch's F.layer_norm over the last `n_axes` axes (biased variance, two-pass)."""
@@ -68,7 +78,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, is_causal=False, scale=None
 def attention_in_input_dtype(query, key, value, bias=None, mask=None, **kwargs):
     """nnx.MultiHeadAttention's attention computed in the inputs' dtype (jax.nn.dot_product_attention,
     its default, takes the softmax in float32 whatever the inputs)."""
-    weights = nnx.dot_product_attention_weights(query, key, bias, mask, **kwargs)
+    weights = nnx.nn.attention.dot_product_attention_weights(query, key, bias, mask, **kwargs)
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=kwargs.get("precision"))
 ''',
 }
@@ -185,6 +195,7 @@ class Body:
         self._names: set = set()
         self.out_cl = None
         self.seq_plans: dict = {}  # child name → list of element sources (nnx.Sequential)
+        self.fn_plans: dict = {}  # child name → the Layer(...) holding a parameterless layer's function
 
     # ------------------------------------------------------------ what ops.py uses
     def lit(self, src: str, hint: str, in_call=True) -> str:
@@ -229,6 +240,8 @@ class Body:
         r = self.rank(x)
         if isinstance(d, V):
             raise O.Unsupported("a dim computed at run time")
+        if not (isinstance(x, V) and x.cl):
+            return d
         d = d % r if r else d
         if isinstance(x, V) and x.cl:
             return 0 if d == 0 else (r - 1 if d == 1 else d - 1)
@@ -375,7 +388,12 @@ class Body:
         for i, n in enumerate(placeholders):
             name = self.fresh(n.target.lstrip("*"))
             self.code.signature.append(("*" if str(n.target).startswith("*") else "") + name)
-            env[n] = V(name, n.meta.get("val"), bool(in_cl[i]) and isinstance(n.meta.get("val"), torch.Tensor))
+            pv = n.meta.get("val")
+            if str(n.target).startswith("*") and isinstance(pv, tuple):  # *args: one value per argument
+                env[n] = tuple(V(f"{name}[{k}]", v, bool(in_cl[i + k]) and isinstance(v, torch.Tensor))
+                               for k, v in enumerate(pv))
+                continue
+            env[n] = V(name, pv, bool(in_cl[i]) and isinstance(pv, torch.Tensor))
         if t.specialised:
             self.comment("traced with the example's values for: " + ", ".join(t.specialised[:4])
                          + (" ..." if len(t.specialised) > 4 else ""))
@@ -435,6 +453,8 @@ class Body:
             raise O.Unsupported(f"the torch op failed on the example ({n.meta['val_error']})")
         if n.op == "get_attr":
             return self._get_attr(n, val)
+        if n.target is _getitem_fn and isinstance(args[0], (tuple, list)) and isinstance(args[1], int):
+            return args[0][args[1]]  # an element of *args or of a Python tuple
         if n.op == "call_module":
             first = n.target.split(".")[0]
             used_children.add(first)
@@ -516,15 +536,27 @@ class Body:
         if kind is not None:
             return self._call_layer(n, m, kind, attr, args, kwargs, val)
         rec = O.lookup("call_module", m)
+        if rec is not None and isinstance(m, _POOLS) and "." not in n.target and len(args) == 1 and not kwargs:
+            # a pooling layer stays a (parameterless) layer: the comparer sees its output
+            x = self.cl(args[0]) if self.rank(args[0]) >= 3 else args[0]
+            h = V("h", x.val, x.cl)
+            mark = len(self.code.call)
+            src, cl, _ = self._apply_expr(rec, [h], {}, val, module=m)
+            if len(self.code.call) == mark:
+                self.fn_plans.setdefault(n.target, f"Layer(lambda h: {src})")
+                self.code.helpers.add("Layer")
+                name = self.fresh(n.name)
+                self.emit(f"{name} = {attr}({self.r(x)})")
+                return V(name, val, cl)
+            del self.code.call[mark:]
         if rec is not None and isinstance(m, G.PARAMETERLESS):
             return self._apply(rec, n, args, kwargs, val, module=m)
         if isinstance(m, nn.Sequential):
             return self._call_sequential(n, m, attr, args, val)
-        if isinstance(m, (nn.ModuleList, nn.ModuleDict)) or n.target not in self.port.traced:
-            if any(True for _ in m.parameters()) or rec is None:
-                raise O.Unsupported(f"{type(m).__name__} is no layer kind (parity.porting.kinds) and was not traced")
-        child = self.port.code_of(n.target if not self.code.path else f"{self.code.path}.{n.target}",
-                                  tuple(isinstance(a, V) and a.cl for a in args))
+        full = n.target if not self.code.path else f"{self.code.path}.{n.target}"
+        if isinstance(m, (nn.ModuleList, nn.ModuleDict)) or full not in self.port.traced:
+            raise O.Unsupported(f"{type(m).__name__} is no layer kind (parity.porting.kinds) and was not traced")
+        child = self.port.code_of(full, tuple(isinstance(a, V) and a.cl for a in args))
         want = child.in_cl
         args = [self.cl(a) if (i < len(want) and want[i]) else self.cf(a) for i, a in enumerate(args)]
         kwargs = {k: self.cf(v) for k, v in kwargs.items()}
@@ -669,8 +701,8 @@ class Body:
             self._init_child(name, child, self.code.path + "." + name if self.code.path else name)
         for name, p in mod.named_parameters(recurse=False):
             shape = self.lit(repr(tuple(p.shape)), f"{name}_shape", in_call=False)
-            self.code.init.append(f"self.{name} = nnx.Param(jnp.zeros({shape}, dtype=jnp.float32))"
-                                  f"  # torch's values are loaded by name")
+            self.code.init.append("# a parameter of its own: torch's values are loaded by name")
+            self.code.init.append(f"self.{name} = nnx.Param(jnp.zeros({shape}, dtype=jnp.float32))")
         for name, b in mod.named_buffers(recurse=False):
             if b is None:
                 continue
@@ -680,8 +712,8 @@ class Body:
                 continue
             arr = b.detach().cpu().numpy()
             dt = _DTYPES.get(b.dtype, "jnp.float32")
-            self.code.init.append(f"self.{name} = nnx.Variable(jnp.asarray({arr.tolist()!r}, dtype={dt}))"
-                                  f"  # torch buffer (not a parameter)")
+            self.code.init.append("# a torch buffer (not a parameter): its values, written out")
+            self.code.init.append(f"self.{name} = nnx.Variable(jnp.asarray({arr.tolist()!r}, dtype={dt}))")
 
     def _init_child(self, name, child, full):
         attr = f"self.{name}"
@@ -696,6 +728,9 @@ class Body:
         for c in notes:
             self.code.init.append(f"# {c}")
         self.code.init.append(f"{attr} = {expr}")
+        for h in HELPERS:
+            if re.search(rf"\b{h}\b", expr):
+                self.code.helpers.add(h)
 
     def _child_expr(self, child, full, name):
         kind = None if isinstance(child, G.PARAMETERLESS) and not isinstance(child, nn.Dropout) else G.kind_of(child)
@@ -703,6 +738,8 @@ class Body:
             src, notes = _layer_source(child, kind)
             return self._slot_ctor(src, name), notes
         if isinstance(child, G.PARAMETERLESS):
+            if name in self.fn_plans:
+                return self.fn_plans[name], [f"torch {type(child).__name__}: a parameterless layer"]
             return None, []
         if isinstance(child, nn.Sequential):
             plan = self.seq_plans.get(name)
@@ -789,6 +826,11 @@ def _renumber(src: str, code: Code) -> str:
     mapping = {old: new for new, old in zip(sorted(ids), order)}
     del lo
     return re.sub("\x00(\\d+)\x00", lambda mm: f"\x00{mapping[int(mm.group(1))]}\x00", src)
+
+
+_getitem_fn = __import__("operator").getitem
+_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
+          nn.Upsample)
 
 
 def keyword(name: str) -> bool:
@@ -1022,7 +1064,7 @@ def _class_source(cname: str, group: list[Code], why: str | None):
     for p, k in params:
         if any(f"\x00{k}\x00" in ln for ln in rep.call):
             body_init.append(f"self.{p} = {p}")
-    body_init += [fill(ln, True) for ln in rep.init]
+    body_init += [_list_comprehension(fill(ln, True)) for ln in rep.init]
     if not body_init:
         body_init = ["del rngs  # no layers of its own"]
     lines += [f"        {ln}" for ln in body_init]
@@ -1033,6 +1075,25 @@ def _class_source(cname: str, group: list[Code], why: str | None):
     for ln in call:
         lines.append(f"        {ln}" if ln else "")
     return "\n".join(lines), params
+
+
+def _list_comprehension(line: str) -> str:
+    """`self.x = nnx.List([A(...), A(...)])` with equal elements → a list comprehension."""
+    if "nnx.List([" not in line:
+        return line
+    try:
+        tree = ast.parse(line)
+    except SyntaxError:
+        return line
+    stmt = tree.body[0]
+    val = getattr(stmt, "value", None)
+    if not (isinstance(val, ast.Call) and val.args and isinstance(val.args[0], ast.List)):
+        return line
+    elts = val.args[0].elts
+    if len(elts) < 2 or len({ast.dump(e) for e in elts}) != 1:
+        return line
+    target = ast.unparse(stmt.targets[0])
+    return f"{target} = nnx.List([{ast.unparse(elts[0])} for _ in range({len(elts)})])"
 
 
 def _definition_order(classes, root):
@@ -1057,7 +1118,7 @@ def _definition_order(classes, root):
 
 
 def file_source(bodies: str, helpers: set, uses_math: bool, doc_lines: list[str]) -> str:
-    helper_src = "\n\n".join(HELPERS[h].strip() for h in sorted(helpers))
+    helper_src = "\n\n\n".join(HELPERS[h].strip() for h in sorted(helpers))
     text = bodies + "\n" + helper_src
     imports = []
     if uses_math or re.search(r"\bmath\.", text):

@@ -53,7 +53,8 @@ def source_of(cls) -> str:
 def where_of(node: fx.Node, fallback: str) -> str:
     """'file:line' of the torch code that made `node` (the last frame of its stack trace)."""
     st = node.stack_trace or ""
-    found = re.findall(r'File "([^"]+)", line (\d+)', st)
+    found = [f for f in re.findall(r'File "([^"]+)", line (\d+)', st)
+             if "/torch/" not in f[0] and "/parity/port/" not in f[0]]
     if found:
         from parity.porting.trace import rel
         path, line = found[-1]
