@@ -100,8 +100,9 @@ class V:
     """A value of the traced forward: its source expression, its torch value, and whether it is a
     torch (N, C, *spatial) tensor held channels-last."""
 
-    def __init__(self, src, val, cl=False, shape_of=None):
+    def __init__(self, src, val, cl=False, shape_of=None, hwc=None):
         self.src, self.val, self.cl, self.shape_of = src, val, cl, shape_of
+        self.hwc = hwc  # (C, H, W): a channels-last map flattened in (H, W, C) order (cl is True then)
 
 
 def _atomic(src: str) -> bool:
@@ -158,6 +159,8 @@ class Code:
     tracer: str = "fx"
     specialised: list = field(default_factory=list)
     uses_math: bool = False
+    has_linear: bool = False
+    last_map_c: object = None
 
     def template(self) -> str:
         return "\n".join(["|".join(self.signature)] + self.init + ["---"] + self.call)
@@ -193,6 +196,8 @@ class Body:
         self._cf_cache: dict = {}
         self._cl_cache: dict = {}
         self._names: set = set()
+        self._last_hwc = None
+        self.last_map_c = None  # channels of the last 4-D output of a torch layer call (no Linear since)
         self.out_cl = None
         self.seq_plans: dict = {}  # child name → list of element sources (nnx.Sequential)
         self.fn_plans: dict = {}  # child name → the Layer(...) holding a parameterless layer's function
@@ -262,6 +267,14 @@ class Body:
             return x
         if x.src in self._cf_cache:
             return self._cf_cache[x.src]
+        if x.hwc is not None:
+            c, h, w = x.hwc
+            name = self.fresh(f"{_base(x.src)}_chw")
+            self.emit(f"{name} = jnp.transpose({x.src}.reshape(-1, {h}, {w}, {c}), (0, 3, 1, 2)).reshape("
+                      f"{x.src}.shape[0], -1)", "(H, W, C) flattening → torch's (C, H, W) order")
+            out = V(name, x.val, False)
+            self._cf_cache[x.src] = out
+            return out
         r = self.rank(x)
         name = self.fresh(f"{_base(x.src)}_nchw" if r == 4 else f"{_base(x.src)}_cf")
         self.emit(f"{name} = jnp.transpose({x.src}, {_perm_to_cf(r)})",
@@ -415,6 +428,8 @@ class Body:
             except Exception as e:  # noqa: BLE001 — any failure of one op is a problem of the port
                 env[n] = self._failed(n, f"{type(e).__name__}: {e}")
         self._fold_loops()
+        self.code.last_map_c = self.last_map_c
+        self.code.has_linear = any(isinstance(m, nn.Linear) for m in self.t.module.modules())
         self._write_init(used_children)
 
     def _failed(self, n, why):
@@ -468,18 +483,25 @@ class Body:
         return self._apply(rec, n, args, kwargs, val)
 
     def _apply(self, rec, n, args, kwargs, val, module=None):
+        self._last_hwc = None
         src, cl, shape_of = self._apply_expr(rec, args, kwargs, val, module)
+        hwc, self._last_hwc = self._last_hwc, None
         if rec.inline or (isinstance(val, (int, float, torch.Size)) and not isinstance(val, bool) and _cheap(src)):
             return V(src, val, False, shape_of=shape_of)
         name = self.fresh(n.name)
         self.emit(f"{name} = {src}")
-        return V(name, val, cl)
+        return V(name, val, cl, hwc=hwc)
 
     def _apply_expr(self, rec, args, kwargs, val, module=None):
         """(source expression, channels-last?, the tensor a shape is of) of one op."""
+        flat = self._hwc_flatten(rec, args, val)
+        if flat is not None:
+            return flat
         self.module = module
         try:
             keep_cl = None
+            if rec.layout == "dim":
+                args = _map_values(args, lambda x: self.cf(x) if x.hwc is not None else x)
             if rec.layout == "cf":
                 args = _map_values(args, self.cf)
                 kwargs = _map_values(kwargs, self.cf)
@@ -494,6 +516,11 @@ class Body:
         finally:
             self.module = None
         cl = False
+        if isinstance(val, torch.Tensor) and val.dim() == 2 and rec.layout == "any" and keep_cl:
+            hw = {x.hwc for x in _flat_values((args, kwargs)) if isinstance(x.val, torch.Tensor) and x.cl}
+            if len(hw) == 1 and None not in hw:
+                self._last_hwc = next(iter(hw))
+                return src, True, None  # elementwise on an (H, W, C)-flattened vector: stays so
         if isinstance(val, torch.Tensor) and val.dim() >= 3:
             ins = [x for x in _flat_values((args, kwargs)) if isinstance(x.val, torch.Tensor)]
             if rec.layout == "any":
@@ -502,6 +529,24 @@ class Body:
                 cl = _dim_out_cl(self, rec, ins, val, src)
         shape_of = args[0] if isinstance(val, torch.Size) and args and isinstance(args[0], V) else None
         return src, cl, shape_of
+
+    def _hwc_flatten(self, rec, args, val):
+        """A channels-last map (N, H, W, C) flattened into the vector a Linear reads: flattened in
+        Flax's (H, W, C) order; the comparer and `pair_models(...).load_flax` permute that Linear's
+        rows (docs/traps.md, trap 4). Elsewhere the vector goes back to torch's order."""
+        if rec.name not in ("flatten", "view") or not args or not isinstance(args[0], V):
+            return None
+        x = args[0]
+        if not (x.hwc is None and self.rank(x) == 4 and isinstance(val, torch.Tensor) and val.dim() == 2):
+            return None
+        n, c, h, w = x.val.shape
+        if val.shape[1] != c * h * w or h * w == 1 or self.last_map_c != c:
+            return None  # not what the comparer reads as a flattened map (parity/porting/pairing.py)
+        x = self.cl(x)
+        self._last_hwc = (c, h, w)
+        self.comment("flattened channels-last, in (H, W, C) order: the Linear reading it gets its rows permuted "
+                     "when torch's weights are loaded (docs/traps.md, trap 4)")
+        return f"{self.r(x, paren=True)}.reshape({self.r(x, paren=True)}.shape[0], -1)", True, None
 
     def _get_attr(self, n, val):
         target = n.target
@@ -523,6 +568,20 @@ class Body:
         return out
 
     def _call_module(self, n, m, args, kwargs):
+        out = self._call_module_(n, m, args, kwargs)
+        val = n.meta.get("val")
+        if isinstance(m, nn.Linear):
+            self.last_map_c = None
+        elif isinstance(val, torch.Tensor) and val.dim() == 4 and (G.kind_of(m) is not None or isinstance(
+                m, G.PARAMETERLESS)):
+            self.last_map_c = val.shape[1]
+        elif n.target.replace(".", "") and (self.code.path + "." + n.target).strip(".") in self.port.codes:
+            child = self.port.codes[(self.code.path + "." + n.target).strip(".")]
+            if child.last_map_c is not None or child.has_linear:
+                self.last_map_c = child.last_map_c
+        return out
+
+    def _call_module_(self, n, m, args, kwargs):
         val = n.meta.get("val")
         attr = self._attr(n.target)
         kind = G.kind_of(m)
@@ -532,7 +591,7 @@ class Body:
             x = args[0]
             name = self.fresh(n.name)
             self.emit(f"{name} = {attr}({self.r(x)})")
-            return V(name, val, x.cl if isinstance(x, V) else False)
+            return V(name, val, x.cl if isinstance(x, V) else False, hwc=getattr(x, "hwc", None))
         if kind is not None:
             return self._call_layer(n, m, kind, attr, args, kwargs, val)
         rec = O.lookup("call_module", m)
@@ -556,6 +615,7 @@ class Body:
         full = n.target if not self.code.path else f"{self.code.path}.{n.target}"
         if isinstance(m, (nn.ModuleList, nn.ModuleDict)) or full not in self.port.traced:
             raise O.Unsupported(f"{type(m).__name__} is no layer kind (parity.porting.kinds) and was not traced")
+        args = [self.cf(a) if isinstance(a, V) and a.hwc is not None else a for a in args]
         child = self.port.code_of(full, tuple(isinstance(a, V) and a.cl for a in args))
         want = child.in_cl
         args = [self.cl(a) if (i < len(want) and want[i]) else self.cf(a) for i, a in enumerate(args)]
@@ -602,7 +662,7 @@ class Body:
             raise O.Unsupported(f"{type(m).__name__} called with more than its input")
         if kind.channels_last:
             x = self.cl(x)
-        else:
+        elif not (kind.name == "linear" and isinstance(x, V) and x.hwc is not None):
             x = self.cf(x)
         self.emit(f"{name} = {attr}({self.r(x)})")
         return V(name, val, bool(kind.channels_last) and isinstance(val, torch.Tensor) and val.dim() >= 3)
@@ -1120,17 +1180,17 @@ def _definition_order(classes, root):
 def file_source(bodies: str, helpers: set, uses_math: bool, doc_lines: list[str]) -> str:
     helper_src = "\n\n\n".join(HELPERS[h].strip() for h in sorted(helpers))
     text = bodies + "\n" + helper_src
-    imports = []
-    if uses_math or re.search(r"\bmath\.", text):
-        imports.append("import math")
-    imports.append("")
+    third = []
     if re.search(r"\bjax\.", text):
-        imports.append("import jax")
+        third.append("import jax")
     if re.search(r"\bjnp\.", text):
-        imports.append("import jax.numpy as jnp")
-    imports.append("from flax import nnx")
+        third.append("import jax.numpy as jnp")
+    third.append("from flax import nnx")
+    imports = "\n".join(third)
+    if uses_math or re.search(r"\bmath\.", text):
+        imports = "import math\n\n" + imports
     doc = '"""' + "\n".join(doc_lines).replace('"""', "'''") + '\n"""'
-    parts = [doc, "\n".join(imports).strip("\n").replace("import math\n", "import math\n\n", 1)]
+    parts = [doc, imports]
     if helper_src:
         parts.append(helper_src)
     parts.append(bodies)

@@ -84,6 +84,8 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
     if spec:
         doc.append("Python values the trace fixed to the example's: " + "; ".join(spec[:4]))
     src = E.file_source(bodies, helpers, uses_math, doc)
+    if problems:  # the code after a NotImplementedError is never reached: values it would read look unused
+        src = src.replace('"""\n', '"""\n\n# ruff: noqa: F841\n', 1) if src.startswith('"""') else src
     src = E.format_source(src)
     ast.parse(src)
     return GeneratedPort(source=src, root_class=root, classes=classes, build=f"{root}(rngs=nnx.Rngs(0))",
