@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from parity import precision
-from parity.porting import core, trace
+from parity.porting import core
+from parity.porting.conversion import check_flatten
 from parity.porting.pairing import Pairing, PortingError, build
+from parity.porting.prepare import prepare
+from parity.porting.torch_passes import torch_pass
 
 
 def assert_models_close(torch_model, flax_model, inputs, **kwargs):
@@ -37,16 +40,16 @@ def pair_models(torch_model, flax_model, inputs, *, layout: str = "nhwc", weight
     dtype = str(ref.dtype).removeprefix("torch.") if ref is not None and ref.is_floating_point() else "float32"
     if dtype not in precision.DTYPES:
         raise PortingError(f"the torch model's parameters are {dtype}; pairing works in float32 or float64")
-    notes: list = []
-    t, f, tl, fl, np_in, t_kw, runner, _, _ = core._prepare(
-        torch_model, flax_model, inputs, dtype, "cpu", "strict", layout, False, torch_kwargs, flax_kwargs, 0, notes)
-    with trace.patched({type(lf.module) for lf in fl.values()}):
-        d_t, _ = core.torch_pass(t, tl, np_in, t_kw)
-        d_f, _, _, _ = runner.run(None, abstract=True)
-        pairing = build(t, f, tl, fl, d_t, d_f, mapping=weights, layout=layout)
-        if any(p.flatten_candidate for p in pairing.pairs):  # confirm the flatten order in the Flax model's data
-            f_calls, _, _, _ = runner.run(pairing)
-            core._check_flatten(pairing, f_calls, t, f, "torch->flax", None, layout)
+    p = prepare(torch_model, flax_model, inputs, dtype=dtype, device="cpu", mode="strict", layout=layout, train=False,
+                torch_kwargs=torch_kwargs, flax_kwargs=flax_kwargs, seed=0, notes=[])
+    with p.patched():
+        d_t, _ = torch_pass(p.torch_model, p.torch_leaves, p.inputs, p.torch_kwargs)
+        d_f, _, _, _ = p.runner.run(None, abstract=True)
+        pairing = build(p.torch_model, p.flax_model, p.torch_leaves, p.flax_leaves, d_t, d_f, mapping=weights,
+                        layout=layout)
+        if any(q.flatten_candidate for q in pairing.pairs):  # confirm the flatten order in the Flax model's data
+            f_calls, _, _, _ = p.runner.run(pairing)
+            check_flatten(p, pairing, f_calls, "torch->flax", None)
     return pairing
 
 
