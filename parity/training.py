@@ -9,7 +9,8 @@ When both frameworks train, a third side runs too: a JAX trainer restarted from 
 weights and optimiser state every `SEGMENT_STEPS` steps (teacher forcing). Its losses, compared with
 torch's over the same steps, give the curve verdict of `parity.curves` (why: that module's
 docstring). The free-running JAX side is what the plots, checkpoints and timings show.
-The `parity train` command around all this is in parity/commands/train.py.
+The `parity train` run around all this (its files and verdicts) is parity/train_run.py; the command
+that prints it is parity/commands/train.py.
 """
 from __future__ import annotations
 

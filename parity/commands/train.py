@@ -3,6 +3,8 @@
 Prints per-epoch metrics, writes TensorBoard event files for both frameworks, a PNG of both loss
 curves and their difference, checkpoints in each framework's own format (cross-loaded into the
 other framework), and summary.json; the verdict compares the curves and the test accuracies.
+This file parses the flags and prints; the run itself, its files and its verdicts are
+parity/train_run.py's.
 """
 from __future__ import annotations
 
@@ -12,18 +14,13 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.table import Table
 
 from parity import names, train_config
 from parity.commands.common import check_device
-from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, print_error, progress, write_bytes_atomic
-from parity.console import writable_dir, write_json_atomic
-
-if TYPE_CHECKING:
-    from parity import training
+from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, print_error, progress, writable_dir
 
 _HELP = {
     "model": "the model", "optimizer": "the optimiser", "epochs": "passes over the training set",
@@ -75,43 +72,6 @@ def _run_folder(log_dir: Path, name: str) -> Path:
     return folder
 
 
-def _plot(run: training.Run, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    both = set(run.losses) == set(train_config.FRAMEWORKS)
-    fig, axes = plt.subplots(1, 2 if both else 1, figsize=(11 if both else 6, 4), squeeze=False)
-    ax = axes[0, 0]
-    for fw, style in (("jax", "-"), ("torch", "--")):
-        if fw in run.losses:
-            ax.plot(np.arange(1, len(run.losses[fw]) + 1), run.losses[fw], style, label=fw)
-    ax.set(xlabel="step", ylabel="training loss", title=f"{run.config.model} + {run.config.optimizer}, "
-                                                        f"{run.config.dtype}")
-    ax.legend()
-    if both:
-        a, b = run.losses["jax"].astype(np.float64), run.losses["torch"].astype(np.float64)
-        d, steps = np.abs(a - b), np.arange(1, len(a) + 1)
-        ax2 = axes[0, 1]
-        ax2.semilogy(steps[d > 0], d[d > 0], ".", label="|jax − torch|")
-        ax2.set(xlabel="step", ylabel="absolute difference",
-                title=f"per-step loss difference ({int(np.sum(d == 0))} of {len(d)} steps equal)")
-        ax2.legend()
-    fig.tight_layout()
-    write_bytes_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
-
-
-def _write_events(run: training.Run, folder: Path) -> None:
-    from torch.utils.tensorboard import SummaryWriter  # writes plain TensorBoard event files
-    for fw in run.losses:
-        with SummaryWriter(log_dir=str(folder / fw)) as w:
-            for i, v in enumerate(run.losses[fw], 1):
-                w.add_scalar("loss/train_step", float(v), i)
-            for rec in run.epochs:
-                for k, v in rec[fw].items():
-                    w.add_scalar(f"epoch/{k}", v, rec["epoch"])
-
-
 def _validate(args):
     """The resolved config, the data and the run folder; UsageError for anything wrong, before training."""
     from parity import data, training  # JAX and torch: once a run starts, not for --help
@@ -149,21 +109,6 @@ def _validate_data_parallel(args, cfg) -> None:
         raise UsageError(f"--dp-timeout must be a number of seconds > 0, got {timeout}")
 
 
-def _write_incomplete(cfg: train_config.Config, finished: list, folder: Path) -> str:
-    """On Ctrl-C: summary.json with the finished (single-device) epochs' records and per-step losses,
-    marked incomplete (no checkpoints, events or data-parallel results: the run stopped mid-way);
-    the line saying so."""
-    if not finished:
-        return "no epoch had finished; nothing written"
-    folder.mkdir(parents=True, exist_ok=True)
-    summary = {"complete": False, "config": dataclasses.asdict(cfg), "epochs": [rec for rec, _ in finished],
-               "step_losses": {fw: np.concatenate([losses[fw] for _, losses in finished]).tolist()
-                               for fw in cfg.frameworks}}
-    write_json_atomic(summary, folder / "summary.json")
-    n = len(finished)
-    return f"wrote the {n} finished epoch{'s' if n != 1 else ''} to {folder / 'summary.json'} (marked incomplete)"
-
-
 def run(args, out, err) -> int:
     interrupts = args.interrupts  # Ctrl-C and SIGTERM (parity.cli.Interrupts)
     if getattr(args, "data_parallel", None) is None:
@@ -192,83 +137,54 @@ def run(args, out, err) -> int:
 def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None, timeout: float | None = None,
          check=None, hold=None):
     """Train and write into `folder` (the run folder, or its staging folder, whose final name is
-    `shown`); the exit code, or None when a data-parallel worker failed (reported on `err`).
-    `check()` runs at every step and after every epoch (it raises KeyboardInterrupt to stop); `hold()`
-    when a KeyboardInterrupt has come (further signals then wait until the run has ended)."""
+    `shown`) by parity/train_run.py, and print what it returns; the exit code, or None when a
+    data-parallel worker failed (reported on `err`). `check()` runs at every step and after every
+    epoch (it raises KeyboardInterrupt to stop); `hold()` when a KeyboardInterrupt has come (further
+    signals then wait until the run has ended)."""
     check, hold = check or (lambda: None), hold or (lambda: None)
-    from parity import training
-    from parity.checkpoints import cross_load
+    from parity import train_run
     steps = cfg.epochs * (len(ds.x_train) // cfg.batch_size) * len(cfg.frameworks)
-    metric = "test_loss" if cfg.model == "linear_regression" else "test_accuracy"
+    metric = train_run.metric_of(cfg)
     out.print(f"training {cfg.model} with {cfg.optimizer} (lr {cfg.lr:g}, batch {cfg.batch_size}, "
               f"{cfg.dtype}) on {esc(cfg.data)}: {len(ds.x_train)} train / {len(ds.x_test)} test examples, "
               f"input {ds.x_train.shape[1:]}, {cfg.epochs} epochs, framework {cfg.framework}", highlight=False)
     with progress(err) as prog:
-        task = prog.add_task("training", total=steps)
+        task, dp_tasks = prog.add_task("training", total=steps), {}
+
+        def on_step():
+            prog.advance(task)
+            check()
 
         def on_epoch(rec, _):
             parts = [f"{fw} train loss {rec[fw]['train_loss']:.4f} {metric.replace('_', ' ')} {rec[fw][metric]:.4f}"
                      for fw in cfg.frameworks]
             out.print(f"epoch {rec['epoch']:3d}: " + " | ".join(parts), highlight=False)
+            check()
 
-        if world is None:
-            finished = []  # (record, per-step losses) of every finished epoch: kept on Ctrl-C
+        def on_progress(fw, what, step, total):
+            check()
+            if fw not in dp_tasks:
+                dp_tasks[fw] = prog.add_task(f"{fw} data-parallel", total=total)
+            prog.update(dp_tasks[fw], completed=min(step, total), total=total, description=f"{fw} data-parallel: {what}")
 
-            def on_step():
-                prog.advance(task)
-                check()
+        def on_interrupt():
+            hold()  # the run is ending: a second signal must not cut the writing short
+            prog.stop()
+        try:
+            result = train_run.run(cfg, ds, folder, shown, world=world, timeout=timeout, on_step=on_step,
+                                   on_epoch=on_epoch, on_progress=on_progress, on_interrupt=on_interrupt)
+        except train_run.DistributedError as e:
+            prog.stop()
+            print_error(err, f"data-parallel training failed: {e}")
+            return None
+    _print_result(result, cfg, shown, out)
+    return EXIT_OK if result.ok else EXIT_FAIL
 
-            def on_epoch_kept(rec, losses):
-                finished.append((rec, losses))
-                on_epoch(rec, losses)
-                check()
-            try:
-                run_ = training.train(cfg, ds, on_step=on_step, on_epoch=on_epoch_kept)
-            except KeyboardInterrupt:
-                hold()  # the run is ending: a second signal must not cut the writing short
-                prog.stop()
-                raise KeyboardInterrupt(_write_incomplete(cfg, finished, folder)) from None
-        else:
-            from parity.distributed import compare, launch
-            dp_tasks = {}
 
-            def on_progress(fw, what, step, total):
-                check()
-                if fw not in dp_tasks:
-                    dp_tasks[fw] = prog.add_task(f"{fw} data-parallel", total=total)
-                prog.update(dp_tasks[fw], completed=min(step, total), total=total,
-                            description=f"{fw} data-parallel: {what}")
-            def on_single_step():
-                check()
-                prog.advance(task)
-
-            finished = []  # the single-device run's finished epochs: kept on Ctrl-C
-
-            def on_single_epoch(rec, losses):
-                finished.append((rec, losses))
-                check()
-                on_epoch(rec, losses)
-            try:
-                dp = compare.train_data_parallel(cfg, world, ds, on_single_step=on_single_step,
-                                                 on_single_epoch=on_single_epoch, on_progress=on_progress,
-                                                 timeout=launch.TIMEOUT if timeout is None else timeout)
-            except KeyboardInterrupt:  # the single-device epochs go to the final folder, nothing else
-                hold()
-                prog.stop()
-                raise KeyboardInterrupt(_write_incomplete(cfg, finished, shown)) from None
-            except launch.DistributedError as e:
-                prog.stop()
-                print_error(err, f"data-parallel training failed: {e}")
-                return None
-            run_ = dp.single
-    _write_events(run_, folder)
-    _plot(run_, folder / "loss.png")
-    loaded = cross_load(run_, ds, folder)
-    summary = {"complete": True, "config": dataclasses.asdict(cfg), "model_kwargs": run_.model_kwargs,
-               "steps": len(next(iter(run_.losses.values()))), "epochs": run_.epochs,
-               "train_seconds_after_first_step": run_.seconds,
-               "first_step_seconds_with_compile": run_.first_step_seconds, "cross_load": loaded}
-    ok = True
+def _print_result(result, cfg, shown: Path, out) -> None:
+    """The final epoch's table, the verdicts, the cross-loads, the data-parallel comparison and what
+    was written."""
+    run_, metric = result.run, result.metric
     table = Table(title=f"{esc(shown.name)}: final epoch", header_style="bold")
     for col in ("framework", "train loss", metric.replace("_", " "), "first step s (compile)", "other steps s"):
         table.add_column(col, justify="left" if col == "framework" else "right")
@@ -277,52 +193,30 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
         table.add_row(fw, f"{rec['train_loss']:.6f}", f"{rec[metric]:.4f}",
                       f"{run_.first_step_seconds[fw]:.2f}", f"{run_.seconds[fw]:.2f}")
     out.print(table)
-    if cfg.model == "linear_regression":
-        for fw in run_.trainers:
-            w, b = training.linreg_weights(run_.trainers[fw].model)
-            out.print(f"{fw}: w = {np.round(w.ravel(), 4).tolist()}, b = {np.round(b, 4).tolist()} "
-                      f"(true w = [2, -3.4], b = 4.2)", highlight=False)
-    if cfg.framework == "both":
-        verdicts = {"loss_curve": run_.curve_verdict()}
-        if metric == "test_accuracy":
-            verdicts["test_accuracy"] = run_.accuracy_verdict()
-        for key, v in verdicts.items():
-            summary[key] = v.to_dict()
-            out.print(f"{key.replace('_', ' ')}: {'[green]AGREE[/]' if v.ok else '[red]DIFFER[/]'} — {esc(v.summary())}",
-                      highlight=False)
-            ok &= v.ok
-    for k, rec in loaded.items():
+    for fw, (w, b) in result.linreg.items():
+        out.print(f"{fw}: w = {np.round(w.ravel(), 4).tolist()}, b = {np.round(b, 4).tolist()} "
+                  f"(true w = [2, -3.4], b = 4.2)", highlight=False)
+    for key, v in result.verdicts.items():
+        out.print(f"{key.replace('_', ' ')}: {'[green]AGREE[/]' if v.ok else '[red]DIFFER[/]'} — {esc(v.summary())}",
+                  highlight=False)
+    for k, rec in result.cross_load.items():
         line = f"cross-load {k}: max output difference {rec['max_abs_output_diff']:.3g}"
         if "test_accuracy_src" in rec:
             line += f", test accuracy {rec['test_accuracy_src']:.4f} -> {rec['test_accuracy_dst']:.4f}"
-            ok &= rec["test_accuracy_src"] == rec["test_accuracy_dst"]
         out.print(line, highlight=False)
     dp_dirs = ""
-    if world is not None:
-        ok &= _report_data_parallel(dp, folder, summary, out)
-        for rec in loaded.values():  # the checkpoints' final place
-            rec["checkpoint"] = str(shown / Path(rec["checkpoint"]).relative_to(folder))
-        dp_dirs = ",".join(_dp_dir(fw, world) for fw in sorted(dp.losses))
-        dp_dirs = f", {esc(shown)}/{{{dp_dirs}}} (data-parallel events, checkpoints)"
-    write_json_atomic(summary, folder / "summary.json")
+    if result.data_parallel is not None:
+        _print_data_parallel(result.data_parallel, result.dp_differences, out)
+        dp_dirs = f", {esc(shown)}/{{{','.join(result.dp_folders)}}} (data-parallel events, checkpoints)"
     out.print(f"wrote {esc(shown)}/{{jax,torch}} (TensorBoard events, checkpoints){dp_dirs}, {esc(shown)}/loss.png, "
               f"{esc(shown)}/summary.json", highlight=False)
-    return EXIT_OK if ok else EXIT_FAIL
 
 
 # ---------------------------------------------------------------- --data-parallel N
-def _dp_dir(fw: str, world: int) -> str:
-    return f"torch-ddp{world}" if fw == "torch" else f"jax-dp{world}"
-
-
-def _report_data_parallel(dp, folder: Path, summary: dict, out) -> bool:
-    """Per-epoch agreement of the per-step losses, the three verdicts, the data-parallel runs'
-    TensorBoard events and checkpoints, and their part of summary.json; True when all agree."""
-    from parity import training
-    from parity.checkpoints import save_checkpoint
+def _print_data_parallel(dp, diffs: dict, out) -> None:
+    """Per-epoch agreement of the per-step losses and the three verdicts."""
     cfg, world = dp.config, dp.world
     spe = len(dp.single.losses[cfg.frameworks[0]]) // cfg.epochs
-    diffs = dp.free_differences()
     table = Table(title=f"data-parallel ({world} ranks/devices) vs single device: per-step training losses, "
                         f"free running", header_style="bold")
     table.add_column("epoch", justify="right")
@@ -336,28 +230,8 @@ def _report_data_parallel(dp, folder: Path, summary: dict, out) -> bool:
                       *[f"{d[sl].max(initial=0.0):.3g}" for d in diffs.values()])
     table.add_row("all", *["" for _ in dp.losses], *[f"{d.max(initial=0.0):.3g}" for d in diffs.values()])
     out.print(table)
-    ok = True
     for name, c in dp.comparisons.items():
         line = f"data-parallel {name}: {'[green]AGREE[/]' if c.ok else '[red]DIFFER[/]'} — {esc(c.verdict.summary())}"
         if c.accuracy is not None:
             line += f"; {c.accuracy.flips} of {c.accuracy.examples} test predictions differ"
         out.print(line, highlight=False)
-        ok &= c.ok
-    from torch.utils.tensorboard import SummaryWriter
-    for fw, losses in dp.losses.items():
-        sub = folder / _dp_dir(fw, world)
-        with SummaryWriter(log_dir=str(sub)) as w:
-            for i, v in enumerate(losses, 1):
-                w.add_scalar("loss/train_step", float(v), i)
-            for name, d in diffs.items():
-                if name.startswith(fw) or name.startswith("ddp"):
-                    for i, v in enumerate(d, 1):
-                        w.add_scalar(f"agreement/{re.sub('[^a-z]+', '_', name).strip('_')}", float(v), i)
-            for rec in dp.epochs[fw]:
-                for k, v in rec.items():
-                    if k != "epoch":
-                        w.add_scalar(f"epoch/{k}", v, rec["epoch"])
-        model = training.build(cfg.model, dp.model_kwargs, fw, cfg.dtype, dp.final_weights[fw])
-        save_checkpoint(model, sub / ("model.pt" if fw == "torch" else "model.msgpack"))
-    summary["data_parallel"] = dp.to_dict()
-    return ok
