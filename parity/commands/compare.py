@@ -41,7 +41,6 @@ import gc
 import json
 import math
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -403,7 +402,7 @@ def run(args, out, err) -> int:
 
     gc_pause = _Collections()  # off while the frameworks and the model files are imported
     try:
-        from parity.porting import PortingError, compare, compare_training, kinds, load
+        from parity.porting import PortingError, compare, compare_training, load
         with _compilation_cache(cache_dir):
             notes: list[str] = []
             try:
@@ -413,9 +412,8 @@ def run(args, out, err) -> int:
                                      abstract=args.weights == "torch->flax")
             except PortingError as e:
                 raise UsageError(cli_spelling(str(e))) from None
-            registry = dict(kinds._KINDS)  # as it was: the kinds files' registrations end with the run
-            try:
-                notes += _load_kinds(kinds_files, load, kinds, PortingError)
+            with load.kinds_scope():  # the kinds files' registrations end with the run
+                notes += _load_kinds(kinds_files, load, PortingError)
                 gc_pause.resume()
                 if args.steps:
                     _check_trainable(t_model, f_model, args)
@@ -427,9 +425,6 @@ def run(args, out, err) -> int:
                 with _user_errors(kinds_files), _torch_threads(shapes, t_model):
                     return _compare_all(args, out, err, shapes, dtypes, t_model, f_model, t_call, f_call, mapping,
                                         notes, json_path, load, compare, compare_training, PortingError)
-            finally:
-                kinds._KINDS.clear()
-                kinds._KINDS.update(registry)
     finally:
         gc_pause.resume()
 
@@ -473,20 +468,17 @@ def _torch_threads(shapes, t_model):
             torch.set_num_threads(threads)
 
 
-def _load_kinds(files: list[str], load, kinds, PortingError) -> list[str]:
+def _load_kinds(files: list[str], load, PortingError) -> list[str]:
     """Import each --kinds file afresh (its register_kind calls run in this run); one note per file
     naming the kinds it registered. A file that registers none is bad input, unless a model file had
     imported it already (its kinds were registered then)."""
     notes = []
     for path in files:
-        before = dict(kinds._KINDS)
-        already = sys.modules.get(Path(path).stem)
         try:
-            module = load.load_module(path, what="kinds file", fresh=True)
+            new, already = load.load_kinds_file(path)
         except PortingError as e:
             raise UsageError(f"--kinds {e}") from None
-        new = [k for k in kinds.all_kinds() if before.get(k.name) is not k]
-        if not new and module is not already:
+        if not new and not already:
             raise UsageError(f"--kinds {path}: registered no kind; call parity.porting.register_kind(Kind(...)) in "
                              f"it (README.md, \"Layer kinds\")")
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from flax import nnx
 
+from parity.porting import kinds
 from parity.porting.pairing import PortingError
 
 _MODULES: dict[str, object] = {}
@@ -312,3 +313,29 @@ def rel_target(target: str) -> str:
         return f"{os.path.relpath(path)}:{name}"
     except ValueError:
         return target
+
+
+# ---------------------------------------------------------------- kinds files (`--kinds FILE.py`)
+@contextlib.contextmanager
+def kinds_scope():
+    """The layer-kind registry as it was before the block, restored when it ends (the kinds a kinds
+    file registers last for one run), in its order: later records are asked first."""
+    before = kinds.all_kinds()
+    try:
+        yield
+    finally:
+        if [id(k) for k in kinds.all_kinds()] != [id(k) for k in before]:
+            for k in kinds.all_kinds():
+                kinds.unregister(k.name)
+            for k in before:
+                kinds.register(k, replace=True)
+
+
+def load_kinds_file(path: str) -> tuple[list, bool]:
+    """Import a kinds file afresh (its register_kind calls run again): the kinds it registered that
+    were not registered before, and whether a model file had imported it already (so that its
+    kinds were registered then). PortingError if importing it fails."""
+    before = {k.name: k for k in kinds.all_kinds()}
+    already = sys.modules.get(Path(path).stem)
+    module = load_module(path, what="kinds file", fresh=True)
+    return [k for k in kinds.all_kinds() if before.get(k.name) is not k], module is already
