@@ -562,9 +562,12 @@ class Body:
 
     # ------------------------------------------------------------ sub-modules
     def _attr(self, target: str) -> str:
-        out = "self"
+        out, node = "self", self.t.module
         for step in target.split("."):
+            if isinstance(node, nn.Sequential):
+                out += ".layers"  # nnx.Sequential holds its elements in `layers`
             out += f"[{step}]" if step.isdigit() else f".{step}"
+            node = getattr(node, step) if not step.isdigit() else node[int(step)]
         return out
 
     def _call_module(self, n, m, args, kwargs):
@@ -838,6 +841,8 @@ class Body:
         return None, []
 
     def _child_ref(self, full):
+        if full not in self.port.codes:  # built but never called here: written with torch's layout
+            self.port.code_of(full, ())
         self.code.children.append(full)
         return f"\x01{len(self.code.children) - 1}\x01"
 
