@@ -4,7 +4,7 @@ torch's twin is NCHW with an OIHW weight (trap 3). Flax's `nnx.Conv` defaults to
 and reads 'SAME' differently for strided convolutions (traps 5, 6), so this layer computes its own
 explicit padding pairs by torch's rules and calls `lax.conv_general_dilated`, or, for a shallow
 kernel (an image's first layer: kh·kw·in_channels small), one matrix product over the kernel's
-windows (im2col), which XLA:CPU runs several times faster. The input must have the layer's dtype
+windows (im2col), which XLA:CPU runs faster (docs/measurements.md, "Conv2d"). The input must have the layer's dtype
 (torch refuses a mix); float16/bfloat16 accumulate in float32 and round once, bias included, as
 torch's kernels. A 3-D unbatched (H, W, C) input is taken as torch's twin takes (C, H, W), and an
 empty batch (N = 0) gives an empty result, as torch's.
@@ -24,11 +24,8 @@ from jax_impl.checks import check_input, check_x64
 
 # im2col when the contraction of each output (kh·kw·in_channels) is at most this deep: XLA:CPU's
 # convolution is slow for an image's few input channels, and a matrix product of such a shallow
-# depth reads the input kh·kw times at little cost. Forward + backward, float32, batch 64, 3×3,
-# padding 1, 32×32, im2col's time over conv_general_dilated's with the padding passed (2–4 runs on
-# a shared 2-core CPU, so wide ranges): 3→32 0.21–0.89, 1→32 0.58–0.88 (also 28×28 unpadded);
-# deeper it loses: 4→32 1.45–1.50, 8→32 2.4–3.0, 3→32 with a 5×5 kernel 2.3.
-# The intermediate is kh·kw times the input (a 3-channel 224×224 batch of 64: 350 MB in float32).
+# depth reads the input kh·kw times at little cost; deeper, im2col loses. The intermediate is kh·kw
+# times the input. The timings that set the threshold: docs/measurements.md, "Conv2d".
 IM2COL_MAX_DEPTH = 32
 
 

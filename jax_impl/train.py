@@ -7,12 +7,12 @@ statistics) comes back from it as the step's new `rest`. torch's twin mutates th
 Training and prediction differ only in static attributes (Dropout's `deterministic`, BatchNorm's
 `use_running_average`), so each mode has its own graph definition over the same state.
 
-Between steps the state is kept as its flat tuple of arrays: jit flattens a tuple of arrays in
-~3 µs, where flattening and rebuilding the nested `nnx.State` on every call cost 26 + 36 µs
-(measured on simple_net's Adam state on a loaded 2-core CPU; the step itself takes ~55 µs). `state`
+Between steps the state is kept as its flat tuple of arrays: jit flattens a tuple of arrays far
+faster than the nested `nnx.State` is flattened and rebuilt, which would cost about as much as the
+step itself (docs/measurements.md, "The JAX trainer", has the figures for this module). `state`
 rebuilds it on demand. An index row that is already an int32 device array goes straight in; a
-NumPy row is transferred first (measured 35-90 µs, load-dependent): put an epoch's rows on the
-device once and use `step_at`, or run the rows in one `lax.scan` with `epoch`.
+NumPy row is transferred first, which costs about a step: put an epoch's rows on the device once
+and use `step_at`, or run the rows in one `lax.scan` with `epoch`.
 """
 import jax
 import jax.numpy as jnp
@@ -118,7 +118,7 @@ class Trainer:
 
     def _position(self, i):
         """Row number i as a device scalar, made once per trainer: a Python int would be
-        transferred on every call (measured ~2.5 µs, 4 % of simple_net's step)."""
+        transferred on every call (a few per cent of simple_net's step)."""
         if isinstance(i, jax.Array):
             return i
         at = self._positions.get(i)
@@ -129,13 +129,12 @@ class Trainer:
     def epoch(self, x, y, rows):
         """One update per row of `rows` (k, batch): the batches x[row], y[row] in order, as k calls
         of `step` would make them, in one `lax.scan` (compiled once per k); returns the k losses
-        (measured on simple_net's Adam step at batch 64: about half the time of k `step` calls).
+        (faster than k `step` calls for simple_net).
         A row whose first index is negative is skipped (its loss is nan): pad runs of rows of
         different lengths to one k, and one compiled scan serves them all.
 
-        XLA:CPU runs convolutions inside a loop many times slower than outside one (measured 14×
-        on small_cnn's Adam step, MNIST-sized batch of 64), so on the CPU a convolutional model is
-        better trained by `step_at`.
+        XLA:CPU runs convolutions inside a loop many times slower than outside one (small_cnn's Adam
+        step), so on the CPU a convolutional model is better trained by `step_at`.
         """
         rows = _indices(rows)
         if self._step is not self._flat_step:  # a replaced step runs one call per row
@@ -161,5 +160,5 @@ class Trainer:
 
 def _indices(idx):
     """Index arrays as int32 device arrays (one dtype, so one compiled step); a device int32 array
-    as it is (converting NumPy costs a transfer: 35-90 µs per row on the CPU)."""
+    as it is (converting NumPy costs a transfer per row)."""
     return idx if isinstance(idx, jax.Array) and idx.dtype == jnp.int32 else jnp.asarray(idx, jnp.int32)

@@ -11,7 +11,7 @@ import numpy as np
 
 from parity import precision, report, runner
 from parity.registry import Concept
-from parity.tolerances import lookup
+from parity.concept import np_dtype
 
 
 def _side(framework: str, concept: Concept, s, device: str, cts):
@@ -25,11 +25,12 @@ def _side(framework: str, concept: Concept, s, device: str, cts):
 def _self_compare(concept: Concept, dtype: str, framework: str, dev_a: str, dev_b: str,
                   mode: str, bitwise: bool) -> dict:
     """Run one framework's side twice (on dev_a, then dev_b) and compare every tensor."""
-    tol = lookup(dtype, "cuda" if "cuda" in (dev_a, dev_b) else "cpu", mode)
+    tol, _ = runner.run_tolerance(dtype, "cuda" if "cuda" in (dev_a, dev_b) else "cpu", mode)
     worst, max_abs, ok, error = "", 0.0, True, ""
     try:
+        concept = concept.at(dtype)
         with precision.policy(mode):
-            samples = concept.samples(np.random.default_rng(runner.SEED), np.dtype(dtype))
+            samples = concept.samples(np.random.default_rng(runner.SEED), np_dtype(dtype))
             for i, s in enumerate(samples):
                 _, _, cts = runner.run_torch(concept, s, "cpu", ct_seed=runner.SEED + i)
                 a = _side(framework, concept, s, dev_a, cts)
@@ -58,13 +59,14 @@ def _self_compare(concept: Concept, dtype: str, framework: str, dev_a: str, dev_
 
 def run_audit(concepts: list[Concept], device: str = "cuda", dtypes=precision.DTYPES,
               modes=precision.MODES, progress=None) -> dict:
-    """Parity per mode and dtype, cross-device agreement (cuda vs cpu), bitwise determinism."""
+    """Parity per mode and dtype (each of `dtypes` a concept declares), cross-device agreement (cuda vs
+    cpu), bitwise determinism."""
     t0 = time.perf_counter()
     out = {"environment": report.environment(), "device": device,
            "deterministic_switches": precision.deterministic_enabled(), "parity": [],
            "cross_device": [], "determinism": []}
     for c in concepts:
-        for dt in dtypes:
+        for dt in (d for d in dtypes if d in c.dtypes):
             for m in modes:
                 out["parity"].append(runner.run_concept(c, dt, device, m).to_dict())
             for fw in ("jax", "torch"):

@@ -1,19 +1,31 @@
 """What a concept is: plain data plus two implementations (like torch's OpInfo entries).
 
 A concept names its JAX and PyTorch adapters, a seeded generator of NumPy samples (in PyTorch's
-layout, the canonical one), how parameters convert, which gradients to compare, and which leaf
-functions it covers. The concepts themselves are listed in `parity/concepts/`; `parity.registry`
-indexes that list.
+layout, the canonical one), how parameters convert, which gradients to compare, which leaf
+functions it covers, the dtypes it runs in and the traps of docs/traps.md it shows. A dtype whose
+samples or adapters differ from the concept's own (float16, integers, complex) is a `Variant` of
+it. The concepts themselves are listed in `parity/concepts/`; `parity.registry` indexes that list.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
+from parity.names import FLOATS
+
 TWINS = ("jax_impl", "torch_impl")
+
+
+def np_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a dtype name, bfloat16 included (ml_dtypes', the one JAX uses)."""
+    if name == "bfloat16":
+        import ml_dtypes  # installed with jax
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,11 @@ class Concept:
     Flax layout and go back through `grads_to_torch`. `covers` names the leaf functions and classes
     (dotted, relative to `jax_impl`/`torch_impl`) the concept runs: `parity show` prints their
     source and the twins test checks every public leaf name is covered.
+
+    `dtypes` are the dtypes the concept runs in, each a row of `parity check`: the sample generator
+    receives the dtype; a dtype listed in one of `variants` runs that variant's samples and adapters
+    instead (`at`). `traps` are the numbers of the docs/traps.md sections the concept shows
+    (tests/test_concept_traps.py checks them against docs/traps.md).
     """
 
     name: str
@@ -51,6 +68,43 @@ class Concept:
     params_to_jax: Callable[[dict], dict] | None = None
     grads_to_torch: Callable[[dict], dict] | None = None
     jit: bool = True  # the runner jits the JAX adapter; False only where tracing is impossible
+    dtypes: tuple[str, ...] = FLOATS
+    variants: tuple[Variant, ...] = ()
+    traps: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        extra = [d for v in self.variants for d in v.dtypes if d not in self.dtypes]
+        if extra:
+            raise ValueError(f"{self.name}: variant dtypes {extra} are not among its dtypes {self.dtypes}")
+
+    def at(self, dtype: str) -> Concept:
+        """The concept as it runs in `dtype`: its variant for that dtype, or itself."""
+        if dtype not in self.dtypes:
+            raise ValueError(f"{self.name} does not run in {dtype} (its dtypes: {', '.join(self.dtypes)})")
+        for v in self.variants:
+            if dtype in v.dtypes:
+                return dataclasses.replace(self, samples=v.samples, variants=(), **v.fields)
+        return self
+
+    def with_variant(self, v: Variant) -> Concept:
+        """This concept also running in `v.dtypes` (and covering what `v` covers)."""
+        covers = (*self.covers, *(c for c in v.fields.get("covers", ()) if c not in self.covers))
+        return dataclasses.replace(self, dtypes=(*self.dtypes, *(d for d in v.dtypes if d not in self.dtypes)),
+                                   variants=(*self.variants, v), covers=covers,
+                                   traps=(*self.traps, *(t for t in v.traps if t not in self.traps)))
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: `fields` is a dict
+class Variant:
+    """How a concept runs in `dtypes`: its own samples, and `fields` that replace the concept's
+    (adapters, `differentiable`, `grad_inputs`, the converters, `covers`) in those dtypes. `owner`
+    names the concept it belongs to; `traps` join the owner's."""
+
+    owner: str
+    dtypes: tuple[str, ...]
+    samples: Callable[[np.random.Generator, np.dtype], list[Sample]]
+    fields: dict[str, Any] = field(default_factory=dict)
+    traps: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -83,3 +137,12 @@ def twin(name: str, group: str, summary: str, leaf: str, call: Callable[..., Any
     jax_leaf, torch_leaf = (Leaf(pkg, leaf, call) for pkg in TWINS)
     return Concept(name=name, group=group, summary=summary, jax=jax_leaf, torch=torch_leaf,
                    covers=(leaf, *also_covers), **fields)
+
+
+def variant(owner: str, dtypes: tuple[str, ...], samples, leaf: str | None = None, call=None,
+            traps: tuple[int, ...] = (), **fields) -> Variant:
+    """A variant whose adapters call the dotted `leaf` in each twin (as `twin` does), or take `fields`'s."""
+    if leaf is not None:
+        fields.update(jax=Leaf(TWINS[0], leaf, call), torch=Leaf(TWINS[1], leaf, call),
+                      covers=(leaf, *fields.get("covers", ())))
+    return Variant(owner, tuple(dtypes), samples, fields, tuple(traps))

@@ -7,10 +7,8 @@ would hide errors whose gradient sums to zero (softmax's does, for every input).
 The JAX side of a concept is one jitted program holding every sample side by side, each with its
 own static options and its own `value_and_grad`; every array is an argument, as in a user's jitted
 step. Compiling is most of a run's time, and one program per concept instead of one per sample
-roughly halves it (all 119 concepts in float32, one process: 85 s -> 55 s, 584 -> 153 compiles).
-XLA fuses a sample beside others a little differently: 1260 of 1302 float32 tensors are bitwise
-those of the sample's own program, the rest within 2 ulps; all 1282 float64 tensors are bitwise
-equal (tests/test_runner_one_program.py).
+compiles far fewer programs; XLA fuses a sample beside others a little differently, within a few
+ulps in float32 (tests/test_runner_one_program.py; the figures: docs/measurements.md, "The runner").
 Where the one program cannot be built, the samples run one by one (`run_jax`), so that each
 problem is reported against its own sample.
 """
@@ -28,8 +26,9 @@ import numpy as np
 import torch
 
 from parity import bridge, precision
+from parity.concept import np_dtype
 from parity.registry import Concept, Sample
-from parity.tolerances import Tolerance, lookup
+from parity.tolerances import HALF, Tolerance, lookup
 
 SEED = 20261123
 
@@ -92,7 +91,6 @@ def compare(a: np.ndarray, b: np.ndarray, tol: Tolerance, sample: str, what: str
     is the reference, so a nan torch also returns is agreement, a nan only one side returns is not.
     float16 and bfloat16 arrays compare at their own tolerance (`tolerances.HALF`), whatever `tol` is.
     """
-    from parity.tolerances import HALF
     a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         return Comparison(sample, what, b.shape, np.inf, np.inf, False,
@@ -270,21 +268,35 @@ def _jax_all_samples(concept: Concept, samples, cts_list, device: str):
     return [(bridge.to_numpy(outs), {} if g is None else _grads_to_numpy(concept, *g)) for outs, g in results]
 
 
+def run_tolerance(dtype: str, device: str, mode: str) -> tuple[Tolerance, Tolerance]:
+    """(the tolerance a run in `dtype` compares with, the one its row shows).
+
+    Floating arrays that are not float16/bfloat16 compare at float32's entry in every run but a
+    float64 or complex128 one (a float16 run's float32 running statistics, a complex64 run's real
+    parts); `compare` itself switches to `tolerances.HALF` for float16 and bfloat16 arrays, and
+    compares integer and bool arrays exactly. The row shows the half entry in a float16/bfloat16 run."""
+    base = lookup("float64" if dtype in ("float64", "complex128") else "float32", device, mode)
+    return base, HALF.get(dtype, base)
+
+
 def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
                 mode: str = "strict", seed: int = SEED, batch: bool = True) -> Result:
-    """Run every sample of a concept in both frameworks and compare; never raises.
+    """Run every sample of a concept in `dtype` (one it declares) in both frameworks and compare;
+    never raises.
 
     A concept that compares nothing fails: no samples, or (for a differentiable concept) no gradient.
+    A dtype the concept does not declare fails too, saying so.
     `batch`: the JAX side as one program for all samples (see the module's docstring); False
     compiles one program per sample.
     """
-    tol = lookup(dtype, device, mode)
+    tol, shown = run_tolerance(dtype, device, mode)
     res = Result(concept.name, concept.group, dtype, device, mode, passed=False,
-                 rtol=tol.rtol, atol=tol.atol, tol_source=tol.source)
+                 rtol=shown.rtol, atol=shown.atol, tol_source=shown.source)
     t0 = time.perf_counter()
     try:
+        concept = concept.at(dtype)
         with precision.policy(mode):
-            samples = concept.samples(np.random.default_rng(seed), np.dtype(dtype))
+            samples = concept.samples(np.random.default_rng(seed), np_dtype(dtype))
             comps: list[Comparison] = []
             torch_runs = [run_torch(concept, s, device, ct_seed=seed + i) for i, s in enumerate(samples)]
             jax_runs = (_jax_all_samples(concept, samples, [r[2] for r in torch_runs], device)
@@ -328,12 +340,17 @@ def run_concept(concept: Concept, dtype: str = "float32", device: str = "cpu",
     return res
 
 
+def runs(concepts, dtypes) -> list[tuple[Concept, str]]:
+    """(concept, dtype) for every concept in every dtype of `dtypes` it declares: dtype-major, each
+    dtype once, in the order given."""
+    return [(c, dtype) for dtype in dict.fromkeys(dtypes) for c in concepts if dtype in c.dtypes]
+
+
 def run_all(concepts, dtypes=("float32",), device: str = "cpu", mode: str = "strict") -> Iterator[Result]:
-    """Run every concept in every dtype (dtype-major, each dtype once, in the order given), yielding
-    each result as it finishes: a caller can show progress and keep what finished if interrupted."""
-    for dtype in dict.fromkeys(dtypes):
-        for c in concepts:
-            yield run_concept(c, dtype, device, mode)
+    """Run every concept in each of `dtypes` it declares (see `runs`), yielding each result as it
+    finishes: a caller can show progress and keep what finished if interrupted."""
+    for c, dtype in runs(concepts, dtypes):
+        yield run_concept(c, dtype, device, mode)
 
 
 def finite_differences(concept: Concept, s: Sample, framework: str) -> None:

@@ -35,11 +35,33 @@ def test_check_passes_and_writes_json(tmp_path, capsys):
     assert not list(path.parent.glob(".*.tmp")), "temporary file left behind"
 
 
-def test_check_runs_both_dtypes_by_default(tmp_path, capsys):
+def test_check_runs_every_declared_dtype_by_default(tmp_path, capsys):
     path = tmp_path / "results.json"
     assert main(["check", "losses.mse", "--json", str(path)]) == 0
-    assert [r["dtype"] for r in json.loads(path.read_text())["results"]] == ["float32", "float64"]
-    assert "float32 and float64" in capsys.readouterr().out
+    assert [r["dtype"] for r in json.loads(path.read_text())["results"]] == ["float32", "float64", "float16",
+                                                                             "bfloat16"]
+    assert "float32, float64, float16, bfloat16 on cpu" in capsys.readouterr().out
+
+
+def test_check_dtype_selects_rows_and_labels_them_with_the_dtype_run(tmp_path, capsys):
+    """`--dtype` picks among the dtypes each concept declares; a row shows the dtype that ran (the
+    samples' arrays are in it), and a concept that declares none of them is left out."""
+    path = tmp_path / "results.json"
+    assert main(["check", "activations.relu", "layers.flatten", "--dtype", "int16", "float32", "bool",
+                 "--json", str(path)]) == 0
+    rows = [(r["concept"], r["dtype"]) for r in json.loads(path.read_text())["results"]]
+    assert rows == [("activations.relu", "int16"), ("activations.relu", "float32"), ("layers.flatten", "bool")]
+    by_row = {(r["concept"], r["dtype"]): r["comparisons"] for r in json.loads(path.read_text())["results"]}
+    assert all(c["exact"] for c in by_row["activations.relu", "int16"])  # int16 values: compared exactly
+    assert not any(c["exact"] for c in by_row["activations.relu", "float32"])
+    assert main(["check", "layers.flatten", "--dtype", "float64"]) == 2
+    assert "none of the selected concepts runs in it" in capsys.readouterr().err
+
+
+def test_an_undeclared_dtype_is_a_failed_result_not_a_crash():
+    from parity import runner
+    r = runner.run_concept(registry.get("layers.flatten"), "float32")
+    assert not r.passed and "does not run in float32" in r.error
 
 
 def test_unknown_name_is_a_usage_error_with_close_names(capsys):
@@ -56,14 +78,14 @@ def test_unknown_name_message_lists_close_names():
 
 def test_bad_option_exits_2():
     with pytest.raises(SystemExit) as e:
-        main(["check", "--dtype", "float16"])
+        main(["check", "--dtype", "float8"])  # no concept declares it
     assert e.value.code == 2
 
 
 def test_broken_sigmoid_fails_parity_naming_concept_and_error(monkeypatch, capsys):
     """sigmoid replaced by log-sigmoid in the torch twin only: exit 1, concept named, error size shown."""
     monkeypatch.setattr(T.activations, "sigmoid", T.activations.log_sigmoid)
-    assert main(["check", "activations.sigmoid", "activations.relu"]) == 1
+    assert main(["check", "activations.sigmoid", "activations.relu", "--dtype", "float32", "float64"]) == 1
     out = capsys.readouterr().out
     fail_lines = [line for line in out.splitlines() if line.startswith("FAIL")]
     assert fail_lines and all("activations.sigmoid" in line for line in fail_lines)

@@ -29,18 +29,18 @@ from parity.tolerances import lookup
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "results" / "cpu"
-REUSED = ["activations.relu", "dtypes.softmax_bfloat16"]
+REUSED = [("activations.relu", "float32"), ("activations.softmax", "bfloat16")]
 
 
 # ---------------------------------------------------------------- 1. result files are not trusted
 @pytest.fixture(scope="module")
 def genuine(tmp_path_factory) -> Path:
-    """A results file as `parity check --json` writes it, for two concepts (one compared at bfloat16's
-    tolerance), and a failing third (tanh with a wrong gradient)."""
+    """A results file as `parity check --json` writes it, for two concepts (one in bfloat16, compared at
+    its tolerance), and a failing third (tanh with a wrong gradient)."""
     import torch
 
     import torch_impl as T
-    results = [runner.run_concept(registry.get(n), "float32") for n in REUSED]
+    results = [runner.run_concept(registry.get(n), dt) for n, dt in REUSED]
     real = T.activations.tanh
     T.activations.tanh = lambda x: x - x.detach() + torch.tanh(x).detach()
     try:
@@ -53,8 +53,8 @@ def genuine(tmp_path_factory) -> Path:
     return path
 
 
-def _load(path, names=(*REUSED, "activations.tanh")):
-    return build.load_results(path, [registry.get(n) for n in names], ["float32"], "cpu", "strict")
+def _load(path, names=("activations.relu", "activations.softmax", "activations.tanh")):
+    return build.load_results(path, [registry.get(n) for n in names], ["float32", "bfloat16"], "cpu", "strict")
 
 
 def _edited(genuine: Path, tmp_path: Path, edit) -> Path:
@@ -73,7 +73,7 @@ def _no_runs(monkeypatch):
 
 def test_genuine_results_keep_their_verdicts(genuine):
     reused = _load(genuine)
-    assert [reused[(n, "float32")].passed for n in (*REUSED, "activations.tanh")] == [True, True, False]
+    assert [reused[k].passed for k in (*REUSED, ("activations.tanh", "float32"))] == [True, True, False]
     tanh = reused[("activations.tanh", "float32")]
     assert not any("results file" in f for f in tanh.failures)  # a failure is not reported twice
 
@@ -222,7 +222,7 @@ def _results() -> list[runner.Result]:
         runner.Result("activations.softmax", "activations", "float64", "cpu", "strict", False,
                       out_abs=float("inf"), out_rel=float("inf"), grad_abs=9.9e99, grad_rel=1.0, n_out=1,
                       n_grad=1, rtol=1e-7, atol=1e-7, n_samples=123),
-        runner.Result("dtypes.relu_int", "dtypes", "float32", "cpu", "strict", False, exact_out=2, exact_differ=17,
+        runner.Result("activations.relu", "activations", "int32", "cpu", "strict", False, exact_out=2, exact_differ=17,
                       rtol=1.3e-6, atol=1e-5, n_samples=2),
     ]
 
@@ -367,10 +367,10 @@ def test_bench_help_shows_its_defaults(capsys):
 
 # ---------------------------------------------------------------- 4. no warnings on stderr
 def test_check_writes_no_warning_to_stderr():
-    """layers.conv2d's samples use padding='same' with even kernels (torch's note), dtypes.conv2d_float16
-    the same through the dtype twins, layers.max_pool2d NaN and −inf inputs."""
-    r = subprocess.run([sys.executable, "-m", "parity.cli", "check", "layers.conv2d", "dtypes.conv2d_float16",
-                        "layers.max_pool2d", "--dtype", "float32"], capture_output=True, text=True, cwd=ROOT)
+    """layers.conv2d's samples use padding='same' with even kernels (torch's note), in float16 the same
+    through the dtype twins, layers.max_pool2d NaN and −inf inputs."""
+    r = subprocess.run([sys.executable, "-m", "parity.cli", "check", "layers.conv2d",
+                        "layers.max_pool2d", "--dtype", "float32", "float16"], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Warning" not in r.stderr, r.stderr
 

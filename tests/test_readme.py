@@ -23,6 +23,13 @@ def test_figures_describe_the_current_registry():
     assert f"after {optim.STEPS} steps" in block
     for g in registry.groups():
         assert f"| {g} |" in block, f"group {g} missing from the figures: run scripts/readme_figures.py"
+    counts = {}
+    for c in registry.all_concepts():
+        for dt in c.dtypes:
+            counts[dt] = counts.get(dt, 0) + 1
+    assert f"{sum(counts.values())} rows in {len(counts)} dtypes" in block
+    for dt, n in counts.items():  # the concepts that declare each dtype
+        assert f"| {dt} | {n} |" in block, f"dtype {dt}: want {n} concepts: run scripts/readme_figures.py"
     assert "failing:" not in block, "the README records failing concepts"
 
 

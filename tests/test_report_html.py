@@ -71,7 +71,7 @@ def _covered_and_called(concept) -> dict[str, object]:
 
 def test_every_covered_and_called_function_appears_on_its_concept_page():
     site = build.Site(date="test")
-    assert len(registry.all_concepts()) > 50
+    assert len(registry.all_concepts()) > 40  # the whole registry, not a part of it
     for c in registry.all_concepts():
         html = build.concept_page(c, [], site, None, None)
         text = _text(html)
@@ -93,8 +93,7 @@ def test_known_helpers_are_on_the_max_pool2d_page():
 
 
 # ---------------------------------------------------------------- docs: traps and worked examples
-def test_trap_references_and_worked_examples_are_read_from_docs():
-    assert docs.trap_numbers("traps 7–10; trap 25 and traps 11, 12") == [7, 8, 9, 10, 25, 11, 12]
+def test_traps_and_worked_examples_are_read_from_docs():
     t = docs.traps()
     # Every numbered heading of docs/traps.md, counted here with a plain regex, is parsed.
     headings = re.findall(r"^## (\d+)\. ", (Path(__file__).parents[1] / "docs" / "traps.md").read_text(),

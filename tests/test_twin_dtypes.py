@@ -3,8 +3,8 @@ dtype, or both refuse with the same DtypeError (a TypeError and a ValueError) na
 parameter and the dtype. torch 2.13's CPU kernels are the rule (shape_rules.dtypes); MATRIX pins what
 was measured, and every refusal is checked against plain torch, which refuses too.
 
-Values: the `dtypes` concepts of the registry compare float16, bfloat16, integer, bool and complex
-results; the integer → float32 results are compared here.
+Values: the registry's concepts compare float16, bfloat16, integer, bool and complex results in the
+dtypes each declares (parity/concepts/dtypes.py); the integer → float32 results are compared here.
 """
 import subprocess
 import sys
@@ -22,7 +22,8 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from parity import bridge, registry, runner
-from parity.concepts.dtypes import half_concepts
+from parity.concept import np_dtype
+from parity.concepts.dtypes import VARIANTS
 from parity.tolerances import HALF, lookup
 from shape_rules.dtypes import DtypeError, promote_types, result_type
 
@@ -335,14 +336,22 @@ def test_integer_input_gives_float32_values(op, dt):
     assert c.ok, c.problem
 
 
-def test_bfloat16_concepts_are_registered_and_pass():
-    """The float16 concepts in bfloat16, registered for `parity check` (parity/bridge.py carries
-    bfloat16 into torch through float32): outputs and gradients at the bfloat16 tolerance."""
-    names = [c.name for c in half_concepts("bfloat16")]
-    assert names and all(registry.get(n).name == n for n in names)
-    for n in names:
-        r = runner.run_concept(registry.get(n), "float32", "cpu")
-        assert r.passed and r.n_out > 0, (n, r.failures)
+def test_bfloat16_runs_are_registered_and_pass():
+    """Every op the twins compute in float16 runs in bfloat16 too, as a row of its own concept (parity/bridge.py
+    carries bfloat16 into torch through float32): bfloat16 arrays, outputs and gradients at bfloat16's
+    tolerance, which the row shows."""
+    f16 = {v.owner for v in VARIANTS if "float16" in v.dtypes}
+    bf16 = {v.owner for v in VARIANTS if "bfloat16" in v.dtypes}
+    assert bf16 and bf16 == f16
+    for n in sorted(bf16):
+        c = registry.get(n)
+        assert "bfloat16" in c.dtypes
+        samples = c.at("bfloat16").samples(np.random.default_rng(runner.SEED), np_dtype("bfloat16"))
+        assert any(np.asarray(a).dtype == np_dtype("bfloat16") for s in samples for a in s.inputs.values()) \
+            or n == "tensors.creation", n
+        r = runner.run_concept(c, "bfloat16", "cpu")
+        assert r.passed and r.n_out > 0 and r.dtype == "bfloat16", (n, r.failures)
+        assert (r.rtol, r.atol) == (HALF["bfloat16"].rtol, HALF["bfloat16"].atol)
 
 
 def test_the_bridge_carries_bfloat16_both_ways_exactly():

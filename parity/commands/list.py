@@ -1,4 +1,4 @@
-"""`parity list`: the concepts, one per line, or as JSON."""
+"""`parity list`: the concepts, one per line with the dtypes each runs in (in brackets), or as JSON."""
 from __future__ import annotations
 
 import json
@@ -17,9 +17,10 @@ def run(args, out, err) -> int:
     concepts = registry.all_concepts()
     if args.json:
         print(json.dumps([{"name": c.name, "group": c.group, "summary": c.summary,
-                           "differentiable": c.differentiable, "covers": list(c.covers)}
+                           "differentiable": c.differentiable, "covers": list(c.covers),
+                           "dtypes": list(c.dtypes), "traps": list(c.traps)}
                           for c in concepts], indent=2))
         return EXIT_OK
     for c in concepts:
-        out.print(f"{c.name:30s} {c.group:12s} {c.summary}", highlight=False, markup=False)
+        out.print(f"{c.name:30s} {c.group:12s} {c.summary} [{' '.join(c.dtypes)}]", highlight=False, markup=False)
     return EXIT_OK

@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
                                     "then its result")
     p.add_argument("name", metavar="NAME", help="one concept (parity list shows them)")
     add_device(p)
-    p.add_argument("--dtype", choices=names.DTYPES, default="float32")
+    p.add_argument("--dtype", choices=names.CONCEPT_DTYPES, metavar="DTYPE",
+                   help="one the concept declares (`parity list`; default: float32, or its first)")
     p.add_argument("--layout", choices=("auto", "side", "stacked"), default="auto",
                    help=f"side by side, stacked, or auto: side by side from {SIDE_BY_SIDE_MIN} columns")
     p.set_defaults(run=run)
@@ -96,7 +97,10 @@ def run(args, out, err) -> int:
         raise UsageError(str(e)) from None
     check_device(args.device)
     side = args.layout == "side" or (args.layout == "auto" and out.width >= SIDE_BY_SIDE_MIN)
-    r = runner.run_concept(c, args.dtype, args.device)
+    dtype = args.dtype or ("float32" if "float32" in c.dtypes else c.dtypes[0])
+    if dtype not in c.dtypes:
+        raise UsageError(f"--dtype {dtype}: {c.name} runs in {', '.join(c.dtypes)}")
+    r = runner.run_concept(c, dtype, args.device)
     rows = sources.rows(c)
     items = [Text.from_markup(f"[bold]{esc(c.name)}[/] ({esc(c.group)}): {esc(c.summary)}"),
              Text(f"{sum(len(x.sources()) for x in rows)} functions and classes run: the covers "

@@ -62,7 +62,7 @@ CONCEPTS.append(twin(
     grad_inputs=("a", "b")))
 
 CONCEPTS.append(twin(
-    name="tensors.reshape", group="tensors",
+    name="tensors.reshape", group="tensors", traps=(27,),
     summary="reshape with -1, and the seed's view(x.shape[0], -1) flatten of [1,2,3,4] to [1,24]",
     samples=lambda rng, dt: [Sample(f"{s}->{t}", {"x": _randn(rng, s, dt)}, kwargs={"shape": t})
                              for s, t in (((2, 3, 4), (-1, 4)), ((2, 3, 4), (4, -1)), ((6,), (2, 3)),
@@ -79,7 +79,7 @@ CONCEPTS.append(twin(
     grad_inputs=("x",)))
 
 CONCEPTS.append(Concept(
-    name="tensors.numpy_roundtrip", group="tensors",
+    name="tensors.numpy_roundtrip", group="tensors", traps=(27,),
     summary="NumPy -> framework -> NumPy keeps values and dtype (memory sharing: see tests)",
     samples=lambda rng, dt: [Sample("float", {"x": _randn(rng, (3, 4), dt)}),
                              Sample("int", {"x": rng.integers(-5, 5, (6,)).astype(np.int64)})],
@@ -107,7 +107,7 @@ CONCEPTS.append(twin(
     grad_inputs=("x",)))
 
 CONCEPTS.append(Concept(
-    name="autograd.value_and_grad", group="autograd",
+    name="autograd.value_and_grad", group="autograd", traps=(26,),
     summary="each framework's own gradient API: jax.value_and_grad vs requires_grad_/backward()",
     samples=lambda rng, dt: [Sample("seed [[1,2],[3,4]]", {"x": np.array([[1, 2], [3, 4]], dt)}),
                              Sample("random (4,)", {"x": _randn(rng, (4,), dt)})],
@@ -170,12 +170,12 @@ for _name, _summary in (("softmax", "F.softmax(x, dim): stable e^x_i / Σ e^x_j,
                         ("log_softmax", "F.log_softmax(x, dim): x_i − logΣe^x_j with the max subtracted; "
                                         "0-d and empty input")):
     CONCEPTS.append(twin(
-        name=f"activations.{_name}", group="activations", summary=_summary, samples=_softmax_samples,
+        name=f"activations.{_name}", group="activations", summary=_summary, samples=_softmax_samples, traps=(24,),
         leaf=f"activations.{_name}", call=lambda f, p, x, dim: f(x["x"], dim), grad_inputs=("x",)))
 
 
 CONCEPTS.append(twin(
-    name="activations.gelu", group="activations",
+    name="activations.gelu", group="activations", traps=(15,),
     summary="x·Φ(x): exact (erf) by default as torch, and approximate='tanh', in both",
     samples=lambda rng, dt: [dataclasses.replace(s, label=f"{s.label}, approximate={a}", kwargs={"approximate": a})
                              for a in ("none", "tanh") for s in _activation_samples(rng, dt)],
@@ -222,7 +222,7 @@ def _jax_linear(p, x, in_features, out_features, bias, dtype):
 
 
 CONCEPTS.append(Concept(
-    name="layers.linear", group="layers",
+    name="layers.linear", group="layers", traps=(2,),
     summary="y = xWᵀ + b: torch weight (out,in) ⇄ Flax kernel (in,out)",
     samples=_linear_samples, jax=_jax_linear, torch=_torch_linear,
     covers=("layers.Linear",), grad_inputs=("x",),
@@ -242,7 +242,7 @@ def _mse_samples(rng, dt):
 
 
 CONCEPTS.append(twin(
-    name="losses.mse", group="losses",
+    name="losses.mse", group="losses", traps=(22, 23),
     summary="mean/sum of (ŷ − y)²; (10,1) vs (10,) raises instead of broadcasting; an empty mean is nan",
     samples=_mse_samples,
     leaf="losses.mse_loss", call=lambda f, p, x, reduction: f(x["y_hat"], x["y"], reduction),
@@ -311,7 +311,7 @@ def _ce_call(f, p, x, reduction, ignore_index=-100, label_smoothing=0.0):
 
 
 CONCEPTS.append(twin(
-    name="losses.cross_entropy", group="losses",
+    name="losses.cross_entropy", group="losses", traps=(23, 22),
     summary="F.cross_entropy from class indices: weight, ignore_index, label_smoothing, (N,C,d1..dK), "
             "unbatched (C,), mean/sum/none; nan where torch's mean divides 0 by 0",
     samples=partial(_class_loss_samples, smoothing=True),
@@ -343,7 +343,7 @@ def _probability_samples(rng, dt):
 
 
 CONCEPTS.append(twin(
-    name="losses.cross_entropy_probabilities", group="losses",
+    name="losses.cross_entropy_probabilities", group="losses", traps=(23,),
     summary="F.cross_entropy against class probabilities (soft targets): weight, label_smoothing, "
             "K-dim, unbatched; gradients for logits and target",
     samples=_probability_samples,
@@ -355,7 +355,7 @@ def _nll_call(f, p, x, reduction, ignore_index=-100, label_smoothing=0.0):
 
 
 CONCEPTS.append(twin(
-    name="losses.nll_loss", group="losses",
+    name="losses.nll_loss", group="losses", traps=(23,),
     summary="F.nll_loss over log-probabilities: weight, ignore_index, (N,C,d1..dK), unbatched (C,), "
             "mean/sum/none; nan where torch's mean divides 0 by 0",
     samples=partial(_class_loss_samples, smoothing=False),

@@ -1,18 +1,22 @@
-"""Concepts of dtype behaviour: what each twin computes for inputs other than float32/float64.
+"""Dtype behaviour: what each twin computes for inputs other than float32/float64.
 
 torch 2.13's CPU kernels are the rule (shape_rules.dtypes; the measured matrix is in
-tests/test_twin_dtypes.py, which also checks every refusal). These concepts compare the values of what
-both twins compute:
-  * `dtypes.<op>_float16`: float16 inputs and parameters, outputs and gradients compared at the float16
-    tolerance (the runner picks it by the compared arrays' dtype, whatever the run's dtype);
-  * `dtypes.<op>_int`: integer and bool inputs, compared exactly;
-  * `dtypes.<op>_complex`: complex64 inputs in a float32 run, complex128 in a float64 run.
-A sample generator receives the run's dtype; the float16, bfloat16 and integer concepts produce the same
-samples in both runs. parity/bridge.py carries bfloat16 into torch through float32 (exact).
-Every sample has fd_ok=False: finite differences need float64 and belong to the float64 concepts.
+tests/test_twin_dtypes.py, which also checks every refusal). Most of this module is `VARIANTS`: the
+float16, bfloat16, integer, bool and complex runs of the concepts of the other modules
+(`activations.relu` in float16 is a row of `activations.relu`; parity/concepts/__init__.py folds each
+variant into its owner):
+  * float16 and bfloat16: inputs and parameters in that dtype, outputs and gradients compared at its
+    tolerance (the runner picks it by the compared arrays' dtype);
+  * integer and bool dtypes: compared exactly, no gradients;
+  * complex64 and complex128: no gradients.
+`CONCEPTS` holds what belongs to no single dtype: torch's promotion of mixed operands (one row per
+dtype of the first operand), integer labels of cross_entropy, and Flatten alone.
+parity/bridge.py carries bfloat16 into torch through float32 (exact).
+Every sample has fd_ok=False: finite differences need float64 and belong to the float64 runs.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from functools import partial
 
@@ -23,10 +27,12 @@ from flax import nnx
 import jax_impl as J
 import torch_impl as T
 from parity import bridge, convert
-from parity.concept import Concept, Sample, twin
+from parity.concept import Concept, Sample, Variant, twin, variant
+from parity.names import COMPLEX, HALVES
 from parity.concepts.layers import torch_conv_call
 
 CONCEPTS: list[Concept] = []
+VARIANTS: list[Variant] = []
 GROUP = "dtypes"
 INTS = ("int32", "int64", "uint8", "int16")
 
@@ -44,8 +50,9 @@ def _ints(rng, shape, dt):
     return rng.integers(lo, 6, shape).astype(dt)
 
 
-def _complex(run_dt) -> np.dtype:
-    return np.dtype(np.complex64 if np.dtype(run_dt) == np.float32 else np.complex128)
+def _real(complex_dt) -> np.dtype:
+    """The real dtype of a complex one (float32 for complex64)."""
+    return np.dtype(np.float32 if np.dtype(complex_dt) == np.complex64 else np.float64)
 
 
 def _samples(make):
@@ -53,6 +60,14 @@ def _samples(make):
     def samples(rng, dt):
         return [dataclasses.replace(s, fd_ok=False) for s in make(rng, dt)]
     return samples
+
+
+def _by_label(make):
+    """A generator of the samples of `make` whose label starts with the run's dtype ("int32 k2"): `make`
+    draws every dtype's samples from one stream, so each dtype's arrays are those of all dtypes' run."""
+    def samples(rng, dt):
+        return [s for s in make(rng, dt) if s.label.split()[0] == dt.name]
+    return _samples(samples)
 
 
 def _device(x: dict) -> torch.device:
@@ -136,217 +151,207 @@ def _jax_bn(p, x, num_features, affine, training, dtype, stats):
 
 
 # ---------------------------------------------------------------- float16 / bfloat16
-def half_concepts(half: str) -> list[Concept]:
-    """Every op the twins compute in `half` ("float16" or "bfloat16"), with gradients, as torch does."""
-    h = np.dtype(half) if half == "float16" else np.dtype(_bfloat16())
-    out: list[Concept] = []
+def _half(owner, samples, **fields):
+    VARIANTS.append(variant(owner, HALVES, _samples(samples), **fields))
 
-    def add(op, summary, samples, **fields):
-        out.append(_half_concept(f"dtypes.{op}_{half}", f"{summary} ({half})", _samples(samples), **fields))
 
-    def leaf(path, summary, samples, call, grad_inputs, **fields):
-        add(path.rpartition(".")[2], summary, samples, leaf=path, call=call, grad_inputs=grad_inputs, **fields)
+def _half_leaf(path, samples, call, grad_inputs, owner=None, **fields):
+    _half(owner or path, samples, leaf=path, call=call, grad_inputs=grad_inputs, **fields)
 
-    # tensors
-    leaf("tensors.matmul", "a @ b", lambda rng, dt: [
-        Sample(f"{sa}@{sb}", {"a": _randn(rng, sa, h), "b": _randn(rng, sb, h)})
-        for sa, sb in (((3, 4), (4, 5)), ((2, 3, 8), (8, 5)), ((4,), (4, 3)), ((16, 64), (64, 8)))],
-         lambda f, p, x: f(x["a"], x["b"]), ("a", "b"))
-    leaf("tensors.mm", "strict 2-D product", lambda rng, dt: [
-        Sample(f"{m}x{k}@{k}x{n}", {"a": _randn(rng, (m, k), h), "b": _randn(rng, (k, n), h)})
-        for m, k, n in ((3, 4, 5), (8, 32, 4))], lambda f, p, x: f(x["a"], x["b"]), ("a", "b"))
-    leaf("tensors.mul", "elementwise product", lambda rng, dt: [
-        Sample(f"{sa}*{sb}", {"a": _randn(rng, sa, h), "b": _randn(rng, sb, h)})
-        for sa, sb in (((3, 4), (3, 4)), ((2, 3, 4), (4,)))], lambda f, p, x: f(x["a"], x["b"]), ("a", "b"))
-    leaf("tensors.reshape", "reshape", lambda rng, dt: [
-        Sample("(2,3,4)->(4,-1)", {"x": _randn(rng, (2, 3, 4), h)}, kwargs={"shape": (4, -1)})],
-         lambda f, p, x, shape: f(x["x"], shape), ("x",))
-    leaf("tensors.flatten_batch", "view(N, -1)", lambda rng, dt: [
-        Sample("(2,3,4,5)", {"x": _randn(rng, (2, 3, 4, 5), h)})], lambda f, p, x: f(x["x"]), ("x",))
-    out.append(Concept(
-        name=f"dtypes.creation_{half}", group=GROUP, summary=f"zeros, ones and eye in {half}",
-        samples=_samples(lambda rng, dt: [Sample("(2,3), n=3", {}, kwargs={"shape": (2, 3), "n": 3})]),
-        jax=lambda p, x, shape, n: (J.tensors.zeros(shape, h), J.tensors.ones(shape, h), J.tensors.eye(n, h)),
-        torch=lambda p, x, shape, n: (T.tensors.zeros(shape, _torch_dtype(half)),
-                                      T.tensors.ones(shape, _torch_dtype(half)), T.tensors.eye(n, _torch_dtype(half))),
-        covers=("tensors.zeros", "tensors.ones", "tensors.eye"), differentiable=False))
 
-    # activations: the same inputs as activations.*, in the half dtype (x·3 fills float16's range of interest)
-    def act_samples(rng, dt):
-        return [Sample("random (4,9)·3", {"x": _randn(rng, (4, 9), h, 3.0)}),
-                Sample("zeros and ±edges", {"x": np.array([[0.0, -0.0, 1e-3, -1e-3, 8.0, -8.0]]).astype(h)}),
-                Sample("logits 100, 200", {"x": np.array([[100.0, 200.0, 199.0, -200.0]], np.float32).astype(h)})]
+# Every op the twins compute in float16 and bfloat16, with gradients, as torch does; a sample generator
+# receives the half dtype (NumPy's float16, or ml_dtypes' bfloat16).
+# tensors
+_half_leaf("tensors.matmul", lambda rng, dt: [
+    Sample(f"{sa}@{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
+    for sa, sb in (((3, 4), (4, 5)), ((2, 3, 8), (8, 5)), ((4,), (4, 3)), ((16, 64), (64, 8)))],
+     lambda f, p, x: f(x["a"], x["b"]), ("a", "b"))
+_half_leaf("tensors.mm", lambda rng, dt: [
+    Sample(f"{m}x{k}@{k}x{n}", {"a": _randn(rng, (m, k), dt), "b": _randn(rng, (k, n), dt)})
+    for m, k, n in ((3, 4, 5), (8, 32, 4))], lambda f, p, x: f(x["a"], x["b"]), ("a", "b"))
+_half_leaf("tensors.mul", lambda rng, dt: [
+    Sample(f"{sa}*{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
+    for sa, sb in (((3, 4), (3, 4)), ((2, 3, 4), (4,)))], lambda f, p, x: f(x["a"], x["b"]), ("a", "b"))
+_half_leaf("tensors.reshape", lambda rng, dt: [
+    Sample("(2,3,4)->(4,-1)", {"x": _randn(rng, (2, 3, 4), dt)}, kwargs={"shape": (4, -1)})],
+     lambda f, p, x, shape: f(x["x"], shape), ("x",))
+_half_leaf("tensors.flatten_batch", lambda rng, dt: [
+    Sample("(2,3,4,5)", {"x": _randn(rng, (2, 3, 4, 5), dt)})], lambda f, p, x: f(x["x"]), ("x",))
+_half("tensors.creation", lambda rng, dt: [Sample("(2,3), n=3", {}, kwargs={"shape": (2, 3), "n": 3,
+                                                                            "dtype": dt.name})])
 
-    for op in ("relu", "sigmoid", "log_sigmoid", "tanh"):
-        leaf(f"activations.{op}", op, act_samples, lambda f, p, x: f(x["x"]), ("x",))
-    for op in ("softmax", "log_softmax"):  # over the last axis, named as torch asks
-        leaf(f"activations.{op}", op, act_samples, lambda f, p, x: f(x["x"], -1), ("x",))
-    leaf("activations.gelu", "gelu, exact and tanh form", lambda rng, dt: [
-        dataclasses.replace(s, label=f"{s.label}, approximate={a}", kwargs={"approximate": a})
-        for a in ("none", "tanh") for s in act_samples(rng, dt)],
-         lambda f, p, x, approximate: f(x["x"], approximate), ("x",))
+# activations: the same inputs as activations.*, in the half dtype (x·3 fills float16's range of interest)
+def _act_samples(rng, dt):
+    return [Sample("random (4,9)·3", {"x": _randn(rng, (4, 9), dt, 3.0)}),
+            Sample("zeros and ±edges", {"x": np.array([[0.0, -0.0, 1e-3, -1e-3, 8.0, -8.0]]).astype(dt)}),
+            Sample("logits 100, 200", {"x": np.array([[100.0, 200.0, 199.0, -200.0]], np.float32).astype(dt)})]
 
-    # layers
-    leaf("layers.neuron", "sigmoid(x·w + b)", lambda rng, dt: [
-        Sample(f"n={n}", {"x": _randn(rng, (n, 10), h), "w": _randn(rng, (10, 1), h), "b": _randn(rng, (1,), h)})
-        for n in (1, 4)], lambda f, p, x: f(x["x"], x["w"], x["b"]), ("x", "w", "b"))
+for _op in ("relu", "sigmoid", "log_sigmoid", "tanh"):
+    _half_leaf(f"activations.{_op}", _act_samples, lambda f, p, x: f(x["x"]), ("x",))
+for _op in ("softmax", "log_softmax"):  # over the last axis, named as torch asks
+    _half_leaf(f"activations.{_op}", _act_samples, lambda f, p, x: f(x["x"], -1), ("x",))
+_half_leaf("activations.gelu", lambda rng, dt: [
+    dataclasses.replace(s, label=f"{s.label}, approximate={a}", kwargs={"approximate": a})
+    for a in ("none", "tanh") for s in _act_samples(rng, dt)],
+     lambda f, p, x, approximate: f(x["x"], approximate), ("x",))
 
-    def linear_samples(rng, dt):
+# layers
+_half_leaf("layers.neuron", lambda rng, dt: [
+    Sample(f"n={n}", {"x": _randn(rng, (n, 10), dt), "w": _randn(rng, (10, 1), dt), "b": _randn(rng, (1,), dt)})
+    for n in (1, 4)], lambda f, p, x: f(x["x"], x["w"], x["b"]), ("x", "w", "b"))
+
+
+def _linear_samples(rng, dt):
+    res = []
+    for label, shape, i, o, bias in (("(4,7)->3", (4, 7), 7, 3, True), ("no bias", (2, 6), 6, 4, False),
+                                     ("batched (2,3,32)->8", (2, 3, 32), 32, 8, True)):
+        bound = 1 / np.sqrt(i)
+        params = {"weight": rng.uniform(-bound, bound, (o, i)).astype(np.float32).astype(dt)}
+        if bias:
+            params["bias"] = rng.uniform(-bound, bound, (o,)).astype(np.float32).astype(dt)
+        res.append(Sample(label, {"x": _randn(rng, shape, dt)}, params,
+                          {"in_features": i, "out_features": o, "bias": bias, "dtype": dt.name}))
+    return res
+
+# Linear(dtype=half): float32 accumulation, one rounding
+_half("layers.linear", _linear_samples,
+    jax=_jax_linear, torch=_torch_linear, covers=("layers.Linear",), grad_inputs=("x",),
+    params_to_jax=convert.linear_torch_to_flax, grads_to_torch=convert.linear_flax_to_torch)
+_half("layers.flatten", lambda rng, dt: [Sample("(2,3,4,5)", {"x": _randn(rng, (2, 3, 4, 5), dt)})],
+    jax=_jax_flatten, torch=_torch_flatten, covers=("layers.Flatten",), grad_inputs=("x",))
+
+
+def _dropout_samples(rng, dt):
+    res = []
+    for label, shape, p, training, masked in (("eval p=0.5", (4, 6), 0.5, False, False),
+                                              ("train p=1", (4, 6), 1.0, True, False),
+                                              ("train p=0.3, injected mask (1/0.7 rounds)", (5, 6), 0.3, True, True),
+                                              ("train p=0.5, injected mask", (2, 3, 4), 0.5, True, True)):
+        inputs = {"x": _randn(rng, shape, dt)}
+        if masked:
+            inputs["mask"] = rng.random(shape) >= p
+        res.append(Sample(label, inputs, kwargs={"p": p, "training": training}))
+    return res
+
+# Dropout: identity, zeros, one injected mask
+_half("layers.dropout", _dropout_samples,
+    jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), grad_inputs=("x",))
+
+
+def _conv_samples(rng, dt):
+    res = []
+    for label, shape, kw in (("3->4 k3 p1", (2, 3, 6, 6),
+                              dict(in_channels=3, out_channels=4, kernel_size=3, padding=1)),
+                             ("16->2 k3 s2 no bias", (1, 16, 7, 7),
+                              dict(in_channels=16, out_channels=2, kernel_size=3, stride=2, bias=False)),
+                             ("groups 2 'same'", (1, 4, 5, 5),
+                              dict(in_channels=4, out_channels=2, kernel_size=3, groups=2, padding="same"))):
+        g = kw.get("groups", 1)
+        bound = 1 / np.sqrt(kw["in_channels"] // g * 9)
+        params = {"weight": rng.uniform(-bound, bound, (kw["out_channels"], kw["in_channels"] // g, 3, 3))
+                  .astype(np.float32).astype(dt)}
+        if kw.get("bias", True):
+            params["bias"] = rng.uniform(-bound, bound, (kw["out_channels"],)).astype(np.float32).astype(dt)
+        res.append(Sample(label, {"x": _randn(rng, shape, dt)}, params, {**kw, "dtype": dt.name}))
+    return res
+
+# Conv2d(dtype=half): float32 accumulation, one rounding
+_half("layers.conv2d", _conv_samples,
+    jax=_jax_conv, torch=_torch_conv, covers=("conv.Conv2d",), grad_inputs=("x",),
+    params_to_jax=convert.conv_torch_to_flax, grads_to_torch=convert.conv_flax_to_torch)
+
+
+def _pool_samples(cases):
+    # "constant 0.1" sums 1024 equal terms: a float16 accumulator rounds each step the same way and
+    # drifts (a planted one is off by 10.6 float16 ulps, 8 are allowed); torch and this twin accumulate in float32
+    return lambda rng, dt: [Sample(label, {"x": np.full(shape, 0.1, dt) if "constant" in label
+                                           else _randn(rng, shape, dt)}, kwargs=kw)
+                            for label, shape, kw in cases]
+
+_half("layers.max_pool2d", _pool_samples([
+    ("k3 s2 p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+    ("k2 ceil", (1, 3, 5, 5), dict(kernel_size=2, ceil_mode=True))]),
+    jax=partial(_jax_pool, "MaxPool2d"), torch=partial(_torch_pool, "MaxPool2d"),
+    covers=("pooling.MaxPool2d",), grad_inputs=("x",))
+# AvgPool2d: float32 sums (XLA's reduce_window would sum in the half dtype)
+_half("layers.avg_pool2d", _pool_samples([("k3 s2 p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
+                  ("k32 on constant 0.1 (1024-term sums)", (1, 1, 32, 32), dict(kernel_size=32)),
+                  ("ceil exclude pad", (1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
+                                                            count_include_pad=False))]),
+    jax=partial(_jax_pool, "AvgPool2d"), torch=partial(_torch_pool, "AvgPool2d"),
+    covers=("pooling.AvgPool2d",), grad_inputs=("x",))
+_half("layers.adaptive_avg_pool2d", _pool_samples([
+    ("(5,7)->(2,3)", (2, 3, 5, 7), dict(output_size=(2, 3))),
+    ("(32,32)->1 on constant 0.1", (1, 1, 32, 32), dict(output_size=1))]),
+    jax=partial(_jax_pool, "AdaptiveAvgPool2d"), torch=partial(_torch_pool, "AdaptiveAvgPool2d"),
+    covers=("pooling.AdaptiveAvgPool2d",), grad_inputs=("x",))
+
+
+def _bn_samples(float32_layer: bool):
+    """BatchNorm2d(dtype=the run's) or, with `float32_layer`, BatchNorm2d(float32) on the run's dtype: a float32
+    layer keeps float32 running statistics and parameters, compared at float32's tolerance."""
+    def make(rng, dt):
+        ld = np.dtype(np.float32) if float32_layer else dt
         res = []
-        for label, shape, i, o, bias in (("(4,7)->3", (4, 7), 7, 3, True), ("no bias", (2, 6), 6, 4, False),
-                                         ("batched (2,3,32)->8", (2, 3, 32), 32, 8, True)):
-            bound = 1 / np.sqrt(i)
-            params = {"weight": rng.uniform(-bound, bound, (o, i)).astype(np.float32).astype(h)}
-            if bias:
-                params["bias"] = rng.uniform(-bound, bound, (o,)).astype(np.float32).astype(h)
-            res.append(Sample(label, {"x": _randn(rng, shape, h)}, params,
-                              {"in_features": i, "out_features": o, "bias": bias, "dtype": half}))
+        for label, shape, affine, training in (("train", (4, 3, 3, 3), True, True),
+                                               ("train, affine=False", (2, 2, 4, 4), False, True),
+                                               ("eval", (2, 3, 3, 3), True, False)):
+            c = shape[1]
+            inputs = {"x": (_randn(rng, shape, np.float32) * 2 + 1).astype(dt),
+                      "running_mean": _randn(rng, (c,), ld), "running_var": rng.uniform(0.5, 2.0, (c,)).astype(ld)}
+            params = {"weight": rng.uniform(0.5, 1.5, (c,)).astype(ld),
+                      "bias": _randn(rng, (c,), ld)} if affine else {}
+            res.append(Sample(f"float32 layer, {label}" if float32_layer else label, inputs, params,
+                              dict(num_features=c, affine=affine, training=training, dtype=ld.name, stats=True)))
         return res
-
-    add("linear", "Linear(dtype=half): float32 accumulation, one rounding", linear_samples,
-        jax=_jax_linear, torch=_torch_linear, covers=("layers.Linear",), grad_inputs=("x",),
-        params_to_jax=convert.linear_torch_to_flax, grads_to_torch=convert.linear_flax_to_torch)
-    add("flatten", "Flatten", lambda rng, dt: [Sample("(2,3,4,5)", {"x": _randn(rng, (2, 3, 4, 5), h)})],
-        jax=_jax_flatten, torch=_torch_flatten, covers=("layers.Flatten",), grad_inputs=("x",))
-
-    def dropout_samples(rng, dt):
-        res = []
-        for label, shape, p, training, masked in (("eval p=0.5", (4, 6), 0.5, False, False),
-                                                  ("train p=1", (4, 6), 1.0, True, False),
-                                                  ("train p=0.3, injected mask (1/0.7 rounds)", (5, 6), 0.3, True, True),
-                                                  ("train p=0.5, injected mask", (2, 3, 4), 0.5, True, True)):
-            inputs = {"x": _randn(rng, shape, h)}
-            if masked:
-                inputs["mask"] = rng.random(shape) >= p
-            res.append(Sample(label, inputs, kwargs={"p": p, "training": training}))
-        return res
-
-    add("dropout", "Dropout: identity, zeros, one injected mask", dropout_samples,
-        jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), grad_inputs=("x",))
-
-    def conv_samples(rng, dt):
-        res = []
-        for label, shape, kw in (("3->4 k3 p1", (2, 3, 6, 6),
-                                  dict(in_channels=3, out_channels=4, kernel_size=3, padding=1)),
-                                 ("16->2 k3 s2 no bias", (1, 16, 7, 7),
-                                  dict(in_channels=16, out_channels=2, kernel_size=3, stride=2, bias=False)),
-                                 ("groups 2 'same'", (1, 4, 5, 5),
-                                  dict(in_channels=4, out_channels=2, kernel_size=3, groups=2, padding="same"))):
-            g = kw.get("groups", 1)
-            bound = 1 / np.sqrt(kw["in_channels"] // g * 9)
-            params = {"weight": rng.uniform(-bound, bound, (kw["out_channels"], kw["in_channels"] // g, 3, 3))
-                      .astype(np.float32).astype(h)}
-            if kw.get("bias", True):
-                params["bias"] = rng.uniform(-bound, bound, (kw["out_channels"],)).astype(np.float32).astype(h)
-            res.append(Sample(label, {"x": _randn(rng, shape, h)}, params, {**kw, "dtype": half}))
-        return res
-
-    add("conv2d", "Conv2d(dtype=half): float32 accumulation, one rounding", conv_samples,
-        jax=_jax_conv, torch=_torch_conv, covers=("conv.Conv2d",), grad_inputs=("x",),
-        params_to_jax=convert.conv_torch_to_flax, grads_to_torch=convert.conv_flax_to_torch)
-
-    def pool_samples(cases):
-        # "constant 0.1" sums 1024 equal terms: a float16 accumulator rounds each step the same way and
-        # drifts (a planted one is off by 10.6 float16 ulps, 8 are allowed); torch and this twin accumulate in float32
-        return lambda rng, dt: [Sample(label, {"x": np.full(shape, 0.1, h) if "constant" in label
-                                               else _randn(rng, shape, h)}, kwargs=kw)
-                                for label, shape, kw in cases]
-
-    add("max_pool2d", "MaxPool2d", pool_samples([
-        ("k3 s2 p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
-        ("k2 ceil", (1, 3, 5, 5), dict(kernel_size=2, ceil_mode=True))]),
-        jax=partial(_jax_pool, "MaxPool2d"), torch=partial(_torch_pool, "MaxPool2d"),
-        covers=("pooling.MaxPool2d",), grad_inputs=("x",))
-    add("avg_pool2d", "AvgPool2d: float32 sums (XLA's reduce_window would sum in the half dtype)",
-        pool_samples([("k3 s2 p1", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
-                      ("k32 on constant 0.1 (1024-term sums)", (1, 1, 32, 32), dict(kernel_size=32)),
-                      ("ceil exclude pad", (1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
-                                                                count_include_pad=False))]),
-        jax=partial(_jax_pool, "AvgPool2d"), torch=partial(_torch_pool, "AvgPool2d"),
-        covers=("pooling.AvgPool2d",), grad_inputs=("x",))
-    add("adaptive_avg_pool2d", "AdaptiveAvgPool2d", pool_samples([
-        ("(5,7)->(2,3)", (2, 3, 5, 7), dict(output_size=(2, 3))),
-        ("(32,32)->1 on constant 0.1", (1, 1, 32, 32), dict(output_size=1))]),
-        jax=partial(_jax_pool, "AdaptiveAvgPool2d"), torch=partial(_torch_pool, "AdaptiveAvgPool2d"),
-        covers=("pooling.AdaptiveAvgPool2d",), grad_inputs=("x",))
-
-    def bn_samples(layer):
-        def make(rng, dt):
-            # A float32 layer keeps float32 running statistics and parameters: compared in the float32
-            # run only (a float64 run compares at float64 tolerance), so the float64 run checks y alone.
-            full = layer == half or np.dtype(dt) == np.float32
-            ld = h if layer == half else np.float32
-            res = []
-            for label, shape, affine, training in (("train", (4, 3, 3, 3), True, True),
-                                                   ("train, affine=False", (2, 2, 4, 4), False, True),
-                                                   ("eval", (2, 3, 3, 3), True, False)):
-                c = shape[1]
-                affine = affine and full
-                inputs = {"x": (_randn(rng, shape, np.float32) * 2 + 1).astype(h),
-                          "running_mean": _randn(rng, (c,), ld), "running_var": rng.uniform(0.5, 2.0, (c,)).astype(ld)}
-                params = {"weight": rng.uniform(0.5, 1.5, (c,)).astype(ld),
-                          "bias": _randn(rng, (c,), ld)} if affine else {}
-                res.append(Sample(label, inputs, params, dict(num_features=c, affine=affine, training=training,
-                                                               dtype=layer, stats=full)))
-            return res
-        return make
-
-    for layer, what in ((half, f"BatchNorm2d(dtype={half})"), ("float32", f"BatchNorm2d(float32) on {half} input")):
-        add(f"batchnorm2d{'' if layer == half else '_mixed'}",
-            f"{what}: statistics in float32, output in the input's dtype, running statistics in the layer's",
-            bn_samples(layer), jax=_jax_bn, torch=_torch_bn, covers=("normalization.BatchNorm2d",),
-            grad_inputs=("x",), params_to_jax=convert.batchnorm_torch_to_flax,
-            grads_to_torch=convert.batchnorm_flax_to_torch)
-
-    # losses
-    leaf("losses.mse_loss", "mean/sum/none of (ŷ − y)²", lambda rng, dt: [
-        Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, h), "y": _randn(rng, shape, h)},
-               kwargs={"reduction": red})
-        for shape, red in (((16,), "mean"), ((4, 3), "sum"), ((6,), "none"))],
-         lambda f, p, x, reduction: f(x["y_hat"], x["y"], reduction), ("y_hat", "y"))
-    leaf("losses.cross_entropy", "cross-entropy of half logits, int64 labels", lambda rng, dt: [
-        Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), h, scale),
-                                      "labels": rng.integers(0, c, (n,)).astype(np.int64)}, kwargs={"reduction": red})
-        for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 3))],
-         lambda f, p, x, reduction: f(x["logits"], x["labels"], reduction=reduction), ("logits",))
-    return out
+    return make
 
 
-def _bfloat16():
-    import ml_dtypes  # installed with jax
-    return ml_dtypes.bfloat16
+def _bn_both(rng, dt):
+    """Both layers, each from the same stream state: statistics in float32, output in the input's dtype,
+    running statistics in the layer's."""
+    other = copy.deepcopy(rng)
+    return _bn_samples(False)(rng, dt) + _bn_samples(True)(other, dt)
 
 
-def _half_concept(name, summary, samples, leaf=None, call=None, **fields) -> Concept:
-    if leaf is not None:
-        return twin(name=name, group=GROUP, summary=summary, samples=samples, leaf=leaf, call=call, **fields)
-    return Concept(name=name, group=GROUP, summary=summary, samples=samples, **fields)
+_half("layers.batchnorm2d", _bn_both, jax=_jax_bn, torch=_torch_bn, covers=("normalization.BatchNorm2d",),
+    grad_inputs=("x",), params_to_jax=convert.batchnorm_torch_to_flax,
+    grads_to_torch=convert.batchnorm_flax_to_torch)
 
-
-CONCEPTS += half_concepts("float16") + half_concepts("bfloat16")
+# losses
+_half_leaf("losses.mse_loss", lambda rng, dt: [
+    Sample(f"{shape} {red}", {"y_hat": _randn(rng, shape, dt), "y": _randn(rng, shape, dt)},
+           kwargs={"reduction": red})
+    for shape, red in (((16,), "mean"), ((4, 3), "sum"), ((6,), "none"))],
+     lambda f, p, x, reduction: f(x["y_hat"], x["y"], reduction), ("y_hat", "y"), owner="losses.mse")
+_half_leaf("losses.cross_entropy", lambda rng, dt: [
+    Sample(f"N={n} C={c} {red}", {"logits": _randn(rng, (n, c), dt, scale),
+                                  "labels": rng.integers(0, c, (n,)).astype(np.int64)}, kwargs={"reduction": red})
+    for n, c, red, scale in ((8, 10, "mean", 1), (5, 3, "sum", 1), (4, 6, "none", 3))],
+     lambda f, p, x, reduction: f(x["logits"], x["labels"], reduction=reduction), ("logits",))
 
 
 # ---------------------------------------------------------------- integer and bool: exact
-def _int_leaf(op, summary, make, call):
-    CONCEPTS.append(twin(name=f"dtypes.{op.rpartition('.')[2]}_int", group=GROUP,
-                         summary=f"{summary} (integer and bool, exact)",
-                         samples=_samples(make), leaf=op, call=call, differentiable=False))
+def _int_leaf(op, dtypes, make, call):
+    VARIANTS.append(variant(op, dtypes, _by_label(make), leaf=op, call=call, differentiable=False))
 
 
-_int_leaf("tensors.matmul", "a @ b in the operands' integer dtype", lambda rng, dt: [
+# a @ b in the operands' integer dtype
+_int_leaf("tensors.matmul", INTS, lambda rng, dt: [
     Sample(f"{d} {sa}@{sb}", {"a": _ints(rng, sa, d), "b": _ints(rng, sb, d)})
     for d in INTS for sa, sb in (((3, 4), (4, 5)), ((2, 3, 4), (4,)))], lambda f, p, x: f(x["a"], x["b"]))
-_int_leaf("tensors.mm", "strict 2-D product", lambda rng, dt: [
+_int_leaf("tensors.mm", INTS, lambda rng, dt: [
     Sample(d, {"a": _ints(rng, (3, 4), d), "b": _ints(rng, (4, 2), d)}) for d in INTS],
     lambda f, p, x: f(x["a"], x["b"]))
-_int_leaf("tensors.reshape", "reshape", lambda rng, dt: [
+_int_leaf("tensors.reshape", ("int32", "int64", "bool"), lambda rng, dt: [
     Sample(d, {"x": _ints(rng, (2, 3, 4), d) if d != "bool" else rng.random((2, 3, 4)) > 0.5},
            kwargs={"shape": (-1, 4)})
     for d in ("int32", "int64", "bool")], lambda f, p, x, shape: f(x["x"], shape))
-_int_leaf("tensors.flatten_batch", "view(N, -1)", lambda rng, dt: [
+_int_leaf("tensors.flatten_batch", ("int32", "uint8", "bool"), lambda rng, dt: [
     Sample(d, {"x": _ints(rng, (2, 3, 4), d) if d != "bool" else rng.random((2, 3, 4)) > 0.5})
     for d in ("int32", "uint8", "bool")], lambda f, p, x: f(x["x"]))
-_int_leaf("activations.relu", "max(0, x) keeps the integer dtype", lambda rng, dt: [
+# max(0, x) keeps the integer dtype
+_int_leaf("activations.relu", INTS + ("int8",), lambda rng, dt: [
     Sample(d, {"x": _ints(rng, (3, 5), d)}) for d in INTS + ("int8",)], lambda f, p, x: f(x["x"]))
 
 
@@ -370,65 +375,67 @@ def _mul_promotion_samples(rng, dt):
 
 
 CONCEPTS.append(twin(
-    name="dtypes.mul_promotion", group=GROUP,
-    summary="a * b in torch's result dtype: 0-d arrays and Python scalars rank below dimensioned arrays",
-    samples=_samples(_mul_promotion_samples), leaf="tensors.mul",
+    name="dtypes.mul_promotion", group=GROUP, traps=(35,),
+    summary="a * b in torch's result dtype: 0-d arrays and Python scalars rank below dimensioned arrays "
+            "(a row per dtype of a)",
+    samples=_by_label(_mul_promotion_samples), leaf="tensors.mul", dtypes=("int32", "uint8", "bool", "float16"),
     call=lambda f, p, x, scalar: f(x["a"], x["b"] if scalar is None else scalar), differentiable=False))
 
-CONCEPTS.append(Concept(
-    name="dtypes.creation_int", group=GROUP, summary="zeros, ones and eye in integer and bool dtypes",
-    samples=_samples(lambda rng, dt: [Sample(d, {}, kwargs={"dtype": d}) for d in ("int32", "int64", "uint8", "bool")]),
+VARIANTS.append(variant(  # zeros, ones and eye in integer and bool dtypes
+    "tensors.creation", ("int32", "int64", "uint8", "bool"),
+    _by_label(lambda rng, dt: [Sample(d, {}, kwargs={"dtype": d}) for d in ("int32", "int64", "uint8", "bool")]),
     jax=lambda p, x, dtype: (J.tensors.zeros((2, 3), dtype), J.tensors.ones((2, 3), dtype), J.tensors.eye(3, dtype)),
     torch=lambda p, x, dtype: (T.tensors.zeros((2, 3), _torch_dtype(dtype)),
                                T.tensors.ones((2, 3), _torch_dtype(dtype)), T.tensors.eye(3, _torch_dtype(dtype))),
     covers=("tensors.zeros", "tensors.ones", "tensors.eye"), differentiable=False))
 
+# Flatten alone: the dtypes it keeps (float16, bfloat16, integers, bool; its variants)
 CONCEPTS.append(Concept(
-    name="dtypes.flatten_int", group=GROUP, summary="Flatten keeps integer and bool dtypes",
-    samples=_samples(lambda rng, dt: [Sample(d, {"x": _ints(rng, (2, 3, 2, 2), d) if d != "bool" else
-                                                 rng.random((2, 3, 2, 2)) > 0.5}) for d in ("int64", "bool")]),
-    jax=_jax_flatten, torch=_torch_flatten, covers=("layers.Flatten",), differentiable=False))
+    name="layers.flatten", group="layers", summary="Flatten: (N, C, H, W) -> (N, C·H·W), keeping the dtype",
+    samples=lambda rng, dt: [], dtypes=(), jax=_jax_flatten, torch=_torch_flatten, covers=("layers.Flatten",),
+    grad_inputs=("x",), traps=(4,)))
+VARIANTS.append(variant(
+    "layers.flatten", ("int64", "bool"),
+    _by_label(lambda rng, dt: [Sample(d, {"x": _ints(rng, (2, 3, 2, 2), d) if d != "bool" else
+                                          rng.random((2, 3, 2, 2)) > 0.5}) for d in ("int64", "bool")]),
+    differentiable=False))
 
-CONCEPTS.append(Concept(
-    name="dtypes.dropout_int", group=GROUP,
-    summary="Dropout on integer and bool input: identity in eval and at p=0, zeros at p=1 (training with "
-            "0 < p < 1 refuses them, as torch)",
-    samples=_samples(lambda rng, dt: [
+# Dropout on integer and bool input: identity in eval and at p=0, zeros at p=1 (training with 0 < p < 1
+# refuses them, as torch)
+VARIANTS.append(variant(
+    "layers.dropout", ("int32", "bool"), _by_label(lambda rng, dt: [
         Sample(f"{d} {label}", {"x": _ints(rng, (3, 4), d) if d != "bool" else rng.random((3, 4)) > 0.5},
                kwargs={"p": p, "training": training})
         for d in ("int32", "bool")
         for label, p, training in (("eval", 0.5, False), ("p=0", 0.0, True), ("p=1", 1.0, True))]),
-    jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), differentiable=False))
+    jax=_jax_dropout, torch=_torch_dropout, differentiable=False))
 
 
 def _int_pool_samples(dtypes, cases):
-    return _samples(lambda rng, dt: [Sample(f"{d} {label}", {"x": rng.integers(-50, 50, shape).astype(d)
-                                                             if d != "uint8" else rng.integers(0, 200, shape).astype(d)},
-                                            kwargs=kw)
-                                     for d in dtypes for label, shape, kw in cases])
+    return _by_label(lambda rng, dt: [Sample(f"{d} {label}", {"x": rng.integers(-50, 50, shape).astype(d)
+                                                              if d != "uint8" else rng.integers(0, 200, shape).astype(d)},
+                                             kwargs=kw)
+                                      for d in dtypes for label, shape, kw in cases])
 
 
-CONCEPTS.append(Concept(
-    name="dtypes.max_pool2d_int", group=GROUP,
-    summary="MaxPool2d keeps integer dtypes (padding by the dtype's minimum, never chosen)",
-    samples=_int_pool_samples(INTS + ("int8",), [("k3 s2 p1", (2, 2, 5, 5), dict(kernel_size=3, stride=2, padding=1)),
-                                                 ("k2 ceil", (1, 1, 5, 5), dict(kernel_size=2, ceil_mode=True))]),
-    jax=partial(_jax_pool, "MaxPool2d"), torch=partial(_torch_pool, "MaxPool2d"),
-    covers=("pooling.MaxPool2d",), differentiable=False))
+# MaxPool2d keeps integer dtypes (padding by the dtype's minimum, never chosen)
+VARIANTS.append(variant(
+    "layers.max_pool2d", INTS + ("int8",), _int_pool_samples(INTS + ("int8",), [
+        ("k3 s2 p1", (2, 2, 5, 5), dict(kernel_size=3, stride=2, padding=1)),
+        ("k2 ceil", (1, 1, 5, 5), dict(kernel_size=2, ceil_mode=True))]),
+    jax=partial(_jax_pool, "MaxPool2d"), torch=partial(_torch_pool, "MaxPool2d"), differentiable=False))
 
-CONCEPTS.append(Concept(
-    name="dtypes.avg_pool2d_int64", group=GROUP,
-    summary="AvgPool2d on int64: integer sums divided with truncation toward zero, torch's divisors",
-    samples=_int_pool_samples(("int64",), [
+# AvgPool2d on int64: integer sums divided with truncation toward zero, torch's divisors
+VARIANTS.append(variant(
+    "layers.avg_pool2d", ("int64",), _int_pool_samples(("int64",), [
         ("k2", (2, 2, 6, 6), dict(kernel_size=2)),
         ("k3 s2 p1 include pad", (1, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1)),
         ("k3 s2 p1 ceil exclude pad", (1, 2, 6, 6), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True,
                                                           count_include_pad=False))]),
-    jax=partial(_jax_pool, "AvgPool2d"), torch=partial(_torch_pool, "AvgPool2d"),
-    covers=("pooling.AvgPool2d",), differentiable=False))
+    jax=partial(_jax_pool, "AvgPool2d"), torch=partial(_torch_pool, "AvgPool2d"), differentiable=False))
 
 CONCEPTS.append(twin(
-    name="dtypes.cross_entropy_labels", group=GROUP,
+    name="dtypes.cross_entropy_labels", group=GROUP, traps=(35,),
     summary="cross_entropy takes class indices of any integer dtype (torch's kernel: int64 or uint8; its twin casts)",
     samples=_samples(lambda rng, dt: [
         Sample(f"labels {d}", {"logits": _randn(rng, (5, 4), dt), "labels": rng.integers(0, 4, (5,)).astype(d)})
@@ -436,38 +443,36 @@ CONCEPTS.append(twin(
     leaf="losses.cross_entropy", call=lambda f, p, x: f(x["logits"], x["labels"]), grad_inputs=("logits",)))
 
 
-# ---------------------------------------------------------------- complex: complex64 / complex128 (float32 / float64 run)
-def _complex_leaf(op, summary, make, call):
-    CONCEPTS.append(twin(name=f"dtypes.{op.rpartition('.')[2]}_complex", group=GROUP, summary=f"{summary} (complex)",
-                         samples=_samples(make), leaf=op, call=call, differentiable=False))
+# ---------------------------------------------------------------- complex: complex64 and complex128
+def _complex_leaf(op, make, call):
+    VARIANTS.append(variant(op, COMPLEX, _samples(make), leaf=op, call=call, differentiable=False))
 
 
-_complex_leaf("tensors.matmul", "a @ b", lambda rng, dt: [
-    Sample(f"{sa}@{sb}", {"a": _randn(rng, sa, _complex(dt)), "b": _randn(rng, sb, _complex(dt))})
+_complex_leaf("tensors.matmul", lambda rng, dt: [
+    Sample(f"{sa}@{sb}", {"a": _randn(rng, sa, dt), "b": _randn(rng, sb, dt)})
     for sa, sb in (((3, 4), (4, 5)), ((2, 3, 4), (4,)))], lambda f, p, x: f(x["a"], x["b"]))
-_complex_leaf("tensors.mm", "strict 2-D product", lambda rng, dt: [
-    Sample("3x4@4x2", {"a": _randn(rng, (3, 4), _complex(dt)), "b": _randn(rng, (4, 2), _complex(dt))})],
+_complex_leaf("tensors.mm", lambda rng, dt: [
+    Sample("3x4@4x2", {"a": _randn(rng, (3, 4), dt), "b": _randn(rng, (4, 2), dt)})],
     lambda f, p, x: f(x["a"], x["b"]))
-_complex_leaf("tensors.mul", "a * b, also complex × real", lambda rng, dt: [
-    Sample("complex × complex", {"a": _randn(rng, (3, 4), _complex(dt)), "b": _randn(rng, (3, 4), _complex(dt))}),
-    Sample("complex × real", {"a": _randn(rng, (3, 4), _complex(dt)), "b": _randn(rng, (4,), dt)})],
+_complex_leaf("tensors.mul", lambda rng, dt: [
+    Sample("complex × complex", {"a": _randn(rng, (3, 4), dt), "b": _randn(rng, (3, 4), dt)}),
+    Sample("complex × real", {"a": _randn(rng, (3, 4), dt), "b": _randn(rng, (4,), _real(dt))})],
     lambda f, p, x: f(x["a"], x["b"]))
-_complex_leaf("tensors.reshape", "reshape", lambda rng, dt: [
-    Sample("(2,3,4)->(-1,)", {"x": _randn(rng, (2, 3, 4), _complex(dt))}, kwargs={"shape": (-1,)})],
+_complex_leaf("tensors.reshape", lambda rng, dt: [
+    Sample("(2,3,4)->(-1,)", {"x": _randn(rng, (2, 3, 4), dt)}, kwargs={"shape": (-1,)})],
     lambda f, p, x, shape: f(x["x"], shape))
-_complex_leaf("tensors.flatten_batch", "view(N, -1)", lambda rng, dt: [
-    Sample("(2,3,4)", {"x": _randn(rng, (2, 3, 4), _complex(dt))})], lambda f, p, x: f(x["x"]))
+_complex_leaf("tensors.flatten_batch", lambda rng, dt: [
+    Sample("(2,3,4)", {"x": _randn(rng, (2, 3, 4), dt)})], lambda f, p, x: f(x["x"]))
 for _op in ("sigmoid", "tanh"):
-    _complex_leaf(f"activations.{_op}", _op, lambda rng, dt: [
-        Sample("random (4,5)", {"x": _randn(rng, (4, 5), _complex(dt))})], lambda f, p, x: f(x["x"]))
-_complex_leaf("layers.neuron", "sigmoid(x·w + b)", lambda rng, dt: [
-    Sample("n=3", {"x": _randn(rng, (3, 5), _complex(dt)), "w": _randn(rng, (5, 1), _complex(dt)),
-                   "b": _randn(rng, (1,), _complex(dt))})], lambda f, p, x: f(x["x"], x["w"], x["b"]))
+    _complex_leaf(f"activations.{_op}", lambda rng, dt: [
+        Sample("random (4,5)", {"x": _randn(rng, (4, 5), dt)})], lambda f, p, x: f(x["x"]))
+_complex_leaf("layers.neuron", lambda rng, dt: [
+    Sample("n=3", {"x": _randn(rng, (3, 5), dt), "w": _randn(rng, (5, 1), dt),
+                   "b": _randn(rng, (1,), dt)})], lambda f, p, x: f(x["x"], x["w"], x["b"]))
 
 
 def _complex_layer_samples(kind):
-    def make(rng, dt):
-        c = _complex(dt)
+    def make(rng, c):
         if kind == "linear":
             return [Sample("(4,6)->3", {"x": _randn(rng, (4, 6), c)},
                            {"weight": _randn(rng, (3, 6), c, 0.4), "bias": _randn(rng, (3,), c, 0.4)},
@@ -478,18 +483,14 @@ def _complex_layer_samples(kind):
     return _samples(make)
 
 
-CONCEPTS.append(Concept(
-    name="dtypes.linear_complex", group=GROUP, summary="Linear(dtype=complex): no conjugation in either",
-    samples=_complex_layer_samples("linear"), jax=_jax_linear, torch=_torch_linear, covers=("layers.Linear",),
-    differentiable=False, params_to_jax=convert.linear_torch_to_flax))
-CONCEPTS.append(Concept(
-    name="dtypes.conv2d_complex", group=GROUP, summary="Conv2d(dtype=complex): cross-correlation, no conjugation",
-    samples=_complex_layer_samples("conv"), jax=_jax_conv, torch=_torch_conv, covers=("conv.Conv2d",),
-    differentiable=False, params_to_jax=convert.conv_torch_to_flax))
-CONCEPTS.append(Concept(
-    name="dtypes.dropout_complex", group=GROUP,
-    summary="Dropout on complex input: identity in eval, zeros at p=1 (training with 0 < p < 1 refuses it, as torch)",
-    samples=_samples(lambda rng, dt: [Sample(label, {"x": _randn(rng, (3, 4), _complex(dt))},
+# Linear(dtype=complex): no conjugation in either; Conv2d(dtype=complex): cross-correlation, no conjugation
+VARIANTS.append(variant("layers.linear", COMPLEX, _complex_layer_samples("linear"), jax=_jax_linear,
+                        torch=_torch_linear, differentiable=False, params_to_jax=convert.linear_torch_to_flax))
+VARIANTS.append(variant("layers.conv2d", COMPLEX, _complex_layer_samples("conv"), jax=_jax_conv, torch=_torch_conv,
+                        differentiable=False, params_to_jax=convert.conv_torch_to_flax))
+# Dropout on complex input: identity in eval, zeros at p=1 (training with 0 < p < 1 refuses it, as torch)
+VARIANTS.append(variant(
+    "layers.dropout", COMPLEX, _samples(lambda rng, dt: [Sample(label, {"x": _randn(rng, (3, 4), dt)},
                                              kwargs={"p": p, "training": t})
                                       for label, p, t in (("eval", 0.5, False), ("p=1", 1.0, True))]),
-    jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), differentiable=False))
+    jax=_jax_dropout, torch=_torch_dropout, differentiable=False))

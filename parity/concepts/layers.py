@@ -136,7 +136,7 @@ def _jax_conv(p, x, dtype, **kw):
 
 
 CONCEPTS.append(Concept(
-    name="layers.conv2d", group="layers",
+    name="layers.conv2d", group="layers", traps=(5,),
     summary="Conv2d: kernel int/pair, stride, padding int/pair/'same'/'valid', dilation (one-element tuples "
             "too), groups, bias, padding_mode; unbatched (C, H, W) input, empty batch; shallow and deep kernels",
     samples=_conv_samples, jax=_jax_conv, torch=_torch_conv,
@@ -228,7 +228,7 @@ def _jax_pool(cls, p, x, **kw):
 
 
 CONCEPTS.append(Concept(
-    name="layers.max_pool2d", group="layers",
+    name="layers.max_pool2d", group="layers", traps=(7, 8, 9),
     summary="MaxPool2d: stride defaults to kernel, −inf padding, dilation, torch's ceil_mode rule; ties (first "
             "maximum), NaN (last NaN), one-element tuples, unbatched input, empty batch",
     samples=_pool_samples(_MAX_CASES), jax=partial(_jax_pool, "MaxPool2d"),
@@ -284,7 +284,7 @@ CONCEPTS.append(Concept(
     covers=("pooling.MaxUnpool2d",), grad_inputs=("x",)))
 
 CONCEPTS.append(Concept(
-    name="layers.avg_pool2d", group="layers",
+    name="layers.avg_pool2d", group="layers", traps=(7, 8),
     summary="AvgPool2d: ceil_mode and count_include_pad with torch's divisors, divisor_override, one-element "
             "tuples, unbatched input, empty batch",
     samples=_pool_samples(_AVG_CASES), jax=partial(_jax_pool, "AvgPool2d"),
@@ -338,7 +338,7 @@ def _jax_flatten_linear(p, x, out_features, bias, dtype):
 
 
 CONCEPTS.append(Concept(
-    name="layers.flatten_linear", group="layers",
+    name="layers.flatten_linear", group="layers", traps=(4,),
     summary=f"Flatten then Linear on (C,H,W)={FLATTEN_CHW}: torch flattens C,H,W, Flax H,W,C (docs/traps.md, trap 4)",
     samples=_flatten_linear_samples, jax=_jax_flatten_linear, torch=_torch_flatten_linear,
     covers=("layers.Flatten",), grad_inputs=("x",),
@@ -377,7 +377,7 @@ def _jax_dropout(params, x, p, training):
 
 
 CONCEPTS.append(Concept(
-    name="layers.dropout", group="layers",
+    name="layers.dropout", group="layers", traps=(18, 19),
     summary="Dropout: identity in eval and at p=0, zeros at p=1, equal under one injected mask (docs/traps.md, trap 18)",
     samples=_dropout_samples,
     jax=_jax_dropout, torch=_torch_dropout, covers=("layers.Dropout",), grad_inputs=("x",)))
@@ -457,7 +457,7 @@ def _jax_bn(p, x, num_features, eps, momentum, affine, training, track_running_s
 
 
 CONCEPTS.append(Concept(
-    name="layers.batchnorm2d", group="layers",
+    name="layers.batchnorm2d", group="layers", traps=(11,),
     summary="BatchNorm2d train (batch stats, unbiased running var) and eval; momentum=None, "
             "track_running_stats=False, affine=False, empty batches; running mean/var and count compared",
     samples=_bn_samples, jax=_jax_bn, torch=_torch_bn,

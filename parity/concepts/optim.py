@@ -93,7 +93,7 @@ for _name, _summary in (("sgd", "SGD with momentum, dampening, nesterov, coupled
                         ("adamw", "AdamW: decoupled weight decay (default 1e-2)")):
     # one leaf name in both twins; each side runs it with its own framework's gradients
     CONCEPTS.append(Concept(
-        name=f"optim.{_name}", group="optim",
+        name=f"optim.{_name}", group="optim", traps=(21, 19) if _name == "sgd" else (19,),
         summary=f"{_summary}: parameters after {STEPS} steps",
         samples=_samples(_name),
         jax=Leaf("jax_impl", f"optim.{_name}", lambda f, p, x, hyper: run_jax(f(**dict(hyper)), x, STEPS)),
@@ -102,7 +102,7 @@ for _name, _summary in (("sgd", "SGD with momentum, dampening, nesterov, coupled
         differentiable=False))
 
 CONCEPTS.append(Concept(
-    name="optim.from_library", group="optim",
+    name="optim.from_library", group="optim", traps=(21, 19),
     summary=f"optax vs torch.optim (foreach) built by from_library: parameters after {STEPS} steps",
     samples=lambda rng, dt: [Sample(f"{name} {label}", problem(rng, dt),
                                     kwargs={"name": name, "hyper": tuple(sorted(h.items()))})

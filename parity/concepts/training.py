@@ -82,7 +82,7 @@ _SUMMARY = {
 }
 for _model in training.MODELS:
     CONCEPTS.append(Concept(
-        name=f"models.{_model}", group="models",
+        name=f"models.{_model}", group="models", traps=(4,) if _model == "small_cnn" else (),
         summary=f"{training.class_name(_model)}: {_SUMMARY[_model]}",
         samples=_forward_samples(_model),
         jax=lambda p, x, kwargs, dtype, _m=_model: _jax_model(_m, p, kwargs, dtype)(_jax_in(x["x"])),

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from parity import report, runner
+from parity.concept import np_dtype
 from parity.console import UsageError, write_bytes_atomic, write_json_atomic, write_text_atomic
 from parity.site import assets, docs, pages, sources, svg
 
@@ -146,7 +147,8 @@ def load_results(path: str | Path, concepts, dtypes, device: str, mode: str) -> 
     by_name = {c.name: c for c in concepts}
     out = {}
     for r in records:
-        if r.concept in by_name and r.dtype in dtypes and r.device == device and r.precision == mode:
+        if r.concept in by_name and r.dtype in dtypes and r.dtype in by_name[r.concept].dtypes \
+                and r.device == device and r.precision == mode:
             out[(r.concept, r.dtype)] = _rechecked(r, by_name[r.concept], p)
     return out
 
@@ -155,11 +157,13 @@ def _rechecked(r: runner.Result, c, path: Path) -> runner.Result:
     """`r` with its verdict recomputed from its recorded figures (`report.recheck`)."""
     from parity import tolerances
     samples = _samples(c, r.dtype)
-    half = _half_dtypes(c, samples)
-    loosest = [tolerances.lookup(r.dtype, r.device, r.precision)] + [tolerances.HALF[h] for h in half]
+    half = _half_dtypes(r.dtype, samples)
+    base, shown = runner.run_tolerance(r.dtype, r.device, r.precision)
+    loosest = [shown, base] + [tolerances.HALF[h] for h in half]
     loose = tolerances.Tolerance(max(t.rtol for t in loosest), max(t.atol for t in loosest), "")
+    c = c.at(r.dtype) if r.dtype in c.dtypes else c
     differentiable = c.differentiable and bool(c.grad_inputs or any(s.params for s in samples or ()))
-    problems = report.recheck(r, loosest[0], loose, differentiable)
+    problems = report.recheck(r, shown, loose, differentiable)
     if r.passed and problems:  # a pass its figures do not support: FAIL, and why, among the failures
         r.failures = r.failures + [f"the results file {path} {p}" for p in problems]
         r.passed = False
@@ -171,18 +175,17 @@ def _rechecked(r: runner.Result, c, path: Path) -> runner.Result:
 def _samples(c, dtype: str):
     """The concept's samples as the runner generated them (seeded), or None where the generator fails."""
     try:
-        return c.samples(np.random.default_rng(runner.SEED), np.dtype(dtype))
+        return c.at(dtype).samples(np.random.default_rng(runner.SEED), np_dtype(dtype))
     except Exception:  # noqa: BLE001  (a generator that fails is reported by the run itself)
         return None
 
 
-def _half_dtypes(c, samples) -> set[str]:
-    """The float16/bfloat16 dtypes a concept's comparisons may hold (they compare at tolerances.HALF):
-    those of its samples' arrays and dtype options; both for the `dtypes` group (an adapter may fix
-    the dtype itself, as tensor creation's does) and where the samples cannot be generated."""
-    if samples is None or c.group == "dtypes":
+def _half_dtypes(dtype: str, samples) -> set[str]:
+    """The float16/bfloat16 dtypes a run's comparisons may hold (they compare at tolerances.HALF): the
+    run's own, those of its samples' arrays and dtype options; both where the samples cannot be generated."""
+    if samples is None:
         return set(HALF_DTYPES)
-    found = set()
+    found = {dtype} & set(HALF_DTYPES)
     for s in samples:
         for v in (*s.inputs.values(), *s.params.values(), *s.kwargs.values()):
             if hasattr(v, "dtype") and not isinstance(v, type):  # an array
@@ -197,7 +200,8 @@ def _half_dtypes(c, samples) -> set[str]:
 
 # ---------------------------------------------------------------- the index
 def _short(dtype: str) -> str:
-    return {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16"}.get(dtype, dtype)
+    return {"float32": "f32", "float64": "f64", "float16": "f16", "bfloat16": "bf16", "complex64": "c64",
+            "complex128": "c128"}.get(dtype, dtype)
 
 
 def _cell(r: runner.Result, which: str) -> tuple[str, float]:
@@ -235,9 +239,8 @@ def environment_rows(env: dict, extra: dict) -> list[tuple[str, str]]:
 def _sample_inputs(c, dtype: str) -> dict[str, list[str]]:
     """Each sample's inputs and parameters as "name shape dtype", regenerated from the runner's seed
     (the sample generators are seeded, so these are the arrays that were compared)."""
-    try:
-        samples = c.samples(np.random.default_rng(runner.SEED), np.dtype(dtype))
-    except Exception:  # noqa: BLE001  (a generator that fails is reported by the run itself)
+    samples = _samples(c, dtype)
+    if samples is None:  # a generator that fails is reported by the run itself
         return {}
     out = {}
     for s in samples:

@@ -1,16 +1,14 @@
 """What docs/ says about a concept: its traps (docs/traps.md) and worked examples (docs/concepts.md),
 and the Markdown renderer that turns docs/*.md into the site's pages.
 
-Traps are found, not listed by hand: a concept's traps are those its covered objects' sources cite
-("trap 9", "traps 7–10"), those whose section of docs/traps.md names the concept in backticks, and
-those docs/concepts.md links from the concept's rows; the traps cited only in the covered modules'
-docstrings are "related". docs/concepts.md's tables give the worked examples: each row naming the
+A concept's traps are its `traps` field (tests/test_concept_traps.py checks it against
+docs/traps.md and docs/concepts.md); the traps of the other concepts that cover a function of the
+same modules are "related". docs/concepts.md's tables give the worked examples: each row naming the
 concept in its "concept" column, with the golden values (the bold parts of "expected result").
 """
 from __future__ import annotations
 
 import functools
-import importlib
 import posixpath
 import re
 import unicodedata
@@ -24,20 +22,6 @@ from parity.site import sources
 ROOT = sources.ROOT
 DOCS = ROOT / "docs"
 TRAPS_MD, CONCEPTS_MD = DOCS / "traps.md", DOCS / "concepts.md"
-
-_TRAP_REF = re.compile(r"\btraps?\s+(\d+(?:\s*(?:,|–|-|and|&)\s*\d+)*)", re.IGNORECASE)
-
-
-def trap_numbers(text: str) -> list[int]:
-    """The trap numbers `text` cites: "trap 9", "traps 7, 8", "traps 11–13", "traps 19 and 20"."""
-    found: list[int] = []
-    for m in _TRAP_REF.finditer(text):
-        for part in re.split(r"\s*(?:,|and|&)\s*", m.group(1)):
-            bounds = re.split(r"\s*[–-]\s*", part)
-            lo, hi = int(bounds[0]), int(bounds[-1])
-            found += range(lo, hi + 1) if hi >= lo else [lo]
-    return list(dict.fromkeys(found))
-
 
 def slug(text: str) -> str:
     """GitHub's heading anchor: lower case, punctuation dropped, spaces to hyphens."""
@@ -118,22 +102,24 @@ class ConceptTraps:
     notes: list[Note] = field(default_factory=list)
 
 
-def concept_traps(concept) -> ConceptTraps:
-    """The traps a concept belongs to (see the module docstring for where they come from)."""
-    rows = sources.rows(concept)
-    covered = [s for r in rows if r.kind == "covered" for s in r.sources()]
-    primary = [n for s in covered for n in trap_numbers(s.text)]
-    ticked = f"`{concept.name}`"
-    primary += [t.number for t in traps().values() if ticked in t.body]
-    for ex in worked_examples(concept.name):
-        primary += [int(n) for n in re.findall(r"traps\.md#(\d+)-", ex.row_md)]
-    modules = {s.module for s in covered}
-    related = [n for m in sorted(modules) for n in trap_numbers(importlib.import_module(m).__doc__ or "")]
+def _modules(concept) -> set[str]:
+    """The modules of the leaf names a concept covers ("activations.relu" -> "activations")."""
+    return {name.rpartition(".")[0] for name in concept.covers}
+
+
+def concept_traps(concept, concepts=None) -> ConceptTraps:
+    """The traps a concept belongs to (its `traps`) and those related to it (see the module docstring);
+    `concepts`: the concepts to look for related ones in (default: the registry's)."""
+    if concepts is None:
+        from parity import registry
+        concepts = registry.all_concepts()
     table = traps()
-    primary = [n for n in dict.fromkeys(primary) if n in table]
+    primary = [n for n in concept.traps if n in table]
+    mine = _modules(concept)
+    related = [n for c in concepts if c.name != concept.name and _modules(c) & mine for n in c.traps]
     related = [n for n in dict.fromkeys(related) if n in table and n not in primary]
     # unnumbered differences that name one of the concept's functions ("jax_impl/activations.py: relu")
-    every = sources.all_sources(concept)
+    every = sources.all_sources(concept)  # the unnumbered notes are matched by the functions' names
     keys = {f"{s.path}: {s.qualname}" for s in every} | {f"`{concept.name}`"}
     notes = [n for n in other_differences() if any(k in n.text for k in keys)]
     return ConceptTraps([table[n] for n in primary], [table[n] for n in related], notes)

@@ -92,7 +92,7 @@ products with one random cotangent) are compared elementwise: a tensor passes wh
 </table>
 <p class="small muted">Errors are the largest |jax − torch| over every compared tensor (per dtype); "0" is bitwise
 equal, "n/a" nothing of that kind compared (not differentiable, or integer outputs compared exactly: "equal").
-float16 and bfloat16 arrays (the dtypes group) compare at their own tolerance, 8 ulps of (1 + |torch|).</p>
+float16 and bfloat16 arrays (a concept's float16 and bfloat16 runs) compare at their own tolerance, 8 ulps of (1 + |torch|).</p>
 <h2>Environment</h2>
 <dl class="env">
 <dt>generated</dt><dd>{{ site.date }}</dd>

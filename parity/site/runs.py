@@ -29,8 +29,10 @@ _HEAVY_SAMPLE = {"train": 15, "models": 15}
 
 def _cost(concept, dtype: str) -> int:
     import numpy as np
+
+    from parity.concept import np_dtype
     try:
-        n = len(concept.samples(np.random.default_rng(0), np.dtype(dtype)))
+        n = len(concept.at(dtype).samples(np.random.default_rng(0), np_dtype(dtype)))
     except Exception:  # the run itself reports it
         n = 1
     return max(n, 1) * _HEAVY_SAMPLE.get(concept.group, 1)
@@ -138,7 +140,8 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
         cache_dir: str | os.PathLike | None = None,
         on_result: Callable | None = None, reuse: dict | None = None, workers: Workers | None = None,
         check: Callable | None = None) -> list:
-    """Every concept in every dtype, as `runner.Result`s in dtype-major, concept order.
+    """Every concept in each of `dtypes` it declares (`runner.runs`), as `runner.Result`s in dtype-major,
+    concept order.
 
     `reuse` maps (concept, dtype) to a Result already at hand (read from a results file): those are
     not run again. `on_result(result)` is called as each one finishes (for a progress bar), always in
@@ -148,7 +151,7 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
     Ctrl-C, ends the workers and propagates. `workers`: processes already started (their jobs and
     cache replace `jobs` and `cache_dir`); else they are started here when jobs > 1.
     """
-    every = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts]
+    every = [(c.name, dt, device, mode) for dt in dict.fromkeys(dtypes) for c in concepts if dt in c.dtypes]
     reuse = reuse or {}
     if workers is None:
         left = sum(t[:2] not in reuse for t in every)
