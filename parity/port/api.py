@@ -12,6 +12,7 @@ INCOMPLETE in its docstring and in PROOF.md, and no proof is attempted (`complet
 """
 from __future__ import annotations
 
+import copy
 import re
 import time
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ def port(torch_model, example_inputs, out_dir, *, steps: int = 20, timing: bool 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    model = torch_model.eval()
+    model = copy.deepcopy(torch_model).eval()  # the caller's model keeps its mode
     stage("trace and write the port")
     gen = generate(model, tuple(torch.as_tensor(a) for a in x))
     name = module_name(gen.root_class)
@@ -100,7 +101,8 @@ def port(torch_model, example_inputs, out_dir, *, steps: int = 20, timing: bool 
     result = PortResult(out, file, gen.root_class, list(gen.classes), gen.source.count("\n"), gen.complete,
                         problems, dict(gen.tracer), time.perf_counter() - t0)
     info = {"file": file.name, "complete": gen.complete, "problems": problems, "classes": list(gen.classes),
-            "lines": result.lines, "seconds": result.seconds, "tracer": dict(gen.tracer)}
+            "lines": result.lines, "seconds": result.seconds, "tracer": dict(gen.tracer), "root": gen.root_class,
+            "build": gen.build}
     res: dict = {}
     if gen.complete:
         module = load_generated(gen, f"_parity_port_{name}")

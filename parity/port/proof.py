@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -105,13 +106,13 @@ def step_times(torch_model, flax_model, inputs: tuple, settings=None) -> dict:
 
     @jax.jit
     def jax_step(params, rest, opt_state, xs):
-        def lossf(p):
-            m = nnx.merge(graphdef, p, rest)
-            out = m(*xs)
-            return jnp.mean(out.astype(jnp.float32) ** 2), nnx.split(m, nnx.Param, ...)[2]
-        (loss, new_rest), g = jax.value_and_grad(lossf, has_aux=True)(params)
+        def lossf(m):
+            return jnp.mean(m(*xs).astype(jnp.float32) ** 2)
+        m = nnx.merge(graphdef, params, rest)
+        # nnx's transform, so that BatchNorm may update its statistics in the pass; gradients of Params only
+        loss, g = nnx.value_and_grad(lossf, argnums=nnx.DiffState(0, nnx.Param))(m)
         updates, opt_state = tx.update(g, opt_state, params)
-        return optax.apply_updates(params, updates), new_rest, opt_state, loss
+        return optax.apply_updates(params, updates), nnx.split(m, nnx.Param, ...)[2], opt_state, loss
 
     def run_jax():
         p, r, o, loss = jax_step(state["params"], state["rest"], state["opt"], f_in)
@@ -119,9 +120,16 @@ def step_times(torch_model, flax_model, inputs: tuple, settings=None) -> dict:
         return loss
 
     t0 = time.perf_counter()
-    timings = harness.measure_interleaved({"torch-eager": harness.Runner(torch_step, "torch"),
-                                           "jax-jit": harness.Runner(run_jax, "jax")}, "cpu", settings)
-    out = {"device": "cpu", "seconds": time.perf_counter() - t0}
+    # torch on one thread, as `parity compare` runs small models: a second intra-op thread waiting for a
+    # busy core cost small models' passes 0.1–0.5 s each against about a millisecond (docs/measurements.md)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        timings = harness.measure_interleaved({"torch-eager": harness.Runner(torch_step, "torch"),
+                                               "jax-jit": harness.Runner(run_jax, "jax")}, "cpu", settings)
+    finally:
+        torch.set_num_threads(threads)
+    out = {"device": "cpu", "torch_threads": 1, "seconds": time.perf_counter() - t0}
     for mode, tm in timings.items():
         out[mode] = {"error": f"{type(tm).__name__}: {tm}"} if isinstance(tm, Exception) else tm.stats()
     if all(not isinstance(tm, Exception) for tm in timings.values()):
@@ -180,5 +188,8 @@ def markdown(name: str, res: dict, port: dict) -> str:
                   f"| JAX jit | {j['median_s'] * 1e3:.3g} ms | {j['iqr_s'] * 1e3:.2g} ms | {j['repeats']} |", "",
                   f"JAX jit step ÷ torch eager step: {r['ratio']:.3g} (95 % interval {r['ci_low']:.3g}–"
                   f"{r['ci_high']:.3g}); JAX's first call, with compilation: {j['first_call_s']:.2f} s."]
-    lines += ["", "Reproduce: `parity compare` the two models (see the README's section on comparing a port)."]
+    lines += ["", "Reproduce (the torch model and the port, weights converted by the comparer):", "", "```python",
+              "from parity import compare", f"from {Path(port['file']).stem} import {port['root']}",
+              f"report = compare(torch_model, {port['build']}, x)  # x: NumPy, torch's layout",
+              "print(report.summary())", "```"]
     return "\n".join(lines) + "\n"
