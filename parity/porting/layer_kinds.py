@@ -17,6 +17,7 @@ import jax_impl.conv
 import jax_impl.layers
 import jax_impl.normalization
 import jax_impl.pooling
+from parity.porting import einsum_layout
 from parity.porting.kind_record import Array, Kind, Note
 
 
@@ -26,13 +27,18 @@ def _pairs(v, n=2):
 
 # ---------------------------------------------------------------- Linear (⇄ nnx.Linear, nnx.LinearGeneral)
 def _kernel_to_flax(a, tm, fm):
-    """(out, in) → (in, out), then the Flax kernel's own shape (nnx.LinearGeneral splits heads)."""
+    """(out, in) → (in, out), then the Flax kernel's own shape (nnx.LinearGeneral splits heads; an
+    nnx.Einsum's axes are read from its string, parity/porting/einsum_layout.py)."""
+    if isinstance(fm, nnx.Einsum):
+        return einsum_layout.kernel_to_flax(a, fm)
     k = a.T
     held = getattr(getattr(fm, "kernel", None), "shape", None)
     return k.reshape(held) if held is not None and int(np.prod(held)) == k.size else k
 
 
 def _kernel_to_torch(a, tm, fm):
+    if isinstance(fm, nnx.Einsum):
+        return einsum_layout.kernel_to_torch(a, fm)
     n_in = tm.in_features if tm is not None else a.shape[0]
     return a.reshape(n_in, -1).T
 
@@ -47,9 +53,12 @@ def _flat(a, tm=None, fm=None):
 
 
 LINEAR = Kind(
-    "linear", (nn.Linear,), (nnx.Linear, nnx.LinearGeneral, jax_impl.layers.Linear),
+    "linear", (nn.Linear,), (nnx.Linear, nnx.LinearGeneral, nnx.Einsum, jax_impl.layers.Linear),
     (Array("weight", "kernel", _kernel_to_flax, _kernel_to_torch), Array("bias", "bias", _bias_to_flax, _flat)),
-    summary="weight (out, in) → kernel (in, out); nnx.LinearGeneral's kernel reshaped to its heads",
+    # an nnx.Einsum is a Linear where its string contracts the input's last axes into the output's
+    accepts_flax=lambda fm: not isinstance(fm, nnx.Einsum) or einsum_layout.is_linear(fm),
+    summary="weight (out, in) → kernel (in, out); nnx.LinearGeneral's kernel reshaped to its heads, "
+            "nnx.Einsum's arranged by its einsum string",
     doc="docs/traps.md, trap 2",
     flax_source=lambda m: _linear_source(m))
 
