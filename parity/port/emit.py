@@ -527,7 +527,8 @@ class Body:
                 cl = bool(keep_cl) and bool(ins) and val.dim() == max(self.rank(x) for x in ins)
             elif rec.layout == "dim":
                 cl = _dim_out_cl(self, rec, ins, val, src)
-        shape_of = args[0] if isinstance(val, torch.Size) and args and isinstance(args[0], V) else None
+        shape_of = args[0] if (isinstance(val, torch.Size) and rec.name in ("getattr", "size") and args
+                               and isinstance(args[0], V) and isinstance(args[0].val, torch.Tensor)) else None
         return src, cl, shape_of
 
     def _hwc_flatten(self, rec, args, val):
@@ -618,6 +619,8 @@ class Body:
         full = n.target if not self.code.path else f"{self.code.path}.{n.target}"
         if isinstance(m, (nn.ModuleList, nn.ModuleDict)) or full not in self.port.traced:
             raise O.Unsupported(f"{type(m).__name__} is no layer kind (parity.porting.kinds) and was not traced")
+        args = _inputs_of(m, self.port.traced[full], args, kwargs)
+        kwargs = {}
         args = [self.cf(a) if isinstance(a, V) and a.hwc is not None else a for a in args]
         child = self.port.code_of(full, tuple(isinstance(a, V) and a.cl for a in args))
         want = child.in_cl
@@ -877,6 +880,26 @@ class Body:
             out = out[:node.col_offset] + self.lit(text, f"{name}_{pname}", in_call=False) + out[node.end_col_offset:]
         # the slots were numbered right to left: renumber them left to right
         return _renumber(out, self.code)
+
+
+def _inputs_of(m, traced, args, kwargs) -> list:
+    """The values a call of sub-module `m` passes for the inputs its trace took (its tensors)."""
+    import inspect
+    sig = inspect.signature(type(m).forward)
+    try:
+        b = sig.bind(m, *args, **kwargs)
+    except TypeError as e:
+        raise O.Unsupported(f"the call does not match {type(m).__name__}.forward ({e})") from None
+    varkw = next((b.arguments.get(p.name, {}) for p in sig.parameters.values() if p.kind == p.VAR_KEYWORD), {})
+    out = []
+    for name in traced.input_names:
+        if name.startswith("*"):
+            out.extend(b.arguments.get(name[1:], ()))
+        elif name in b.arguments:
+            out.append(b.arguments[name])
+        else:
+            out.append(varkw.get(name))
+    return out
 
 
 def _renumber(src: str, code: Code) -> str:

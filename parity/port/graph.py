@@ -76,8 +76,13 @@ class _ConcreteProxy(fx.Proxy):
         self.tracer.note(self.node, "int")
         return int(self._val())
 
+    def __index__(self):  # a real int where Python needs one (slicing a real sequence): specialised
+        self.tracer.note(self.node, "index")
+        return int(self._val())
+
     def __len__(self):
-        self.tracer.note(self.node, "len")
+        if not isinstance(self._val(), (torch.Size, tuple, list)):
+            self.tracer.note(self.node, "len")
         return len(self._val())
 
 
@@ -142,7 +147,8 @@ class ConcreteTracer(fx.Tracer):
 
     def iter(self, obj):
         v = obj.node.meta.get("val")
-        self.note(obj.node, "iter")
+        if not isinstance(v, (torch.Size, tuple, list)):
+            self.note(obj.node, "iter")
         return iter([obj[i] for i in range(len(v))])
 
     def keys(self, obj):
@@ -180,25 +186,61 @@ class ConcreteTracer(fx.Tracer):
         node.meta["val"] = val
         return p
 
-    def trace_module(self, module: nn.Module, n_args: int, kw_names=()) -> fx.Graph:
+    def trace_module(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[fx.Graph, list]:
+        """Trace `module`'s forward as called with `args`/`kwargs`: the tensors it was given become the
+        graph's inputs (named as in its signature); every other argument (None, flags, sizes) is held at
+        the value it had. Returns (graph, input names, '*name' for a *args)."""
         self._root = module
-        sig = inspect.signature(module.forward)
-        params = list(sig.parameters.values())
-        concrete = {}
-        given = n_args
-        self._real_names = {p.name for p in params[:n_args] if p.kind != p.VAR_POSITIONAL} | set(kw_names)
-        self._real_names |= {p.name for p in params if p.kind == p.VAR_POSITIONAL}
-        for i, prm in enumerate(params):
-            if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
+        cls = type(module)
+        sig = inspect.signature(cls.forward)
+        bound = sig.bind(module, *args, **kwargs)
+        names, inputs, call, consts = [], [], [], {}
+        # before a bound *args, the named parameters go positionally (a keyword there would clash)
+        star = [p.name for p in sig.parameters.values() if p.kind == p.VAR_POSITIONAL and p.name in bound.arguments]
+        positional = bool(star)
+        for i, (name, prm) in enumerate(sig.parameters.items()):
+            if i == 0:
                 continue
-            if i >= given and prm.name not in kw_names:
-                concrete[prm.name] = prm.default if prm.default is not prm.empty else None
+            if name not in bound.arguments:
+                continue
+            v = bound.arguments[name]
+            if prm.kind == prm.VAR_POSITIONAL:
+                positional = False
+                names.append("*" + name)
+                inputs.extend(v)
+                call.append(f"*{name}")
+            elif prm.kind == prm.VAR_KEYWORD:
+                for k, kv in v.items():
+                    if _is_data(kv):
+                        names.append(k)
+                        inputs.append(kv)
+                        call.append(f"{k}={k}")
+                    else:
+                        consts[k] = kv
+                        call.append(f"{k}=__c[{k!r}]")
+            elif _is_data(v):
+                names.append(name)
+                inputs.append(v)
+                call.append(f"{name}" if prm.kind == prm.POSITIONAL_ONLY or positional else f"{name}={name}")
+            else:
+                consts[name] = v
+                call.append(f"__c[{name!r}]" if prm.kind == prm.POSITIONAL_ONLY or positional
+                            else f"{name}=__c[{name!r}]")
+        params = ", ".join(["self"] + names)
+        src = f"def forward({params}):\n    return __orig(self, {', '.join(call)})\n"
+        env = {"__orig": cls.forward, "__c": consts}
+        exec(src, env)  # noqa: S102 — a shim whose inputs are exactly the tensors the call passed
+        shim = type(cls.__name__, (cls,), {"forward": env["forward"], "__module__": cls.__module__})
+        self._inputs = list(_clone(tuple(inputs)))
+        self._real_names = {n.lstrip("*") for n in names}
         saved = {name: getattr(torch, name) for name in _FACTORIES}
+        module.__class__ = shim
         try:
             for name, fn in saved.items():
                 setattr(torch, name, self._factory(fn))
-            return self.trace(module, concrete_args=concrete or None)
+            return self.trace(module), names
         finally:
+            module.__class__ = cls
             for name, fn in saved.items():
                 setattr(torch, name, fn)
 
@@ -224,6 +266,7 @@ class Traced:
     error: str | None = None
     specialised: list = field(default_factory=list)
     where: str = "?"
+    input_names: list = field(default_factory=list)
 
 
 def record_calls(model: nn.Module, inputs: tuple) -> dict:
@@ -246,20 +289,27 @@ def record_calls(model: nn.Module, inputs: tuple) -> dict:
     return seen
 
 
+def _is_data(v) -> bool:
+    """A value the port takes as an input (a tensor, or a tuple or list holding one)."""
+    if isinstance(v, torch.Tensor):
+        return True
+    if isinstance(v, (tuple, list)):
+        return any(_is_data(x) for x in v)
+    return False
+
+
 def trace_instance(module: nn.Module, path: str, args: tuple, kwargs: dict) -> Traced:
     """fx-trace one module's own forward on its recorded call."""
     t = Traced(module, path, args, kwargs, where=source_of(type(module)))
-    order = list(inspect.signature(module.forward).parameters)
-    kwargs = {k: kwargs[k] for k in sorted(kwargs, key=lambda k: order.index(k) if k in order else len(order))}
-    t.kwargs = kwargs
-    tracer = ConcreteTracer(list(_clone(args)) + [_clone(v) for v in kwargs.values()])
+    tracer = ConcreteTracer([])
     try:
         with torch.no_grad():
-            t.graph = tracer.trace_module(module, len(args), tuple(kwargs))
+            t.graph, t.input_names = tracer.trace_module(module, args, kwargs)
         t.specialised = tracer.specialised
     except Exception as e:  # noqa: BLE001 — reported as a problem, or handed to torch.export
         tb = traceback.extract_tb(e.__traceback__)
-        frames = [f for f in tb if "torch/fx" not in f.filename and "parity/port" not in f.filename]
+        frames = [f for f in tb if "torch/fx" not in f.filename and "parity/port" not in f.filename
+                  and f.filename != "<string>"]
         if frames:
             from parity.porting.trace import rel
             t.where = f"{rel(frames[-1].filename)}:{frames[-1].lineno}"

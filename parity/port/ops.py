@@ -261,7 +261,7 @@ def _triu(e, a):
 def _to(e, a):
     x = a(0, "input")
     for v in a.rest(1) + [a(None, "dtype")]:
-        if isinstance(v, torch.dtype):
+        if isinstance(e.val(v), torch.dtype):
             return f"{e.r(x, paren=True)}.astype({e.r(v)})"
         if e.is_value(v) and isinstance(e.val(v), torch.Tensor):
             return f"{e.r(x, paren=True)}.astype({e.r(v, paren=True)}.dtype)"
