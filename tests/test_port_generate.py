@@ -30,6 +30,7 @@ def _example(name):
     spec = importlib.util.spec_from_file_location(f"_port_example_{name}", path)
     mod = importlib.util.module_from_spec(spec)
     sys.path.insert(0, os.path.join(ROOT, "examples"))
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
     try:
         spec.loader.exec_module(mod)
     finally:
@@ -274,3 +275,21 @@ def test_load_generated_writes_nothing(tmp_path, monkeypatch):
     assert set(os.listdir(tmp_path)) == before
     assert "port_nothing_written" not in sys.modules
     assert hasattr(mod, port.root_class)
+
+
+# ---------------------------------------------------------------- Hugging Face models (tiny random configs)
+def _zoo():
+    path = os.path.join(ROOT, "examples", "transformers_zoo.py")
+    if not os.path.exists(path):
+        pytest.skip("examples/transformers_zoo.py is not there")
+    pytest.importorskip("transformers")
+    return _example("transformers_zoo")
+
+
+@pytest.mark.parametrize("arch", ["resnet", "vit"])
+def test_hugging_face_models_port(arch, tmp_path):
+    zoo = _zoo()
+    model, inputs = zoo.ARCHITECTURES[arch].build()
+    x = inputs[0].numpy()
+    port, _ = port_and_compare(model, x, tmp_path, name=f"hf_{arch}")
+    assert "import torch" not in port.source

@@ -451,10 +451,11 @@ class Body:
             out = type(out)(fix(v) for v in out)
             self.code.out_cl = tuple(isinstance(v, V) and v.cl for v in out)
             self.emit(f"return {self.r(tuple(out)) if isinstance(out, tuple) else self.r(list(out))}")
-        elif isinstance(out, dict):
+        elif isinstance(out, dict):  # a ModelOutput / dict: a tuple of its values, in order
             self.code.out_cl = False
-            items = ", ".join(f"{k!r}: {self.r(fix(v))}" for k, v in out.items())
-            self.emit(f"return {{{items}}}")
+            vals = [fix(v) for v in out.values() if v is not None]
+            self.emit(f"return ({''.join(self.r(v) + ', ' for v in vals)})", "torch returns "
+                      f"{type(n.args[0]).__name__}({', '.join(k for k, v in out.items() if v is not None)}): a tuple")
         else:
             out = fix(out)
             self.code.out_cl = isinstance(out, V) and out.cl

@@ -94,7 +94,7 @@ def _clone(v):
     return v
 
 
-_FACTORIES = ("ones", "zeros", "full", "empty", "arange", "eye", "tensor", "rand", "randn")
+_FACTORIES = ("ones", "zeros", "full", "empty", "arange", "eye", "tensor", "rand", "randn", "finfo", "iinfo")
 
 
 def _has_proxy(x) -> bool:
@@ -115,6 +115,7 @@ class ConcreteTracer(fx.Tracer):
     def __init__(self, inputs: list):
         super().__init__()
         self.record_stack_traces = True
+        self.proxy_buffer_attributes = True  # buffers are graph values too (position ids, masks)
         self._inputs = list(inputs)
         self._root = None
         self._computing = False

@@ -288,6 +288,13 @@ for _n, _d in (("float", "jnp.float32"), ("double", "jnp.float64"), ("half", "jn
 @op("getattr", builtins.getattr, inline=True)
 def _getattr(e, a):
     x, name = a(0, "obj"), a(1, "name")
+    v = e.val(x)
+    if isinstance(v, (torch.finfo, torch.iinfo)) and name in ("min", "max", "eps", "tiny", "bits"):
+        return f"{e.r(x, paren=True)}.{name}"
+    if hasattr(v, "keys") and not isinstance(v, torch.Tensor):  # a ModelOutput / dict: the port holds a tuple
+        keys = list(v.keys())
+        if name in keys:
+            return f"{e.r(x, paren=True)}[{keys.index(name)}]"
     if name == "shape":
         return e.shape_src(x)
     if name == "dtype":
@@ -301,6 +308,40 @@ def _getattr(e, a):
     if name == "mT":
         return f"jnp.swapaxes({e.r(e.cf(x))}, -2, -1)"
     raise Unsupported(f"attribute `{name}` of a tensor")
+
+
+@op("addmm", torch.addmm, *_m("addmm"))
+def _addmm(e, a):
+    beta, alpha = a(None, "beta", 1), a(None, "alpha", 1)
+    bias, x, w = a(0, "input"), a(1, "mat1"), a(2, "mat2")
+    mm = f"{e.r(x, paren=True)} @ {e.r(w, paren=True)}"
+    if alpha != 1:
+        mm = f"{e.r(alpha)} * ({mm})"
+    b = e.r(bias, paren=True) if beta == 1 else f"{e.r(beta)} * {e.r(bias, paren=True)}"
+    return f"{b} + {mm}"
+
+
+@op("gather", torch.gather, *_m("gather"))
+def _gather(e, a):
+    return f"jnp.take_along_axis({e.r(a(0, 'input'))}, {e.r(a(2, 'index'))}, axis={a(1, 'dim')})"
+
+
+@op("diff", torch.diff, *_m("diff"))
+def _diff(e, a):
+    x, n, d = a(0, "input"), a(1, "n", 1), a(2, "dim", -1)
+    pre, app = a(3, "prepend"), a(4, "append")
+    extra = (f", prepend={e.r(pre)}" if pre is not None else "") + (f", append={e.r(app)}" if app is not None else "")
+    return f"jnp.diff({e.r(x)}, n={n}, axis={d}{extra})"
+
+
+@op("finfo", torch.finfo, inline=True)
+def _finfo(e, a):
+    return f"jnp.finfo({e.r(a(0, 'type'))})"
+
+
+@op("iinfo", torch.iinfo, inline=True)
+def _iinfo(e, a):
+    return f"jnp.iinfo({e.r(a(0, 'type'))})"
 
 
 @op("size", *_m("size"), inline=True)
@@ -470,6 +511,12 @@ def _unbind(e, a):
 def _getitem(e, a):
     x, idx = a(0, "a"), a(1, "b")
     v = e.val(x)
+    if hasattr(v, "keys") and not isinstance(v, torch.Tensor):  # a ModelOutput / dict: a tuple in the port
+        keys = list(v.keys())
+        if isinstance(idx, str) and idx in keys:
+            return f"{e.r(x, paren=True)}[{keys.index(idx)}]"
+        if isinstance(idx, int):
+            return f"{e.r(x, paren=True)}[{idx}]"
     if not isinstance(v, torch.Tensor):  # a tuple, list or shape
         if isinstance(v, torch.Size) and isinstance(idx, int):
             sh = e.shape_of(x)
