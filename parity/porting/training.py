@@ -134,20 +134,8 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 f_calls, _, _, _ = p.runner.run(pairing)
                 check_flatten(p, pairing, f_calls, direction, None)
             names = dict(t.named_parameters())
-            try:
-                opt = torch_optimizer_factory(t.parameters())
-            except Exception as e:  # noqa: BLE001 - the caller's factory refusing its settings is bad input
-                raise PortingError(f"torch_optimizer_factory failed: {first_line(e)}") from None
-            graphdef, params, rest = nnx.split(f, nnx.Param, ...)
-            opt_state = optax_tx.init(params)
-            if _start is not None:  # a replay: torch's optimiser state and the masks where the segment began
-                opt.load_state_dict(_start["optimizer"])  # torch casts the slots to the parameters' dtype
-                masks.rng.bit_generator.state = _start["masks"]
-                if _start["optimizer"]["state"]:
-                    opt_state = force_slots(opt_state, opt, pairing, params, names)
-            # all of the state committed to the device, as the step's outputs will be: otherwise the
-            # second step (uncommitted → committed inputs) compiles the step again
-            params, rest, opt_state = jax.device_put((params, rest, opt_state), jdev)
+            opt, graphdef, params, rest, opt_state = _optimisers(p, pairing, names, torch_optimizer_factory, optax_tx,
+                                                                 _start, jdev)
             step_fn = _flax_step(p, pairing, graphdef, dict(flax_kwargs or {}), optax_tx, j_loss, train)
             # per-step arrays (NumPy's empty pages cost no memory until written: a long run stays small)
             t_losses, f_losses, p_err = np.empty(steps), np.empty(steps), np.empty(steps)
@@ -207,19 +195,34 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
         flax_model=flax_model, torch_optimizer_factory=torch_optimizer_factory, optax_tx=optax_tx,
         loss=loss, device=device, mode=mode, weights=weights if isinstance(weights, dict) else "torch->flax",
         layout=layout, train=train, seed=seed, torch_kwargs=torch_kwargs, flax_kwargs=flax_kwargs))
-    excused = {r.segment for r in replays if r.excused}
-    judged = np.array([k // seg not in excused for k in range(steps)], bool)
-    bad_loss = np.flatnonzero(judged & (loss_err > 1))
-    first_loss = int(bad_loss[0]) + 1 if bad_loss.size else None
-    first_param_step = first_param = None
-    for segment in sorted(set(first_param_of) - excused)[:1]:
-        first_param_step, first_param, zero_note = first_param_of[segment]
-        notes += zero_note
+    first_loss, first_param_step, first_param, zero_note = _first_parting(replays, loss_err, first_param_of, seg)
+    notes += zero_note
     notes += _closing_notes(unjudged, steps, seg, t_losses, f_losses)
     return TrainingReport(type(torch_model).__name__, type(flax_model).__name__, dtype, device, steps, tol,
                           t_losses, f_losses, p_err, first_loss,
                           first_param_step, first_param, seg if steps > seg else None,
                           [*pairing.notes, *notes], time.perf_counter() - t0, replays)
+
+
+def _optimisers(p, pairing, names: dict, torch_optimizer_factory, optax_tx, start: dict | None, jdev):
+    """torch's optimiser and the Flax side's starting state: (optimiser, graphdef, params, rest, optax
+    state), the state committed to `jdev`; a replay (`start`) begins from torch's optimiser state
+    and the dropout masks' generator where its segment began."""
+    try:
+        opt = torch_optimizer_factory(p.torch_model.parameters())
+    except Exception as e:  # noqa: BLE001 - the caller's factory refusing its settings is bad input
+        raise PortingError(f"torch_optimizer_factory failed: {first_line(e)}") from None
+    graphdef, params, rest = nnx.split(p.flax_model, nnx.Param, ...)
+    opt_state = optax_tx.init(params)
+    if start is not None:
+        opt.load_state_dict(start["optimizer"])  # torch casts the slots to the parameters' dtype
+        p.masks.rng.bit_generator.state = start["masks"]
+        if start["optimizer"]["state"]:
+            opt_state = force_slots(opt_state, opt, pairing, params, names)
+    # all of the state committed to the device, as the step's outputs will be: otherwise the
+    # second step (uncommitted → committed inputs) compiles the step again
+    params, rest, opt_state = jax.device_put((params, rest, opt_state), jdev)
+    return opt, graphdef, params, rest, opt_state
 
 
 def _flax_step(p, pairing, graphdef, f_kw: dict, optax_tx, j_loss, train: bool):
@@ -266,6 +269,21 @@ def _worst_parameter(names: dict, f_params: dict, noise: dict, perturbed: dict, 
         if e > worst:
             worst, worst_name = e, n
     return worst, worst_name
+
+
+def _first_parting(replays: list, loss_err, first_param_of: dict, seg: int):
+    """Outside the segments excused as rounding: the first step whose loss exceeds the bound, and the
+    first (step, parameter) whose parameters do, with its note on a rounding-level gradient; None
+    where nothing parts."""
+    excused = {r.segment for r in replays if r.excused}
+    judged = np.array([k // seg not in excused for k in range(len(loss_err))], bool)
+    bad_loss = np.flatnonzero(judged & (loss_err > 1))
+    first_loss = int(bad_loss[0]) + 1 if bad_loss.size else None
+    first_param_step = first_param = None
+    zero_note: list[str] = []
+    for segment in sorted(set(first_param_of) - excused)[:1]:
+        first_param_step, first_param, zero_note = first_param_of[segment]
+    return first_loss, first_param_step, first_param, zero_note
 
 
 def _closing_notes(unjudged: dict, steps: int, seg: int, t_losses, f_losses) -> list[str]:
