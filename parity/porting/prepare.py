@@ -5,6 +5,7 @@ by `compare`, `compare_training` and `pair_models`)."""
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 
 import jax
@@ -37,8 +38,9 @@ class Prepared:
     input_rules: list = field(default_factory=list)  # per input, the rule applied for the Flax side
     masks: Masks | None = None  # training-mode dropout masks shared by both sides
 
-    @property
+    @functools.cached_property
     def torch_device(self) -> torch.device:
+        """Where the torch copy's tensors are (the CPU for a model without any)."""
         return device_of(self.torch_model)
 
     def patched(self):

@@ -79,6 +79,21 @@ def _check_arguments(batches, steps, torch_optimizer_factory, optax_tx):
     return batches, steps
 
 
+def _check_settings(torch_model, dtype: str, mode: str, weights) -> tuple:
+    """(the weights mapping or None, the direction), after checking dtype, mode, weights and that the
+    torch model has something to train."""
+    for name, value, choices in (("dtype", dtype, precision.DTYPES), ("mode", mode, precision.MODES)):
+        check_choice(name, value, choices)
+    if callable(weights) and not isinstance(weights, dict):
+        raise PortingError("compare_training takes weights='torch->flax', 'flax->torch' or a {torch_name: "
+                           "flax_path} mapping")
+    mapping, _, direction = weights_arg(weights, None)
+    if isinstance(torch_model, torch.nn.Module) and next(torch_model.parameters(), None) is None:
+        raise PortingError(f"the torch model ({type(torch_model).__name__}) has no parameters: there is nothing "
+                           f"to train")
+    return mapping, direction
+
+
 def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, optax_tx, steps: int | None = None,
                      *, loss="mse", dtype: str = "float32", device: str = "cpu", mode: str = "strict",
                      weights="torch->flax", layout: str = "nhwc", train: bool = True, seed: int = SEED,
@@ -101,15 +116,7 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
     t0 = time.perf_counter()
     batches, steps = _check_arguments(batches, steps, torch_optimizer_factory, optax_tx)
     t_loss, j_loss = _losses(loss)
-    for name, value, choices in (("dtype", dtype, precision.DTYPES), ("mode", mode, precision.MODES)):
-        check_choice(name, value, choices)
-    if callable(weights) and not isinstance(weights, dict):
-        raise PortingError("compare_training takes weights='torch->flax', 'flax->torch' or a {torch_name: "
-                           "flax_path} mapping")
-    mapping, _, direction = weights_arg(weights, None)
-    if isinstance(torch_model, torch.nn.Module) and next(torch_model.parameters(), None) is None:
-        raise PortingError(f"the torch model ({type(torch_model).__name__}) has no parameters: there is nothing "
-                           f"to train")
+    mapping, direction = _check_settings(torch_model, dtype, mode, weights)
 
     def batch(i):
         b = batches[i]
@@ -127,7 +134,7 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
         p = prepare(torch_model, flax_model, first_batch[0], dtype=dtype, device=device, mode=mode, layout=layout,
                     train=train, torch_kwargs=torch_kwargs, flax_kwargs=flax_kwargs, seed=seed, notes=notes)
         t, f, masks = p.torch_model, p.flax_model, p.masks
-        tdev, jdev = p.torch_device, precision.jax_device(device)
+        jdev = precision.jax_device(device)
         with p.patched():
             pairing = pair_and_convert(p, mapping, None, direction, notes)
             if any(q.flatten_candidate for q in pairing.pairs):
@@ -158,16 +165,7 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                 if k % seg == 0 and can_replay and len(pending) <= allowed:
                     start = {"model": copy.deepcopy(t), "optimizer": copy.deepcopy(opt.state_dict()),
                              "masks": copy.deepcopy(masks.rng.bit_generator.state), "rng": torch.get_rng_state()}
-                masks.masks = {}
-                t_in = [torch.as_tensor(x, device=tdev) for x in xs]
-                opt.zero_grad(set_to_none=True)
-                with framework_errors("torch", [x.shape for x in xs]), \
-                        trace.torch_tracer(p.torch_leaves.values(), None, masks.torch_inject(pairing)):
-                    out = t(*t_in, **p.torch_kwargs)
-                    lv = t_loss(out, torch.as_tensor(y, device=tdev))
-                    lv.backward()
-                    perturbed = perturbed_step(opt, names, dtype, k)
-                    opt.step()
+                lv, perturbed = _torch_step(p, pairing, opt, names, t_loss, xs, y, dtype, k)
                 f_in = [jax.device_put(a, jdev) for a in flax_inputs(xs, layout)[0]]
                 with framework_errors("Flax", [x.shape for x in xs]):
                     params, rest, opt_state, fv = step_fn(params, rest, opt_state, f_in, jax.device_put(y, jdev),
@@ -223,6 +221,23 @@ def _optimisers(p, pairing, names: dict, torch_optimizer_factory, optax_tx, star
     # second step (uncommitted → committed inputs) compiles the step again
     params, rest, opt_state = jax.device_put((params, rest, opt_state), jdev)
     return opt, graphdef, params, rest, opt_state
+
+
+def _torch_step(p, pairing, opt, names: dict, t_loss, xs, y, dtype: str, k: int):
+    """Step k of torch on (xs, y), the dropout masks drawn afresh: (the loss, the parameters that a
+    rounding-level change of the gradients would have given, rounding.perturbed_step)."""
+    p.masks.masks = {}
+    dev, t = p.torch_device, p.torch_model
+    t_in = [torch.as_tensor(x, device=dev) for x in xs]
+    opt.zero_grad(set_to_none=True)
+    with framework_errors("torch", [x.shape for x in xs]), \
+            trace.torch_tracer(p.torch_leaves.values(), None, p.masks.torch_inject(pairing)):
+        out = t(*t_in, **p.torch_kwargs)
+        lv = t_loss(out, torch.as_tensor(y, device=dev))
+        lv.backward()
+        perturbed = perturbed_step(opt, names, dtype, k)
+        opt.step()
+    return lv, perturbed
 
 
 def _flax_step(p, pairing, graphdef, f_kw: dict, optax_tx, j_loss, train: bool):
