@@ -286,7 +286,7 @@ def _zoo():
     return _example("transformers_zoo")
 
 
-@pytest.mark.parametrize("arch", ["resnet", "vit"])
+@pytest.mark.parametrize("arch", ["resnet", "vit", "regnet", "poolformer"])
 def test_hugging_face_models_port(arch, tmp_path):
     zoo = _zoo()
     model, inputs = zoo.ARCHITECTURES[arch].build()

@@ -295,6 +295,8 @@ def _getattr(e, a):
         keys = list(v.keys())
         if name in keys:
             return f"{e.r(x, paren=True)}[{keys.index(name)}]"
+        if getattr(v, name, 0) is None:  # a field left None: not in the tuple
+            return "None"
     if name == "shape":
         return e.shape_src(x)
     if name == "dtype":
@@ -332,6 +334,11 @@ def _diff(e, a):
     pre, app = a(3, "prepend"), a(4, "append")
     extra = (f", prepend={e.r(pre)}" if pre is not None else "") + (f", append={e.r(app)}" if app is not None else "")
     return f"jnp.diff({e.r(x)}, n={n}, axis={d}{extra})"
+
+
+@op("to_tuple", *_m("to_tuple"))
+def _to_tuple(e, a):
+    return e.r(a(0, "self"))  # a ModelOutput is a tuple in the port already
 
 
 @op("finfo", torch.finfo, inline=True)
