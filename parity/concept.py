@@ -83,14 +83,17 @@ class Concept:
             raise ValueError(f"{self.name} does not run in {dtype} (its dtypes: {', '.join(self.dtypes)})")
         for v in self.variants:
             if dtype in v.dtypes:
-                return dataclasses.replace(self, samples=v.samples, variants=(), **v.fields)
+                return dataclasses.replace(self, samples=v.samples, dtypes=v.dtypes, variants=(), **v.fields)
         return self
 
     def with_variant(self, v: Variant) -> Concept:
-        """This concept also running in `v.dtypes` (and covering what `v` covers)."""
+        """This concept also running in `v.dtypes`, none of which it runs in yet (and covering what `v`
+        covers)."""
+        if set(v.dtypes) & set(self.dtypes):
+            raise ValueError(f"{self.name} runs in {sorted(set(v.dtypes) & set(self.dtypes))} already: "
+                             f"a variant adds dtypes")
         covers = (*self.covers, *(c for c in v.fields.get("covers", ()) if c not in self.covers))
-        return dataclasses.replace(self, dtypes=(*self.dtypes, *(d for d in v.dtypes if d not in self.dtypes)),
-                                   variants=(*self.variants, v), covers=covers,
+        return dataclasses.replace(self, dtypes=(*self.dtypes, *v.dtypes), variants=(*self.variants, v), covers=covers,
                                    traps=(*self.traps, *(t for t in v.traps if t not in self.traps)))
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import DEVICES
 from parity import bridge, registry, runner
-from parity.concept import np_dtype
+from parity.concept import Variant, np_dtype
 from parity.names import CONCEPT_DTYPES
 from parity.tolerances import lookup
 
@@ -26,6 +26,18 @@ def test_parity(concept, dtype, device):
 def test_dtypes_are_declared_once_each_and_known():
     for c in CONCEPTS:
         assert c.dtypes and len(set(c.dtypes)) == len(c.dtypes) and set(c.dtypes) <= set(CONCEPT_DTYPES), c.name
+
+
+def test_a_variant_adds_dtypes_and_replaces_only_its_fields():
+    relu = registry.get("activations.relu")
+    int32 = relu.at("int32")
+    assert not int32.differentiable and relu.differentiable and int32.dtypes == ("int32", "int64", "uint8", "int16",
+                                                                                  "int8")
+    assert relu.at("float32") is relu  # the concept's own samples and adapters
+    with pytest.raises(ValueError, match="does not run in complex64"):
+        relu.at("complex64")
+    with pytest.raises(ValueError, match="already"):
+        relu.with_variant(Variant("activations.relu", ("float32",), relu.samples))
 
 
 @pytest.mark.parametrize("concept,dtype", RUNS, ids=RUN_IDS)
