@@ -355,6 +355,8 @@ class Body:
 
     # ------------------------------------------------------------ statements
     def fresh(self, base: str) -> str:
+        if self.t.tracer == "export":  # node names are numbered across the whole model: number per class
+            base = re.sub(r"_\d+$", "", base)
         base = re.sub(r"\W", "_", base) or "v"
         if base[0].isdigit():
             base = "v_" + base
@@ -396,10 +398,10 @@ class Body:
         live = _live_nodes(g)
         env: dict = {}
         used_children: set = set()
-        placeholders = [n for n in g.nodes if n.op == "placeholder" and not n.meta.get("concrete")]
+        placeholders = t.placeholders or [n for n in g.nodes if n.op == "placeholder" and not n.meta.get("concrete")]
         in_cl = list(self.code.in_cl) + [False] * len(placeholders)
         for i, n in enumerate(placeholders):
-            name = self.fresh(n.target.lstrip("*"))
+            name = self.fresh(n.meta.get("port_name", n.target).lstrip("*"))
             self.code.signature.append(("*" if str(n.target).startswith("*") else "") + name)
             pv = n.meta.get("val")
             if str(n.target).startswith("*") and isinstance(pv, tuple):  # *args: one value per argument
@@ -556,6 +558,12 @@ class Body:
             raise O.Unsupported(f"`{target}` reads an attribute of a sub-module directly")
         name = target
         self._names.add(name)
+        own = dict(self.t.module.named_parameters(recurse=False)) | dict(self.t.module.named_buffers(recurse=False))
+        if name not in own and isinstance(val, torch.Tensor):  # a constant of the exported graph
+            if val.numel() > 4096:
+                raise O.Unsupported(f"constant `{name}` has {val.numel()} values")
+            arr = val.detach().cpu().numpy()
+            return V(f"jnp.asarray({arr.tolist()!r}, dtype={_DTYPES.get(val.dtype, 'jnp.float32')})", val)
         if isinstance(val, nn.Parameter):
             return V(f"self.{name}[...]", val, False)
         if isinstance(val, torch.Tensor):
@@ -886,6 +894,27 @@ class Body:
 def _inputs_of(m, traced, args, kwargs) -> list:
     """The values a call of sub-module `m` passes for the inputs its trace took (its tensors)."""
     import inspect
+    if traced.tracer == "export":  # its inputs are the call's tensors, flattened in order
+        def flat(x):
+            if isinstance(x, V) and isinstance(x.val, (tuple, list)):
+                return [w for i, v in enumerate(x.val) for w in flat(V(f"{x.src}[{i}]", v))]
+            if isinstance(x, (tuple, list)):
+                return [w for v in x for w in flat(v)]
+            if isinstance(x, dict):
+                return [w for v in x.values() for w in flat(v)]
+            return [x]
+        leaves = [v for v in flat(list(args) + list(kwargs.values()))
+                  if isinstance(v, V) and isinstance(v.val, torch.Tensor)]
+        out = []
+        for ph in traced.placeholders:  # the exported graph names its inputs after the caller's nodes:
+            pv = ph.meta.get("val")      # each must match one tensor of the call by shape and dtype
+            same = [v for v in leaves if pv is not None and tuple(v.val.shape) == tuple(pv.shape)
+                    and v.val.dtype == pv.dtype]
+            if len(same) != 1:
+                raise O.Unsupported(f"cannot tell which tensor of the call is the exported "
+                                    f"{type(m).__name__}'s input `{ph.target}` ({len(same)} of its shape)")
+            out.append(same[0])
+        return out
     sig = inspect.signature(type(m).forward)
     try:
         b = sig.bind(m, *args, **kwargs)

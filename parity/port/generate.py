@@ -37,6 +37,10 @@ class GeneratedPort:
     complete: bool = True
     tracer: dict = field(default_factory=dict)  # torch class name → "fx" | "export"
     layout: str = "nhwc"
+    # torch parameter → Flax path for parameters of torch modules that have no layer kind but no
+    # sub-modules either (HF's LlamaRMSNorm, GPT-2's Conv1D): the comparer takes such a module for a
+    # layer it cannot pair; pass `compare(..., weights=port.weights)` (empty when there are none)
+    weights: dict = field(default_factory=dict)
 
 
 def _as_torch(x):
@@ -88,8 +92,14 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
         src = src.replace('"""\n', '"""\n\n# ruff: noqa: F841\n', 1) if src.startswith('"""') else src
     src = E.format_source(src)
     ast.parse(src)
+    weights = {}
+    for name, m in model.named_modules():
+        if name and not list(m.children()) and not G.is_layer(m):
+            for pn, _ in m.named_parameters(recurse=False):
+                weights[f"{name}.{pn}"] = f"{name}.{pn}"
     return GeneratedPort(source=src, root_class=root, classes=classes, build=f"{root}(rngs=nnx.Rngs(0))",
-                         problems=list(problems), complete=not problems, tracer=tracer, layout=layout)
+                         problems=list(problems), complete=not problems, tracer=tracer, layout=layout,
+                         weights=weights)
 
 
 def load_generated(port: GeneratedPort, module_name: str = "parity_port_generated") -> types.ModuleType:

@@ -128,6 +128,10 @@ class ConcreteTracer(fx.Tracer):
     def call_module(self, m, forward, args, kwargs):
         if self._computing or not _has_proxy((args, kwargs)):  # a real computation (a node's value)
             return forward(*args, **kwargs)
+        try:
+            self.path_of_module(m)
+        except NameError:  # a module outside the tree (a kernel wrapper, say): its ops are traced inline
+            return forward(*args, **kwargs)
         return super().call_module(m, forward, args, kwargs)
 
     def getattr(self, attr, attr_val, parameter_proxy_cache):
@@ -268,6 +272,9 @@ class Traced:
     specialised: list = field(default_factory=list)
     where: str = "?"
     input_names: list = field(default_factory=list)
+    owner: object = None  # the module whose graph this is, when it is not `module` (torch.export)
+    placeholders: list = field(default_factory=list)  # torch.export: the graph's inputs in call order
+    call_kinds: list = field(default_factory=list)  # torch.export: which flattened call inputs it takes
 
 
 def record_calls(model: nn.Module, inputs: tuple) -> dict:
@@ -338,11 +345,73 @@ def trace_model(model: nn.Module, inputs: tuple) -> dict:
             visit(child, f"{path}.{name}" if path else name)
 
     visit(model, "")
+    failed = [t for t in out.values() if t.graph is None]
+    if failed:
+        _export_fallback(model, inputs, failed)
     return out
 
 
-def export_graphs(model: nn.Module, inputs: tuple):
+def _export_fallback(model, inputs, failed):
+    """Modules fx could not trace get the graph torch.export gives them (unflattened: one graph per
+    module, its sub-modules called by name, ATen ops, shapes specialised to the example's)."""
+    try:
+        ep, unflat = export_graphs(model, inputs)
+    except Exception as e:  # noqa: BLE001 — then the fx error stands, with this one added
+        for t in failed:
+            t.error = f"{t.error}; torch.export failed too ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        return
+    for t in failed:
+        try:
+            sub = unflat.get_submodule(t.path) if t.path else unflat
+            g = sub.graph
+        except Exception as e:  # noqa: BLE001
+            t.error = f"{t.error}; no exported graph for it ({type(e).__name__}: {e})"
+            continue
+        for n in g.nodes:
+            if n.op == "get_attr" and "val" not in n.meta:
+                v = sub
+                for step in n.target.split("."):
+                    v = getattr(v, step, None)
+                n.meta["val"] = v
+        t.graph, t.tracer, t.owner = g, "export", sub
+        phs = [n for n in g.nodes if n.op == "placeholder"]
+        t.input_names = [n.target for n in phs]
+        t.placeholders = phs
+        t.specialised = ["all shapes (torch.export)"]
+
+
+def _call_order(ep, path) -> list:
+    """The exported module's inputs in the order its call passes them (flattened args, then kwargs)."""
+    for entry in ep.module_call_graph:
+        if entry.fqn == path and entry.signature is not None:
+            return [getattr(a, "name", None) for a in entry.signature.inputs]
+    return []
+
+
+def _call_kinds(ep, path) -> list:
+    """Per flattened input of the exported module's call: whether the graph takes it (a tensor)."""
+    for entry in ep.module_call_graph:
+        if entry.fqn == path and entry.signature is not None:
+            return [type(a).__name__ == "TensorArgument" for a in entry.signature.inputs]
+    return []
+
+
+def _flat_input_names(t) -> list:
+    """Names for the flattened tensors of a recorded call: the parameter's, numbered when it holds several."""
+    from torch.utils import _pytree
+    sig = inspect.signature(type(t.module).forward)
+    params = [p for p in list(sig.parameters)[1:]]
+    out = []
+    items = [(params[i] if i < len(params) else f"arg{i}", v) for i, v in enumerate(t.args)] + list(t.kwargs.items())
+    for name, v in items:
+        leaves = [x for x in _pytree.tree_leaves(v) if isinstance(x, torch.Tensor)]
+        out += [name] if len(leaves) == 1 else [f"{name}_{i}" for i in range(len(leaves))]
+    return out
+
+
+def export_graphs(model: nn.Module, inputs: tuple, preserve: tuple = ()):
     """torch.export of the whole model, unflattened into per-submodule graphs (aten ops, shapes
-    specialised to the example's): the fallback where fx fails."""
-    ep = torch.export.export(model, tuple(inputs), strict=False)
+    specialised to the example's): the fallback where fx fails. `preserve`: module paths whose call
+    signatures are kept (their inputs in call order)."""
+    ep = torch.export.export(model, tuple(inputs), strict=False, preserve_module_call_signature=tuple(preserve))
     return ep, torch.export.unflatten(ep)

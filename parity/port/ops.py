@@ -78,6 +78,8 @@ def lookup(kind: str, target) -> Op | None:
         return None
     if kind == "aten":
         return _TABLE.get(f"aten:{target}")
+    if isinstance(target, torch._ops.OpOverload):  # torch.export's ATen ops, by their packet name
+        return _TABLE.get(f"aten:{target.overloadpacket.__name__}")
     try:
         return _TABLE.get(target)
     except TypeError:
@@ -865,6 +867,92 @@ def _interpolate(e, a):
         if r != 1:
             out = f"jnp.repeat({out}, {r}, axis={i + 1})"
     return out
+
+
+# ---------------------------------------------------------------- ATen ops (the torch.export fallback)
+@op("aten.slice", "aten:slice")
+def _aten_slice(e, a):
+    x, d, start, end, step = a(0, "self"), a(1, "dim", 0), a(2, "start"), a(3, "end"), a(4, "step", 1)
+    r = e.rank(x)
+    idx = [":"] * (d % r)
+    s0 = "" if start in (None, 0) else e.r(start)
+    s1 = "" if end is None or (not e.is_value(end) and end >= 2 ** 62) else e.r(end)
+    idx.append(f"{s0}:{s1}" + (f":{e.r(step)}" if step not in (None, 1) else ""))
+    return f"{e.r(x, paren=True)}[{', '.join(idx)}]"
+
+
+@op("aten.select", "aten:select")
+def _aten_select(e, a):
+    x, d, i = a(0, "self"), a(1, "dim"), a(2, "index")
+    return f"jnp.take({e.r(x)}, {e.r(i)}, axis={d})"
+
+
+@op("aten.embedding", "aten:embedding")
+def _aten_embedding(e, a):
+    return f"jnp.take({e.r(a(0, 'weight'))}, {e.r(a(1, 'indices'))}, axis=0)"
+
+
+@op("aten.sym_size", "aten:sym_size", inline=True)
+def _aten_sym_size(e, a):
+    x = a(0, "self")
+    return f"{e.r(x, paren=True)}.shape[{e.axis(x, a(1, 'dim'))}]"
+
+
+@op("aten.dropout", "aten:dropout")
+def _aten_dropout(e, a):
+    if a(2, "train", False):
+        raise Unsupported("dropout in training mode")
+    return e.r(a(0, "input"))
+
+
+@op("aten._softmax", "aten:_softmax", "aten:_log_softmax", layout="dim")
+def _aten_softmax(e, a):
+    x = a(0, "self")
+    fn = "jax.nn.log_softmax" if "log" in e.node_target_name() else "jax.nn.softmax"
+    return f"{fn}({e.r(x)}, axis={e.axis(x, a(1, 'dim'))})"
+
+
+@op("aten.full", "aten:full")
+def _aten_full(e, a):
+    return f"jnp.full({e.r(tuple(a(0, 'size')))}, {e.r(a(1, 'fill_value'))}, dtype={_dtype_of_out(e)})"
+
+
+@op("aten.scalar_tensor", "aten:scalar_tensor")
+def _aten_scalar_tensor(e, a):
+    return f"jnp.asarray({e.r(a(0, 's'))}, dtype={_dtype_of_out(e)})"
+
+
+def _alias(name, torch_target):
+    rec = _TABLE[torch_target]
+    _TABLE[f"aten:{name}"] = rec
+
+
+for _a, _t in (("add", torch.add), ("sub", torch.sub), ("mul", torch.mul), ("div", torch.div), ("neg", torch.neg),
+               ("eq", torch.eq), ("ne", torch.ne), ("lt", torch.lt), ("le", torch.le), ("gt", torch.gt),
+               ("ge", torch.ge), ("matmul", torch.matmul), ("mm", torch.mm), ("bmm", torch.bmm),
+               ("pow", torch.pow), ("exp", torch.exp), ("log", torch.log), ("sqrt", torch.sqrt),
+               ("rsqrt", torch.rsqrt), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid), ("relu", torch.relu),
+               ("silu", F.silu), ("gelu", F.gelu), ("abs", torch.abs), ("erf", torch.erf), ("sin", torch.sin),
+               ("cos", torch.cos), ("clamp", torch.clamp), ("where", torch.where), ("tril", torch.tril),
+               ("triu", torch.triu), ("masked_fill", torch.masked_fill), ("view", "method:view"),
+               ("reshape", "method:reshape"), ("_unsafe_view", "method:view"), ("permute", "method:permute"),
+               ("transpose", "method:transpose"), ("t", "method:t"), ("unsqueeze", "method:unsqueeze"),
+               ("squeeze", "method:squeeze"), ("expand", "method:expand"), ("flatten", torch.flatten),
+               ("contiguous", "method:contiguous"), ("clone", "method:clone"), ("alias", "method:clone"),
+               ("lift_fresh_copy", "method:clone"), ("detach", "method:detach"), ("cat", torch.cat),
+               ("stack", torch.stack), ("split", torch.split), ("split_with_sizes", torch.split),
+               ("chunk", torch.chunk), ("mean", torch.mean), ("sum", torch.sum), ("amax", torch.amax),
+               ("amin", torch.amin), ("var", torch.var), ("cumsum", torch.cumsum), ("softmax", torch.softmax),
+               ("log_softmax", torch.log_softmax), ("linear", F.linear), ("layer_norm", F.layer_norm),
+               ("scaled_dot_product_attention", F.scaled_dot_product_attention), ("arange", torch.arange),
+               ("zeros", torch.zeros), ("ones", torch.ones), ("zeros_like", torch.zeros_like),
+               ("ones_like", torch.ones_like), ("full_like", torch.full_like), ("to", "method:to"),
+               ("_to_copy", "method:to"), ("type_as", "method:type_as"), ("logical_not", torch.logical_not),
+               ("bitwise_not", torch.bitwise_not), ("gather", torch.gather), ("addmm", torch.addmm),
+               ("floor", torch.floor), ("pad", F.pad), ("constant_pad_nd", F.pad), ("max", torch.max),
+               ("min", torch.min), ("maximum", torch.maximum), ("minimum", torch.minimum),
+               ("argmax", torch.argmax), ("leaky_relu", F.leaky_relu)):
+    _alias(_a, _t)
 
 
 __all__ = ["Op", "Args", "Unsupported", "lookup", "mapped", "op"]
