@@ -235,6 +235,35 @@ def test_one_class_two_sizes(tmp_path):
     assert "norm_num_features" in port.source  # the sizes that differ are constructor parameters
 
 
+class NotFxTraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+
+    def forward(self, x):
+        if not isinstance(x, torch.Tensor):  # an fx proxy is no Tensor: fx cannot trace this
+            raise TypeError("x must be a tensor")
+        return self.norm(F.gelu(self.fc(x)) + x)
+
+
+class UsesUntraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = NotFxTraceable()
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.inner(x).mean(dim=1))
+
+
+def test_torch_export_fallback(tmp_path):
+    torch.manual_seed(0)
+    port, _ = port_and_compare(UsesUntraceable().eval(), _rand(2, 5, 8), tmp_path, name="export")
+    assert port.tracer == {"UsesUntraceable": "fx", "NotFxTraceable": "export"}
+    assert "traced with torch.export: shapes are specialised" in port.source
+
+
 class Unported(nn.Module):
     def __init__(self):
         super().__init__()
