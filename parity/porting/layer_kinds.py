@@ -391,11 +391,12 @@ def _batchnorm_source(m):
 
 
 def _groupnorm_source(m):
-    args = [str(m.num_channels), f"num_groups={m.num_groups}", f"epsilon={m.eps:g}"]
+    args = [str(m.num_channels), f"num_groups={m.num_groups}", f"epsilon={m.eps:g}", "use_fast_variance=False"]
     if not m.affine:
         args += ["use_bias=False", "use_scale=False"]
     return (f"nnx.GroupNorm({', '.join(args)}, rngs=rngs)",
-            ["epsilon: Flax's default is 1e-6, torch's 1e-5", "num_groups: Flax's default is 32"])
+            ["epsilon: Flax's default is 1e-6, torch's 1e-5", "num_groups: Flax's default is 32",
+             "use_fast_variance=False: E[x^2]-E[x]^2 loses digits"])
 
 
 def _instancenorm_source(m):
