@@ -108,6 +108,27 @@ def test_examples_port(name, tmp_path):
     assert port.build == f"{port.root_class}(rngs=nnx.Rngs(0))"
 
 
+class ConvMap(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_layouts_at_the_boundary(layout, tmp_path):
+    """layout="nchw": the port takes and returns torch's layout, convolving channels-last inside."""
+    torch.manual_seed(0)
+    port, flax_model = port_and_compare(ConvMap().eval(), _rand(2, 3, 6, 5), tmp_path, layout=layout,
+                                        name=f"convmap_{layout}")
+    x = _rand(2, 3, 6, 5) if layout == "nchw" else _rand(2, 6, 5, 3)
+    y = flax_model(x)
+    assert y.shape == ((2, 4, 6, 5) if layout == "nchw" else (2, 6, 5, 4))
+
+
 def test_resnet_block_source_reads_as_a_port(tmp_path):
     mod = _example("resnet_block")
     port = generate(mod.torch_model(), _rand(2, 3, 8, 8))

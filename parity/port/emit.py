@@ -169,8 +169,8 @@ class Code:
 class Port:
     """The whole port: traces, per-instance code, then classes."""
 
-    def __init__(self, model: nn.Module, traced: dict, root_in_cl: tuple):
-        self.model, self.traced = model, traced
+    def __init__(self, model: nn.Module, traced: dict, root_in_cl: tuple, layout: str = "nhwc"):
+        self.model, self.traced, self.layout = model, traced, layout
         self.codes: dict[str, Code] = {}
         self.root_in_cl = root_in_cl
         self.problems: list[Problem] = []
@@ -445,9 +445,11 @@ class Body:
         out = fx.node.map_arg(n.args[0], lambda a: env[a])
         root = self.code.path == ""
 
-        def fix(v):
-            if isinstance(v, V) and v.cl and (not root or self.rank(v) != 4):
-                return self.cf(v) if root else v
+        nchw = self.port.layout == "nchw"
+
+        def fix(v):  # the root returns torch's layout, except 4-D maps under layout="nhwc"
+            if isinstance(v, V) and v.cl and root and (nchw or self.rank(v) != 4 or v.hwc is not None):
+                return self.cf(v)
             return v
         if isinstance(out, (tuple, list)):
             out = type(out)(fix(v) for v in out)

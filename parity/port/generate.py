@@ -61,7 +61,7 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
     model = torch_model.eval()
     traced = G.trace_model(model, inputs)
     root_in_cl = tuple(layout == "nhwc" and x.dim() == 4 and x.is_floating_point() for x in inputs)
-    port = E.Port(model, traced, root_in_cl)
+    port = E.Port(model, traced, root_in_cl, layout)
     port.code_of("", root_in_cl)
     bodies, root, classes, helpers, uses_math = E.assemble(port)
     tracer = {}
