@@ -228,6 +228,13 @@ RECURRENT = {
         nn.RNN(4, 5, nonlinearity="relu", bidirectional=True),
         nnx.Bidirectional(*(nnx.RNN(nnx.SimpleCell(4, 5, activation_fn=nnx.relu, rngs=R)) for _ in "fb"),
                           time_major=True), TF),
+    # torch's num_layers ⇄ an nnx.Sequential of one nnx layer each
+    "lstm 2 layers batch_first": lambda: (nn.LSTM(4, 5, num_layers=2, batch_first=True),
+                                          nnx.Sequential(_rnn(nnx.LSTMCell), nnx.RNN(nnx.LSTMCell(5, 5, rngs=R))), BF),
+    "gru 3 layers bidirectional time-first": lambda: (
+        nn.GRU(4, 5, num_layers=3, bidirectional=True),
+        nnx.Sequential(*(nnx.Bidirectional(*(nnx.RNN(nnx.GRUCell(n, 5, rngs=R), time_major=True) for _ in "fb"),
+                                           time_major=True) for n in (4, 10, 10))), TF),
 }
 
 
@@ -317,13 +324,18 @@ def test_lstm_gates_out_of_order_fail_and_are_named():
     assert d is not None and d.what == "output" and d.torch.name == "rnn" and "`pre`" in d.after, report.summary()
 
 
-@pytest.mark.parametrize("layer", [nn.LSTM(4, 5, num_layers=2, batch_first=True),
-                                   nn.LSTM(4, 5, proj_size=3, batch_first=True),
-                                   nn.GRU(4, 5, num_layers=2, batch_first=True)])
-def test_recurrent_without_single_nnx_counterpart_is_refused(layer):
+def test_recurrent_without_single_nnx_counterpart_is_refused():
+    layer = nn.LSTM(4, 5, proj_size=3, batch_first=True)  # an LSTM's projection: no nnx counterpart
     assert kinds.torch_kind(layer) is None
     with pytest.raises(porting.PortingError, match="no kind automatic pairing knows"):
         porting.compare(TorchSeq(layer), FlaxSeq(_rnn(nnx.LSTMCell)), BF.astype(np.float32))
+
+
+def test_layers_of_a_torch_rnn_against_one_nnx_layer_are_refused_with_the_way_out():
+    """torch num_layers=2 against a single nnx.RNN: the message says to stack two."""
+    with pytest.raises(Exception, match=r"num_layers=2.*stack 2 nnx.RNN"):
+        porting.compare(TorchSeq(nn.LSTM(4, 5, num_layers=2, batch_first=True)), FlaxSeq(_rnn(nnx.LSTMCell)),
+                        BF.astype(np.float32))
 
 
 def test_recurrent_notes_name_what_differs():

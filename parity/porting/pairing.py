@@ -51,12 +51,18 @@ def _get(tree: dict, path: tuple):
     return tree
 
 
+def _steps(key: str) -> list:
+    """A dotted key's steps; digits are list positions, which nnx's pure dicts key by int
+    (an nnx.Sequential's `layers.0`)."""
+    return [int(step) if step.isdigit() else step for step in key.split(".")]
+
+
 def _set(tree: dict, path: tuple, value: dict) -> None:
     """Put `value`'s arrays under `path`; a dotted key ("query.kernel") goes into sub-dicts."""
     for k in path:
         tree = tree.setdefault(k, {})
     for key, v in value.items():
-        node, steps = tree, key.split(".")
+        node, steps = tree, _steps(key)
         for step in steps[:-1]:
             node = node.setdefault(step, {})
         node[steps[-1]] = v
@@ -64,7 +70,7 @@ def _set(tree: dict, path: tuple, value: dict) -> None:
 
 def _pick(node, key: str):
     """The array at a dotted key below `node` (a nested pure dict), or None."""
-    for step in key.split("."):
+    for step in _steps(key):
         if not isinstance(node, dict) or step not in node:
             return None
         node = node[step]

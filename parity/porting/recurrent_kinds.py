@@ -27,11 +27,15 @@ What differs between the two, and how the records deal with it:
   (h_n, c_n)); nnx.RNN the outputs, or (carry, outputs) with return_carry=True, the LSTM cells' carry
   being (c, h), not torch's (h, c). The output sequence is what is compared. Bidirectional outputs
   are [forward, backward] along features on both sides, the backward one in input order.
-* No nnx counterpart: num_layers > 1 (stack nnx.RNNs, one kind per layer, instead), an LSTM's
-  proj_size > 0; such torch layers are left to the "no kind" message. Inter-layer dropout has no
-  effect with one layer.
+* Layers. torch's num_layers = L stacks L layers in one module (weights `…_l0`, `…_l1`, …); nnx has
+  one layer per nnx.RNN (or nnx.Bidirectional), so its counterpart is an `nnx.Sequential` of L of
+  them, layer k's arrays under `layers.k.`. torch's inter-layer dropout (`dropout` > 0, training mode
+  only) has no place in that stack and is noted.
+* No nnx counterpart: an LSTM's proj_size > 0; such torch layers are left to the "no kind" message.
 """
 from __future__ import annotations
+
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -60,6 +64,16 @@ def _rnns(fm) -> tuple:
     return (fm.forward_rnn, fm.backward_rnn) if isinstance(fm, nnx.Bidirectional) else (fm,)
 
 
+def _stack(fm) -> list:
+    """The layers of a Flax counterpart: an nnx.Sequential's, else the one layer itself."""
+    return list(fm.layers) if isinstance(fm, nnx.Sequential) else [fm]
+
+
+def _layer_of(name: str) -> int:
+    """The torch layer an array belongs to: 1 for weight_ih_l1 or bias_hh_l1_reverse."""
+    return int(re.search(r"_l(\d+)(?:_reverse)?$", name).group(1))
+
+
 def _directions(bidirectional: bool) -> tuple:
     """(torch suffix, Flax prefix) per direction."""
     return (("", "forward_rnn.cell."), ("_reverse", "backward_rnn.cell.")) if bidirectional else (("", "cell."),)
@@ -74,7 +88,7 @@ def _summed_bias(name, b_ih, b_hh, hidden: int):
     return b_ih + b_hh
 
 
-def _to_flax_of(name: str, gates: int, cells: tuple):
+def _one_to_flax(name: str, gates: int, cells: tuple):
     def convert(part, tm=None, fm=None) -> dict:
         ih, hh, bias = _layout(_rnns(fm)[0].cell) if fm is not None else _CELLS[cells[0]]
         bi = tm.bidirectional if tm is not None else any(k.endswith("_reverse") for k in part)
@@ -96,7 +110,7 @@ def _to_flax_of(name: str, gates: int, cells: tuple):
     return convert
 
 
-def _to_torch_of(name: str, cells: tuple):
+def _one_to_torch(name: str, cells: tuple):
     def convert(part, tm=None, fm=None, grads: bool = False) -> dict:
         if fm is not None:
             ih, hh, bias = _layout(_rnns(fm)[0].cell)
@@ -124,6 +138,46 @@ def _to_torch_of(name: str, cells: tuple):
     return convert
 
 
+def _to_flax_of(name: str, gates: int, cells: tuple):
+    """Each torch layer k's arrays (renamed to layer 0's) through the one-layer conversion, under
+    `layers.k.` where the Flax side is a stack."""
+    one = _one_to_flax(name, gates, cells)
+
+    def convert(part, tm=None, fm=None) -> dict:
+        n = tm.num_layers if tm is not None else 1 + max((_layer_of(k) for k in part), default=0)
+        layers = _stack(fm) if fm is not None else [None] * n
+        stacked = isinstance(fm, nnx.Sequential) if fm is not None else n > 1
+        if len(layers) != n:
+            raise ValueError(f"torch {name.upper()} has num_layers={n}; the Flax layer holds {len(layers)} "
+                             f"recurrent layer(s): stack {n} nnx.RNN (or nnx.Bidirectional) in an nnx.Sequential")
+        out = {}
+        for k, layer in enumerate(layers):
+            mine = {re.sub(r"_l\d+(_reverse)?$", r"_l0\1", a): v for a, v in part.items() if _layer_of(a) == k}
+            pre = f"layers.{k}." if stacked else ""
+            out.update({pre + p: v for p, v in one(mine, tm, layer).items()})
+        return out
+    return convert
+
+
+def _to_torch_of(name: str, cells: tuple):
+    one = _one_to_torch(name, cells)
+
+    def convert(part, tm=None, fm=None, grads: bool = False) -> dict:
+        if not any(p.startswith("layers.") for p in part):
+            return one(part, tm, fm, grads)
+        layers = _stack(fm) if fm is not None else None
+        by_layer: dict[int, dict] = {}
+        for p, v in part.items():
+            _, k, rest = p.split(".", 2)
+            by_layer.setdefault(int(k), {})[rest] = v
+        out = {}
+        for k, mine in sorted(by_layer.items()):
+            got = one(mine, tm, layers[k] if layers else None, grads)
+            out.update({re.sub(r"_l0(_reverse)?$", rf"_l{k}\1", a): v for a, v in got.items()})
+        return out
+    return convert
+
+
 def _torch_record(tm, x, out, kwargs=None):
     """What a torch call is compared by: the input and the output sequence (not the final state),
     both batch-first. A PackedSequence is not recorded."""
@@ -140,7 +194,7 @@ def _flax_record(fm, x, out, kwargs=None):
     if isinstance(out, tuple):
         out = out[-1]
     major = (kwargs or {}).get("time_major")
-    if major if major is not None else getattr(fm, "time_major", False):
+    if major if major is not None else getattr(_stack(fm)[0], "time_major", False):
         x, out = (jnp.swapaxes(v, 0, 1) if getattr(v, "ndim", 0) == 3 else v for v in (x, out))
     return x, out
 
@@ -151,55 +205,78 @@ def _fn_name(fn) -> str:
 
 def _notes_of(name: str):
     def notes(tm, fm, ctx) -> list[str]:
-        out = []
-        bi = isinstance(fm, nnx.Bidirectional)
-        if tm.bidirectional != bi:
-            out.append(f"torch bidirectional={tm.bidirectional}; the Flax layer is "
-                       f"{'an nnx.Bidirectional' if bi else 'one nnx.RNN'}")
-        if tm.batch_first == bool(getattr(fm, "time_major", False)):
-            out.append(f"torch batch_first={tm.batch_first} takes {'(N, L, ·)' if tm.batch_first else '(L, N, ·)'}; "
-                       f"nnx time_major={getattr(fm, 'time_major', False)} the other (activations are compared "
-                       f"batch-first)")
-        if bi and _fn_name(fm.merge_fn) != "_concatenate":
-            out.append(f"nnx.Bidirectional merge_fn={_fn_name(fm.merge_fn)}: torch concatenates [forward, backward]")
-        if not bi and getattr(fm, "reverse", False):
-            out.append("nnx.RNN reverse=True runs backwards; torch's one-direction layer runs forwards")
-        for rnn in _rnns(fm):
-            cell = rnn.cell
-            if name == "rnn":
-                if _fn_name(cell.activation_fn) != tm.nonlinearity:
-                    out.append(f"torch nonlinearity={tm.nonlinearity!r}; nnx.SimpleCell activation_fn="
-                               f"{_fn_name(cell.activation_fn)}")
-                if cell.residual:
-                    out.append("nnx.SimpleCell residual=True adds h to the pre-activation: torch does not")
-            else:
-                for attr, want in (("gate_fn", "sigmoid"), ("activation_fn", "tanh")):
-                    if _fn_name(getattr(cell, attr)) != want:
-                        out.append(f"{type(cell).__name__} {attr}={_fn_name(getattr(cell, attr))}: torch uses {want}")
-        if name == "gru" and tm.bias:
-            h = tm.hidden_size
-            b_hn = max(float(getattr(tm, "bias_hh_l0" + s).detach().abs()[2 * h:].max())
-                       for s in ("", "_reverse")[:1 + tm.bidirectional])
-            if b_hn > 0:
-                out.append(f"torch GRU's b_hn (bias_hh_l0[2H:3H], max |b_hn| = {b_hn:.3g}) is scaled by r inside "
-                           f"tanh(W_in x + b_in + r·(W_hn h + b_hn)); nnx.GRUCell has no such bias: it is dropped "
-                           f"and the outputs differ (set it to zero in torch to compare)")
-        if not tm.bias:
-            out.append("torch bias=False: the nnx cell's bias (it always has one) is set to zero and dropped "
-                       "on the way back")
-        return list(dict.fromkeys(out))
+        layers = _stack(fm)
+        out = [] if len(layers) == tm.num_layers else [
+            f"torch num_layers={tm.num_layers}; the Flax side stacks {len(layers)} recurrent layer(s)"]
+        if tm.num_layers > 1 and tm.dropout > 0 and ctx.train:
+            out.append(f"torch dropout={tm.dropout} between layers (training mode): the nnx.Sequential stack has "
+                       f"no dropout between its layers")
+        for layer in layers:
+            out += _layer_notes(name, tm, layer)
+        return list(dict.fromkeys(out + _bias_notes(name, tm)))
     return notes
+
+
+def _layer_notes(name: str, tm, fm) -> list[str]:
+    """The settings of one Flax recurrent layer (an nnx.RNN or nnx.Bidirectional) that differ from torch's."""
+    out = []
+    bi = isinstance(fm, nnx.Bidirectional)
+    if tm.bidirectional != bi:
+        out.append(f"torch bidirectional={tm.bidirectional}; the Flax layer is "
+                   f"{'an nnx.Bidirectional' if bi else 'one nnx.RNN'}")
+    if tm.batch_first == bool(getattr(fm, "time_major", False)):
+        out.append(f"torch batch_first={tm.batch_first} takes {'(N, L, ·)' if tm.batch_first else '(L, N, ·)'}; "
+                   f"nnx time_major={getattr(fm, 'time_major', False)} the other (activations are compared "
+                   f"batch-first)")
+    if bi and _fn_name(fm.merge_fn) != "_concatenate":
+        out.append(f"nnx.Bidirectional merge_fn={_fn_name(fm.merge_fn)}: torch concatenates [forward, backward]")
+    if not bi and getattr(fm, "reverse", False):
+        out.append("nnx.RNN reverse=True runs backwards; torch's one-direction layer runs forwards")
+    for rnn in _rnns(fm):
+        cell = rnn.cell
+        if name == "rnn":
+            if _fn_name(cell.activation_fn) != tm.nonlinearity:
+                out.append(f"torch nonlinearity={tm.nonlinearity!r}; nnx.SimpleCell activation_fn="
+                           f"{_fn_name(cell.activation_fn)}")
+            if cell.residual:
+                out.append("nnx.SimpleCell residual=True adds h to the pre-activation: torch does not")
+        else:
+            for attr, want in (("gate_fn", "sigmoid"), ("activation_fn", "tanh")):
+                if _fn_name(getattr(cell, attr)) != want:
+                    out.append(f"{type(cell).__name__} {attr}={_fn_name(getattr(cell, attr))}: torch uses {want}")
+    return out
+
+
+def _bias_notes(name: str, tm) -> list[str]:
+    out = []
+    if name == "gru" and tm.bias:
+        h = tm.hidden_size
+        b_hn = max(float(getattr(tm, f"bias_hh_l{k}{s}").detach().abs()[2 * h:].max())
+                   for k in range(tm.num_layers) for s in ("", "_reverse")[:1 + tm.bidirectional])
+        if b_hn > 0:
+            out.append(f"torch GRU's b_hn (bias_hh_l*[2H:3H], max |b_hn| = {b_hn:.3g}) is scaled by r inside "
+                       f"tanh(W_in x + b_in + r·(W_hn h + b_hn)); nnx.GRUCell has no such bias: it is dropped "
+                       f"and the outputs differ (set it to zero in torch to compare)")
+    if not tm.bias:
+        out.append("torch bias=False: the nnx cell's bias (it always has one) is set to zero and dropped "
+                   "on the way back")
+    return out
 
 
 def _accepts_flax(cells: tuple):
     def accepts(fm) -> bool:
-        return all(isinstance(r, nnx.RNN) and isinstance(getattr(r, "cell", None), cells) for r in _rnns(fm))
+        layers = _stack(fm)
+        return bool(layers) and all(isinstance(layer, (nnx.RNN, nnx.Bidirectional)) for layer in layers) and all(
+            isinstance(r, nnx.RNN) and isinstance(getattr(r, "cell", None), cells)
+            for layer in layers for r in _rnns(layer))
     return accepts
 
 
 def _accepts_torch(tm) -> bool:
-    # several layers, or an LSTM's projection, have no single nnx counterpart
-    return tm.num_layers == 1 and getattr(tm, "proj_size", 0) == 0
+    return getattr(tm, "proj_size", 0) == 0  # an LSTM's projection has no nnx counterpart
+
+
+MAX_STACKED = 16  # the Flax paths a stack may hold are listed up to this many layers
 
 
 def _names(cells: tuple) -> tuple:
@@ -208,7 +285,8 @@ def _names(cells: tuple) -> tuple:
         ih, hh, bias = _CELLS[c]
         for pre in _PREFIXES:
             out += [f"{pre}{n}.kernel" for n in ih + hh] + [f"{pre}{n}.bias" for n in bias]
-    return tuple(dict.fromkeys(out))
+    one = tuple(dict.fromkeys(out))
+    return one + tuple(f"layers.{k}.{p}" for k in range(MAX_STACKED) for p in one)
 
 
 def _source_of(name: str):
@@ -225,26 +303,34 @@ def _source_of(name: str):
         tm_kw = "" if tm.batch_first else ", time_major=True"
         if not tm.batch_first:
             notes.append("torch batch_first=False: (L, N, F), time-major")
-        rnn = f"nnx.RNN({cell}({tm.input_size}, {tm.hidden_size}{extra}, rngs=rngs){tm_kw}, rngs=rngs)"
+        layers = []
+        for k in range(tm.num_layers):
+            n_in = tm.input_size if k == 0 else tm.hidden_size * (2 if tm.bidirectional else 1)
+            rnn = f"nnx.RNN({cell}({n_in}, {tm.hidden_size}{extra}, rngs=rngs){tm_kw}, rngs=rngs)"
+            layers.append(f"nnx.Bidirectional({rnn}, {rnn}{tm_kw}, rngs=rngs)" if tm.bidirectional else rnn)
         if tm.bidirectional:
             notes.append("torch concatenates [forward, backward], nnx.Bidirectional's default merge")
-            return f"nnx.Bidirectional({rnn}, {rnn}{tm_kw}, rngs=rngs)", notes
-        return rnn, notes
+        if tm.num_layers == 1:
+            return layers[0], notes
+        notes.append(f"torch's num_layers={tm.num_layers}: one nnx layer each, stacked")
+        if tm.dropout:
+            notes.append(f"torch's dropout={tm.dropout} between layers (training mode only) is not in the stack")
+        return f"nnx.Sequential({', '.join(layers)})", notes
     return source
 
 
 def _kind(name, torch_cls, gates, cells, summary) -> Kind:
-    return Kind(name, (torch_cls,), (nnx.RNN, nnx.Bidirectional), to_flax=_to_flax_of(name, gates, cells),
+    return Kind(name, (torch_cls,), (nnx.RNN, nnx.Bidirectional, nnx.Sequential), to_flax=_to_flax_of(name, gates, cells),
                 to_torch=_to_torch_of(name, cells), flax_names=_names(cells), notes=_notes_of(name),
                 accepts_torch=_accepts_torch, accepts_flax=_accepts_flax(cells),
                 extra={"torch_record": _torch_record, "flax_record": _flax_record},
                 summary=summary, doc="parity/porting/recurrent_kinds.py", flax_source=_source_of(name))
 
 
-_ONE = "; num_layers > 1 has no nnx counterpart"
+_ONE = "; num_layers L ⇄ an nnx.Sequential of L layers"
 LSTM = _kind("lstm", nn.LSTM, 4, (nnx.LSTMCell, nnx.OptimizedLSTMCell),
              "gates (i, f, g, o): weight_ih/hh_l0 blocks → ii…io / hi…ho kernels (or dense_i/dense_h); "
-             "bias_ih + bias_hh → the one bias" + _ONE + ", nor proj_size > 0")
+             "bias_ih + bias_hh → the one bias" + _ONE + "; proj_size > 0 has no nnx counterpart")
 GRU = _kind("gru", nn.GRU, 3, (nnx.GRUCell,),
             "gates (r, z, n): weight_ih/hh_l0 → dense_i/dense_h kernels; bias_ih + bias_hh → dense_i.bias, "
             "except b_hn (inside r·(…)), which nnx.GRUCell lacks" + _ONE)
