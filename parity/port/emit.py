@@ -608,6 +608,7 @@ class Body:
             self.emit(f"{name} = {attr}({self.r(x)})")
             return V(name, val, x.cl if isinstance(x, V) else False, hwc=getattr(x, "hwc", None))
         if kind is not None:
+            _check_forward(m, kind)
             return self._call_layer(n, m, kind, attr, args, kwargs, val)
         rec = O.lookup("call_module", m)
         if rec is not None and isinstance(m, _POOLS) and "." not in n.target and len(args) == 1 and not kwargs:
@@ -1028,7 +1029,16 @@ def _live_nodes(g) -> set:
 def _layer_source(m, kind):
     if kind.flax_source is None:
         raise O.Unsupported(f"layer kind {kind.name!r} has no flax_source")
+    _check_forward(m, kind)
     return kind.flax_source(m)
+
+
+def _check_forward(m, kind):
+    """A subclass of a layer's torch class that computes something else is not that layer."""
+    base = next((c for c in kind.torch if isinstance(m, c)), None)
+    if base is not None and type(m).forward is not base.forward:
+        raise O.Unsupported(f"{type(m).__name__} subclasses {base.__name__} but overrides forward: the "
+                            f"{kind.name} kind's Flax layer would compute {base.__name__}'s")
 
 
 def _fn_of(m) -> str:

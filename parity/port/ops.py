@@ -694,6 +694,11 @@ def _arange(e, a):
     return f"jnp.arange({', '.join(e.r(x) for x in pos)}, dtype={_dtype_of_out(e)})"
 
 
+@op("tensor", torch.tensor, torch.as_tensor)
+def _tensor(e, a):
+    return f"jnp.asarray({e.r(a(0, 'data'))}, dtype={_dtype_of_out(e)})"
+
+
 @op("new_zeros", *_m("new_zeros"))
 def _new_zeros(e, a):
     return f"jnp.zeros({_shape_args(e, a, 1)}, dtype={_dtype_of_out(e)})"
