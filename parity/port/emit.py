@@ -608,7 +608,8 @@ class Body:
             self.emit(f"{name} = {attr}({self.r(x)})")
             return V(name, val, x.cl if isinstance(x, V) else False, hwc=getattr(x, "hwc", None))
         if kind is not None:
-            _check_forward(m, kind)
+            if not kwargs:
+                _check_forward(m, kind, args)
             return self._call_layer(n, m, kind, attr, args, kwargs, val)
         rec = O.lookup("call_module", m)
         if rec is not None and isinstance(m, _POOLS) and "." not in n.target and len(args) == 1 and not kwargs:
@@ -1029,16 +1030,24 @@ def _live_nodes(g) -> set:
 def _layer_source(m, kind):
     if kind.flax_source is None:
         raise O.Unsupported(f"layer kind {kind.name!r} has no flax_source")
-    _check_forward(m, kind)
     return kind.flax_source(m)
 
 
-def _check_forward(m, kind):
-    """A subclass of a layer's torch class that computes something else is not that layer."""
+def _check_forward(m, kind, args):
+    """A subclass of a layer's torch class whose forward computes something else on the example (a
+    channels-first LayerNorm, a positional embedding with an offset) is not that layer."""
     base = next((c for c in kind.torch if isinstance(m, c)), None)
-    if base is not None and type(m).forward is not base.forward:
-        raise O.Unsupported(f"{type(m).__name__} subclasses {base.__name__} but overrides forward: the "
-                            f"{kind.name} kind's Flax layer would compute {base.__name__}'s")
+    if base is None or type(m).forward is base.forward:
+        return
+    vals = [a.val if isinstance(a, V) else a for a in args]
+    try:
+        with torch.no_grad():
+            same = torch.equal(base.forward(m, *vals), m(*vals))
+    except Exception:  # noqa: BLE001 — it does not even take the same inputs
+        same = False
+    if not same:
+        raise O.Unsupported(f"{type(m).__name__} subclasses {base.__name__} but its forward computes something "
+                            f"else: the {kind.name} kind's Flax layer would compute {base.__name__}'s")
 
 
 def _fn_of(m) -> str:
