@@ -27,6 +27,12 @@ from parity.port.generate import generate, load_generated
 from parity.porting.pairing import PortingError
 
 
+# What the generator writes where the torch code drops out functionally (F.dropout, the dropout_p of
+# scaled_dot_product_attention): the port computes eval mode there, no nnx.Dropout layer can share
+# torch's masks, so the training check runs in eval mode (dropout off, BatchNorm on running statistics)
+EVAL_ONLY = ("F.dropout with training=False", "dropout_p ignored")
+
+
 @dataclass
 class PortResult:
     """What `port` wrote and found. `passed`: complete, and every check of the proof agrees."""
@@ -108,12 +114,17 @@ def port(torch_model, example_inputs, out_dir, *, steps: int = 20, timing: bool 
         module = load_generated(gen, f"_parity_port_{name}")
         flax_model = eval(gen.build, vars(module))  # noqa: S307 — our own generated constructor call
         stage("convert the weights")
-        flat, pairing = weights.to_flax(model, flax_model, x)
+        # layers of no kind (a Hugging Face RMSNorm, GPT-2's Conv1D) are written with torch's parameter
+        # names and layouts; the port names them for the comparer (`gen.weights`, empty where none)
+        mapping = dict(gen.weights) or None
+        flat, pairing = weights.to_flax(model, flax_model, x, mapping=mapping, layout=gen.layout)
         weights.save(flat, out / "weights.safetensors")
         write_text_atomic(weights.LOADER, out / "load_weights.py")
         info["weights"] = weights.round_trip(model, weights.load(out / "weights.safetensors"), pairing, flax_model)
         info["weights"]["written"] = len(flat)
-        res = proof.check(model, flax_model, x, steps=steps, timing=timing, on_stage=stage)
+        eval_only = [m for m in EVAL_ONLY if m in gen.source]
+        res = proof.check(model, flax_model, x, steps=steps, timing=timing, on_stage=stage, weights=mapping,
+                          layout=gen.layout, train=not eval_only)
         res["weights"] = info["weights"]
     result.proof = res
     write_text_atomic(proof.markdown(type(model).__name__, res, info), out / "PROOF.md")

@@ -48,14 +48,18 @@ def random_batches(inputs: tuple, out_shape: tuple, steps: int, seed: int = 0) -
 
 
 def check(torch_model, flax_model, inputs: tuple, *, steps: int = 20, timing: bool = True,
-          on_stage=None) -> dict:
-    """Every measurement of the proof, as one JSON-ready dict (`passed` says whether all agree)."""
+          on_stage=None, weights: dict | None = None, layout: str = "nhwc", train: bool = True) -> dict:
+    """Every measurement of the proof, as one JSON-ready dict (`passed` says whether all agree).
+    `weights`: {torch name: Flax path} for arrays of layers of no kind; `layout`: the port's boundary;
+    `train`: whether training runs in training mode (False where torch drops out in functions whose
+    masks no Flax layer can share)."""
+    conv = weights or "torch->flax"
     stage = on_stage or (lambda name: None)
     x = tuple(np.asarray(a) for a in inputs)
     res: dict = {}
     for dtype in ("float32", "float64"):
         stage(f"compare {dtype}")
-        r = compare(torch_model, flax_model, x, dtype=dtype)
+        r = compare(torch_model, flax_model, x, dtype=dtype, weights=conv, layout=layout)
         grads = list(r.param_grads.values()) + list(r.input_grads.values())
         res[dtype] = {"passed": r.passed, "summary": r.summary(), "rule": r.rule, "layers": r.layers_compared,
                       "worst_layer": r.worst_layer_error(),
@@ -68,19 +72,22 @@ def check(torch_model, flax_model, inputs: tuple, *, steps: int = 20, timing: bo
             out = torch_model(*[torch.as_tensor(a) for a in x])
         batches = random_batches(x, tuple(out.shape), steps)
         tr = compare_training(torch_model, flax_model, batches, lambda ps: torch.optim.Adam(ps, lr=LR),
-                              optax.adam(LR), steps, loss="mse", train=True)
+                              optax.adam(LR), steps, loss="mse", train=train, weights=conv, layout=layout)
         res["training"] = {"passed": tr.passed, "summary": tr.summary(), "steps": steps,
+                           "mode": "training mode" if train else
+                           "eval mode (torch drops out in functions, F.dropout or scaled_dot_product_attention's "
+                           "dropout_p, whose masks no Flax layer can share)",
                            "optimizer": f"torch.optim.Adam(lr={LR:g}) ⇄ optax.adam({LR:g})",
                            "replays": [r.describe() for r in tr.replays], "notes": tr.notes,
                            "first_torch_loss": float(tr.torch_losses[0]), "last_torch_loss": float(tr.torch_losses[-1])}
     if timing:
         stage("time one training step")
-        res["timing"] = step_times(torch_model, flax_model, x)
+        res["timing"] = step_times(torch_model, flax_model, x, layout=layout)
     res["passed"] = all(res[k]["passed"] for k in ("float32", "float64", "training") if k in res)
     return res
 
 
-def step_times(torch_model, flax_model, inputs: tuple, settings=None) -> dict:
+def step_times(torch_model, flax_model, inputs: tuple, settings=None, layout: str = "nhwc") -> dict:
     """Median seconds of one Adam training step (MSE to zeros of the output's shape), torch eager vs
     JAX jit, on the CPU, with JAX's first call (compilation) apart."""
     settings = settings or harness.Settings(repeats=15, warmup=3, min_sample_s=0.01, max_time_s=3.0)
@@ -101,7 +108,7 @@ def step_times(torch_model, flax_model, inputs: tuple, settings=None) -> dict:
     f.train()
     graphdef, params, rest = nnx.split(f, nnx.Param, ...)
     tx = optax.adam(LR)
-    f_in = [jnp.asarray(_flax_layout(a)) for a in inputs]
+    f_in = [jnp.asarray(_flax_layout(a) if layout == "nhwc" else a) for a in inputs]
     state = {"params": params, "rest": rest, "opt": tx.init(params)}
 
     @jax.jit
@@ -169,7 +176,7 @@ def markdown(name: str, res: dict, port: dict) -> str:
             lines += [f"- {dtype}: {res[dtype]['summary']}"]
     if "training" in res:
         tr = res["training"]
-        lines += ["", f"## Training: {tr['steps']} steps, {tr['optimizer']}, training mode", "",
+        lines += ["", f"## Training: {tr['steps']} steps, {tr['optimizer']}, {tr.get('mode', 'training mode')}", "",
                   tr["summary"], ""]
         lines += [f"- replay: {r}" for r in tr["replays"]] + [f"- note: {n}" for n in tr["notes"]]
     w = port.get("weights")

@@ -94,9 +94,11 @@ def torch_state(torch_model) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in torch_model.state_dict().items()}
 
 
-def to_flax(torch_model, flax_model, inputs) -> tuple[dict[str, np.ndarray], object]:
-    """torch's state dict in the Flax model's layout, flat by dotted path, and the pairing used."""
-    pairing = pair_models(torch_model, flax_model, inputs)
+def to_flax(torch_model, flax_model, inputs, *, mapping: dict | None = None,
+            layout: str = "nhwc") -> tuple[dict[str, np.ndarray], object]:
+    """torch's state dict in the Flax model's layout, flat by dotted path, and the pairing used
+    (`mapping`: {torch name: Flax path} for arrays of layers of no kind, as `compare`'s weights=)."""
+    pairing = pair_models(torch_model, flax_model, inputs, weights=mapping, layout=layout)
     return flatten(pairing.torch_to_flax(torch_state(torch_model))), pairing
 
 
