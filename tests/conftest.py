@@ -22,3 +22,55 @@ DTYPES = ("float32", "float64")
 DEVICES = [pytest.param("cpu", id="cpu"),
            pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
                not HAS_CUDA, reason="needs CUDA visible to both JAX and PyTorch")])]
+
+
+# ---------------------------------------------------------------- the quick inner loop: pytest --quick
+# `pytest -q -n 2 --quick` runs every test file except the browser's and data-parallel's, in one dtype
+# (float64 parametrisations left out), with 5 hypothesis examples instead of 40, and without the tests
+# named in SLOW (the whole-model ones: real models, ResNet-50, Hugging Face ports). Every module is
+# still imported and exercised (tests/test_imports.py imports them all). The full command, which CI
+# runs, leaves nothing out. Measured times are in docs/measurements.md.
+settings.register_profile("quick", max_examples=5, deadline=None, derandomize=True)
+QUICK_SKIPS_FILES = {
+    "test_report_html_browser.py": "drives headless Chromium",
+    "test_data_parallel.py": "starts gloo process groups",
+    "test_data_parallel_cli.py": "starts gloo process groups",
+}
+SLOW = (  # node-id fragments of the slowest tests (measured in docs/measurements.md)
+    "test_compare_real_examples.py::test_resnet50",
+    "test_compare_real_examples.py::test_the_correct_port_computes_the_same[resnet50",
+    "test_compare_real_examples.py::test_the_planted_bug_is_named_where_it_was_planted[resnet50",
+    "test_port_generate.py::test_hugging_face",
+    "test_port.py::test_the_command_ports_and_proves",
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--quick", action="store_true",
+                     help="the inner loop: one dtype, 5 hypothesis examples, no browser, no data-parallel, "
+                          "no whole-model tests (tests/conftest.py)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a whole-model test that `--quick` leaves out")
+    if config.getoption("--quick"):
+        settings.load_profile("quick")
+
+
+def _left_out(item) -> bool:
+    name = os.path.basename(str(item.fspath))
+    if name in QUICK_SKIPS_FILES or item.get_closest_marker("slow") is not None:
+        return True
+    if any(fragment in item.nodeid for fragment in SLOW):
+        return True
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "float64" in callspec.id.split("-")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("--quick"):
+        return
+    dropped = [item for item in items if _left_out(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not _left_out(item)]
