@@ -41,7 +41,6 @@ import gc
 import json
 import math
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -374,12 +373,6 @@ def _verdict(summary: str) -> str:
     return text
 
 
-def _inputs(shapes, high, rng, dtype="float32"):
-    if high is not None:
-        return tuple(rng.integers(0, high, s) for s in shapes)
-    return tuple(rng.standard_normal(s).astype(dtype) for s in shapes)
-
-
 def run(args, out, err) -> int:
     shapes = [_shape(s) for s in args.input_shape]
     _check_numbers(args)
@@ -520,6 +513,8 @@ def _user_errors(files: list[str]):
 
 def _compare_all(args, out, err, shapes, dtypes, t_model, f_model, t_call, f_call, mapping, notes, json_path,
                  load, compare, compare_training, PortingError) -> int:
+    from parity.porting.random_data import random_inputs
+
     def t_kwargs():  # each comparison its own copies: a model may change what it is given
         return copy.deepcopy(t_call)
 
@@ -531,7 +526,7 @@ def _compare_all(args, out, err, shapes, dtypes, t_model, f_model, t_call, f_cal
     reports, trainings, ok = [], [], True
     try:
         for dtype in dtypes:
-            x = _inputs(shapes, args.input_int, np.random.default_rng(args.seed), dtype)
+            x = random_inputs(shapes, args.input_int, np.random.default_rng(args.seed), dtype)
             r = compare(t_model, f_model, x, dtype=dtype, device=args.device, mode=args.precision,
                         weights=weights, direction=args.weights, layout=args.layout, train=args.train,
                         torch_kwargs=t_kwargs(), flax_kwargs=f_kwargs(), rule=args.rule)
@@ -623,38 +618,21 @@ def _check_trainable(t_model, f_model, args) -> None:
                              f"so there is nothing to train; leave --steps out")
 
 
-class _Batches(Sequence):
-    """The `--steps` batches, each made when it is used (a long run never holds them all): batch k's
-    inputs and MSE targets (N(0, 1), the output's shape) from its own generator, seeded by (--seed, k)."""
-
-    def __init__(self, shapes, high, seed: int, dtype: str, out_shape, steps: int):
-        self.shapes, self.high, self.seed, self.dtype = shapes, high, seed, dtype
-        self.out_shape, self.steps = out_shape, steps
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __getitem__(self, k: int):
-        if not 0 <= k < self.steps:
-            raise IndexError(k)
-        rng = np.random.default_rng([self.seed, 1, k])
-        x = _inputs(self.shapes, self.high, rng, self.dtype)
-        return (x if len(x) > 1 else x[0]), rng.standard_normal(self.out_shape).astype(self.dtype)
-
-
 def _train(t_model, f_model, shapes, args, dtype, report, err, compare_training, weights, torch_kwargs,
            flax_kwargs):
-    """compare_training on `--steps` random batches (made as they are used): MSE to random targets of
-    the output's shape, plain SGD (torch.optim.SGD ⇔ optax.sgd) at --lr; a progress bar on stderr."""
+    """compare_training on `--steps` random batches (parity/porting/random_data.py, made as they are
+    used): MSE to random targets of the output's shape, plain SGD (torch.optim.SGD ⇔ optax.sgd) at
+    --lr; a progress bar on stderr."""
     import optax
     import torch
 
     from parity.porting import PortingError
+    from parity.porting.random_data import RandomBatches
 
     if len(report.outputs) != 1:
         raise PortingError(f"--steps {args.steps}: the models return {len(report.outputs)} outputs; training "
                            f"compares models with one output")
-    batches = _Batches(shapes, args.input_int, args.seed, dtype, tuple(report.outputs[0].shape), args.steps)
+    batches = RandomBatches(shapes, args.input_int, args.seed, dtype, tuple(report.outputs[0].shape), args.steps)
     with progress(err) as prog:
         task = prog.add_task(f"training {args.steps} steps, {dtype}", total=args.steps)
         return compare_training(t_model, f_model, batches, lambda ps: torch.optim.SGD(ps, lr=args.lr),
