@@ -135,3 +135,24 @@ def test_the_command_refuses_bad_input_with_exit_2(tmp_path, args, message):
     r = _cli("port", f"{EXAMPLE}:torch_model", *args, "--out", str(tmp_path / "p"))
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_an_embeddings_padding_row_gets_no_gradient_in_the_port_either(tmp_path):
+    """torch's padding_idx row is never updated; nnx.Embed has no padding_idx, so the port stops that
+    row's gradient at the call. Training on batches holding the padding id then agrees (without the
+    stop, the Flax side moves row 0 at the first batch containing a 0)."""
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(20, 8, padding_idx=0)
+            self.out = nn.Linear(8, 3)
+
+        def forward(self, ids):
+            return self.out(self.embed(ids))
+
+    torch.manual_seed(0)
+    ids = np.random.default_rng(0).integers(0, 20, (4, 6))
+    ids[0, 0] = 0
+    r = port(Tagger(), (ids,), tmp_path, steps=6, timing=False)
+    assert "jax.lax.stop_gradient" in r.file.read_text()
+    assert r.passed, r.summary() + str(r.proof.get("training"))

@@ -684,6 +684,11 @@ class Body:
         elif not (kind.name == "linear" and isinstance(x, V) and x.hwc is not None):
             x = self.cf(x)
         self.emit(f"{name} = {attr}({self.r(x)})")
+        if kind.name == "embedding" and m.padding_idx is not None:
+            # torch never updates the padding row: its gradient is zero; nnx.Embed has no padding_idx
+            self.emit(f"{name} = jnp.where(({self.r(x)} == {m.padding_idx})[..., None], "
+                      f"jax.lax.stop_gradient({name}), {name})",
+                      f"torch padding_idx={m.padding_idx}: that row gets no gradient")
         return V(name, val, bool(kind.channels_last) and isinstance(val, torch.Tensor) and val.dim() >= 3)
 
     def _call_sequential(self, n, m, attr, args, val):

@@ -435,7 +435,7 @@ def _rmsnorm_source(m):
 def _embedding_source(m):
     notes = []
     if m.padding_idx is not None:
-        notes.append(f"torch padding_idx={m.padding_idx} only zeroes that row's gradient (not ported)")
+        notes.append(f"torch padding_idx={m.padding_idx} only zeroes that row's gradient (the call stops it)")
     if m.max_norm is not None:
         raise NotImplementedError("max_norm renormalises rows in place: nnx.Embed has no counterpart")
     return f"nnx.Embed({m.num_embeddings}, {m.embedding_dim}, rngs=rngs)", notes
