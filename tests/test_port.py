@@ -156,3 +156,23 @@ def test_an_embeddings_padding_row_gets_no_gradient_in_the_port_either(tmp_path)
     r = port(Tagger(), (ids,), tmp_path, steps=6, timing=False)
     assert "jax.lax.stop_gradient" in r.file.read_text()
     assert r.passed, r.summary() + str(r.proof.get("training"))
+
+
+def test_a_frozen_torch_parameter_is_no_nnx_param_and_training_leaves_it(tmp_path):
+    """torch's requires_grad=False (Whisper's sinusoidal position table): the port holds it as a plain
+    nnx.Variable, so the optax step, which moves Params only, leaves it as torch's optimiser does."""
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.positions = nn.Embedding(6, 4)
+            self.positions.requires_grad_(False)
+            self.proj = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.proj(x + self.positions(torch.arange(x.shape[1])))
+
+    torch.manual_seed(0)
+    r = port(Encoder(), (np.random.default_rng(0).standard_normal((2, 6, 4)).astype(np.float32),), tmp_path,
+             steps=4, timing=False)
+    assert "frozen(" in r.file.read_text()
+    assert r.passed, r.summary() + str(r.proof.get("training"))

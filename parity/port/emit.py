@@ -35,6 +35,14 @@ _DTYPES = {torch.float32: "jnp.float32", torch.float64: "jnp.float64", torch.flo
            torch.int16: "jnp.int16", torch.int8: "jnp.int8", torch.uint8: "jnp.uint8", torch.bool: "jnp.bool_"}
 
 HELPERS = {
+    "frozen": '''
+def frozen(layer, *names):
+    """torch's requires_grad=False: these arrays become plain nnx.Variables, not nnx.Params, so that an
+    optimiser over the Params (nnx.Optimizer(model, tx, wrt=nnx.Param)) leaves them as they are."""
+    for name in names:
+        setattr(layer, name, nnx.Variable(getattr(layer, name)[...]))
+    return layer
+''',
     "Layer": '''
 class Layer(nnx.Module):
     """A parameterless torch layer (pooling, upsampling) kept a layer, so that its output is compared."""
@@ -1035,7 +1043,16 @@ def _live_nodes(g) -> set:
 def _layer_source(m, kind):
     if kind.flax_source is None:
         raise O.Unsupported(f"layer kind {kind.name!r} has no flax_source")
-    return kind.flax_source(m)
+    src, notes = kind.flax_source(m)
+    frozen = [p for p, v in m.named_parameters(recurse=False) if not v.requires_grad]
+    if frozen:
+        names = {a.torch: a.flax for a in kind.arrays}
+        if any(p not in names for p in frozen):
+            raise O.Unsupported(f"{type(m).__name__} with frozen parameters {frozen} of a kind converted whole")
+        src = f"frozen({src}, {', '.join(repr(names[p]) for p in frozen)})"
+        notes = [*notes, f"torch requires_grad=False on {', '.join(frozen)}: plain nnx.Variables, not nnx.Params, "
+                         f"so that nothing training the Params moves them"]
+    return src, notes
 
 
 def _check_forward(m, kind, args):

@@ -270,8 +270,8 @@ def _worst_parameter(names: dict, f_params: dict, noise: dict, perturbed: dict, 
     torch's state (`perturbed`: this step's parameters from such changed gradients)."""
     worst, worst_name = 0.0, None
     for n, p in names.items():
-        if n in noise:
-            continue
+        if n in noise or (not p.requires_grad and n not in f_params):
+            continue  # frozen in torch (requires_grad=False) and held by the port as no nnx.Param
         ref = p.detach().cpu().numpy().astype(np.float64)
         got = f_params[n].astype(np.float64)
         if n in perturbed:  # 0 for a parameter without a gradient
