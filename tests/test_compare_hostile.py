@@ -373,7 +373,7 @@ def _table_rows(text: str):
 
 @pytest.mark.parametrize("width", [100, 80])
 def test_the_table_never_cuts_numbers_or_names(long_report, width):
-    from parity.porting.report import _fmt
+    from parity.porting.table_layout import fmt as _fmt
     con = Console(record=True, width=width)
     con.print(long_report.table())
     text = con.export_text()

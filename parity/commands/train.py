@@ -165,7 +165,8 @@ def _run(cfg, ds, folder: Path, shown: Path, out, err, world: int | None = None,
             check()
             if fw not in dp_tasks:
                 dp_tasks[fw] = prog.add_task(f"{fw} data-parallel", total=total)
-            prog.update(dp_tasks[fw], completed=min(step, total), total=total, description=f"{fw} data-parallel: {what}")
+            prog.update(dp_tasks[fw], completed=min(step, total), total=total,
+                        description=f"{fw} data-parallel: {what}")
 
         def on_interrupt():
             hold()  # the run is ending: a second signal must not cut the writing short

@@ -113,9 +113,9 @@ def compare(torch_model, flax_model, inputs, *, dtype: str = "float32", device: 
         notes.append(f"torch Dropout {', '.join(unpaired_dropout)} has no Flax Dropout module to pair with: "
                      f"its training-mode masks cannot be shared (docs/traps.md, trap 18)")
     first = first_divergence(rows, outputs, input_grads, param_grads, [n for n, _ in pairing.loose])
-    head = [TRAIN_NOTE if train else EVAL_NOTE, *p.input_rules,
-            f"layers paired {pairing.strategy}; weights converted {direction}" + (" by the given callable" if fn else ""),
-            *pairing.notes, *grad_notes, *notes]
+    converted = f"layers paired {pairing.strategy}; weights converted {direction}" + (" by the given callable"
+                                                                                     if fn else "")
+    head = [TRAIN_NOTE if train else EVAL_NOTE, *p.input_rules, converted, *pairing.notes, *grad_notes, *notes]
     all_notes = list(dict.fromkeys(head + _measured_notes(rows, outputs, accepted, accepted_kinds)))
     return Report(type(torch_model).__name__, type(flax_model).__name__, dtype, device, mode, train, layout,
                   direction, tol, rows, outputs, input_grads, param_grads, first, pairing.to_dict(), all_notes,

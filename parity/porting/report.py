@@ -12,6 +12,7 @@ from rich.text import Text
 
 from parity.console import write_json_atomic
 from parity.porting import verdict
+from parity.porting.table_layout import COLUMNS, Fitted, column_widths, fmt
 from parity.porting.verdict import Scaled
 from parity.runner import compare as _compare
 from parity.tolerances import Tolerance
@@ -153,97 +154,14 @@ class Divergence:
         return asdict(self)
 
 
-def _fmt(x, kind="e") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    if kind == "db":
-        return "∞" if x == math.inf else ("-∞" if x == -math.inf else f"{x:.1f}")
-    if kind == "cos":  # near 1, the gap to 1 is what tells
-        return "1" if x >= 1.0 else (f"1−{1 - x:.0e}" if x > 0.999999 else f"{x:.6f}")
-    return "0" if x == 0 else f"{x:.1e}"
-
-
-# The compare table's columns (header, justification), and the order in which columns are left out
-# when the table would be wider than the terminal (the rest always stay).
-COLUMNS = (("#", "right"), ("torch layer", "left"), ("Flax layer", "left"), ("kind", "left"), ("shape", "left"),
-           ("max abs", "right"), ("max rel", "right"), ("mean abs", "right"), ("SQNR dB", "right"),
-           ("cosine", "right"), ("grad max abs", "right"), ("", "left"))
-DROP_ORDER = ("kind", "mean abs", "SQNR dB", "cosine", "shape", "max rel", "grad max abs")  # kind: the names say it
-_FLEXIBLE = {"torch layer": 12, "Flax layer": 12, "": 11}  # text that wraps: the narrowest they get
-
-
-def _column_widths(rows: list[list[str]], width: int | None) -> dict[str, int]:
-    """Each kept column's width (without padding): numbers and other unbreakable cells as wide as
-    their widest cell (a header may wrap between its words), layer names and the verdict as wide as
-    they need or as the room left allows, down to `_FLEXIBLE`; columns of `DROP_ORDER` left out while
-    the table would be wider than `width` (None: no limit)."""
-    from rich.cells import cell_len
-
-    natural, least = {}, {}
-    for i, (head, _) in enumerate(COLUMNS):
-        cells = [r[i] for r in rows]
-        widest = max((cell_len(c) for c in cells), default=0)
-        word = max((cell_len(w) for w in head.split()), default=0)
-        natural[head] = max(widest, cell_len(head), 1)
-        if head in _FLEXIBLE:
-            least[head] = min(natural[head], max(_FLEXIBLE[head], word))
-        else:
-            least[head] = max(widest, word, 1)
-    kept = [h for h, _ in COLUMNS]
-
-    def room(cols):  # a box table: 2 spaces of padding per column, a border before, between and after
-        return sum(least[h] for h in cols) + 3 * len(cols) + 1
-    if width is not None:
-        for head in DROP_ORDER:
-            if room(kept) <= width:
-                break
-            kept.remove(head)
-    out = {h: least[h] for h in kept}
-    spare = (width - room(kept)) if width is not None else math.inf
-    # the room left: layer names and the verdict first (one character at a time to the narrowest that
-    # is not yet whole), then headers on one line
-    flexible = [h for h in kept if h in _FLEXIBLE]
-    while spare < 0 and max(out[h] for h in flexible) > 4:  # a very narrow terminal: names fold tighter
-        out[max(flexible, key=lambda k: out[k])] -= 1
-        spare += 1
-    while spare > 0:
-        short = [h for h in flexible if out[h] < natural[h]]
-        if not short:
-            break
-        if spare == math.inf:
-            out.update({h: natural[h] for h in short})
-            break
-        out[min(short, key=lambda k: out[k])] += 1
-        spare -= 1
-    for h in kept:
-        if h not in _FLEXIBLE:
-            give = max(0, min(natural[h] - out[h], spare))  # none when even the least does not fit
-            out[h] += give
-            spare -= give
-    return out
-
-
-class _Fitted:
-    """A renderable that builds its table for the width it is printed in."""
-
-    def __init__(self, build):
-        self.build = build
-
-    def __rich_console__(self, console, options):
-        yield self.build(options.max_width)
-
-    def __rich_measure__(self, console, options):
-        from rich.measure import Measurement
-        return Measurement.get(console, options, self.build(options.max_width))
-
-
-def _json_safe(obj):
+def json_safe(obj):
+    """`obj` with non-finite floats spelled "nan", "inf", "-inf" (strict JSON has no such numbers)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     return obj
 
 
@@ -320,9 +238,10 @@ class Report:
         """One row per layer call; the first divergence in bold red with a marker. A rich renderable that
         fits the width it is printed in (or `width`, if given: then a Table): numbers are never cut and
         layer names wrap onto several lines rather than lose characters; where even so the columns do
-        not fit, the least telling ones are left out (`DROP_ORDER`) and the caption names them."""
+        not fit, the least telling ones are left out (parity/porting/table_layout.py, DROP_ORDER) and the
+        caption names them."""
         if width is None:
-            return _Fitted(self._table)
+            return Fitted(self._table)
         return self._table(width)
 
     def _rows_cells(self):
@@ -334,9 +253,9 @@ class Report:
                 tname, fname = (f"{n} #{r.call + 1}" if n != "—" else n for n in (tname, fname))
             s = r.out
             shape = "×".join(map(str, s.shape)) if s else ""
-            cells = [str(r.index + 1), tname, fname, r.kind or "—", shape, _fmt(s and s.max_abs),
-                     _fmt(s and s.max_rel), _fmt(s and s.mean_abs), _fmt(s and s.sqnr_db, "db"),
-                     _fmt(s and s.cosine, "cos"), _fmt(r.grad and r.grad.max_abs)]
+            cells = [str(r.index + 1), tname, fname, r.kind or "—", shape, fmt(s and s.max_abs),
+                     fmt(s and s.max_rel), fmt(s and s.mean_abs), fmt(s and s.sqnr_db, "db"),
+                     fmt(s and s.cosine, "cos"), fmt(r.grad and r.grad.max_abs)]
             if r.missing:
                 verdict = Text(r.missing, style="bold red")
             elif not r.compared:
@@ -357,7 +276,7 @@ class Report:
 
     def _table(self, width: int | None) -> Table:
         rows = list(self._rows_cells())
-        widths = _column_widths([[c.plain for c in cells] for cells, _ in rows], width)
+        widths = column_widths([[c.plain for c in cells] for cells, _ in rows], width)
         dropped = [h for h, _ in COLUMNS if h not in widths]
         t = Table(title=f"{self.torch_model} ⇄ {self.flax_model} — {self.dtype}, {self.device}, "
                         f"{'train' if self.train else 'eval'} mode", header_style="bold",
@@ -399,7 +318,7 @@ class Report:
              "param_grads": {k: asdict(v) for k, v in self.param_grads.items()},
              "pairing": self.pairing, "notes": self.notes, "seconds": self.seconds, "rule": self.rule,
              "accepted": self.accepted, "worst_ratio_to_torch_float32": self.worst_ratio()}
-        return _json_safe(d)
+        return json_safe(d)
 
     def write_json(self, path) -> None:
         write_json_atomic(self.to_dict(), path)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from parity import curves
 from parity.console import write_json_atomic
-from parity.porting.report import _json_safe
+from parity.porting.report import json_safe
 from parity.tolerances import Tolerance
 
 
@@ -40,7 +40,7 @@ class SegmentReplay:
         return head.replace("is within", "is at") + ": the float64 replay confirms a real difference"
 
     def to_dict(self) -> dict:
-        return _json_safe(dataclasses.asdict(self) | {"text": self.describe()})
+        return json_safe(dataclasses.asdict(self) | {"text": self.describe()})
 
 
 @dataclass
@@ -127,7 +127,7 @@ class TrainingReport:
         return t
 
     def to_dict(self) -> dict:
-        return _json_safe({
+        return json_safe({
             "passed": self.passed, "summary": self.summary(), "torch_model": self.torch_model,
             "flax_model": self.flax_model, "dtype": self.dtype, "device": self.device, "steps": self.steps,
             "tolerance": {"rtol": self.tolerance.rtol, "atol": self.tolerance.atol, "source": self.tolerance.source},
