@@ -44,8 +44,10 @@ def project_example(name: str):
     from parity.porting.load import load_module
     mod = load_module(str(ROOT / PROJECT_EXAMPLES[name]))
     torch.manual_seed(0)
-    model = mod.torch_model()
-    if hasattr(mod, "example_input"):
+    model = mod.torch_model() if hasattr(mod, "torch_model") else mod.TorchTransformerBlock()
+    if name == "transformer_block":  # token ids, as tests/test_compare_training.py gives it
+        x = np.random.default_rng(0).integers(1, 50, (4, 16))
+    elif hasattr(mod, "example_input"):
         x = mod.example_input()
     else:  # small_cnn and resnet_block: images
         x = np.random.default_rng(0).standard_normal((4, 1, 8, 8) if name == "small_cnn" else (2, 3, 16, 16))
@@ -87,9 +89,19 @@ def row(name: str, domain: str, build, out: Path, steps: int) -> dict:
              worst_grad_f64=f64.get("worst_gradient"), training=tr.get("passed"),
              weights_bit_exact=p.get("weights", {}).get("ok"),
              jit_over_eager=tm.get("jit_over_eager", {}).get("ratio"))
-    proven = (res.passed and (f64.get("worst_layer") or 0) <= 1e-10 and (f64.get("worst_output") or 0) <= 1e-10)
-    r["status"] = "proven" if proven else "not proven"
-    if not proven:
+    # the model's own code computing in float32 inside a float64 run (Hugging Face's softmax(dtype=float32),
+    # its RMSNorms' .to(torch.float32)): the port does the same, and float64 then carries float32 rounding
+    casts = "jnp.float32" in res.file.read_text()
+    r["float32_casts"] = casts
+    f64_ok = (f64.get("worst_layer") or 0) <= 1e-10 and (f64.get("worst_output") or 0) <= 1e-10
+    if res.passed and f64_ok:
+        r["status"] = "proven"
+    elif f32.get("passed") and tr.get("passed") and p.get("weights", {}).get("ok") and casts:
+        r["status"] = "proven in float32"
+        r["reason"] = ("float64 limited by the model's own float32 casts: worst layer "
+                       f"{_g(f64.get('worst_layer'))}" + ("" if f64.get("passed") else ", beyond the float64 rule"))
+    else:
+        r["status"] = "not proven"
         r["reason"] = next((x["summary"] for x in (f32, f64, tr) if x and not x.get("passed")),
                            "float64 error above 1e-10" if res.passed else "weights round trip not bit-exact")
     return r
@@ -102,9 +114,12 @@ def _g(x) -> str:
 def markdown(rows: list[dict]) -> str:
     done = [r for r in rows if r["architecture"].startswith("project:") is False]
     proven = sum(r["status"] == "proven" for r in done)
-    lines = [f"{proven} of {len(done)} Hugging Face architectures ported completely and proven; "
-             f"{sum(r['status'] == 'proven' for r in rows) - proven} of "
-             f"{len(rows) - len(done)} project examples.", "",
+    f32_only = sum(r["status"] == "proven in float32" for r in done)
+    complete = sum(r.get("complete", False) for r in done)
+    lines = [f"Hugging Face: {len(done)} architectures attempted, {complete} ported completely, {proven} proven "
+             f"(float32, float64 ≤ 1e-10, gradients, training), {f32_only} more proven in float32 with float64 "
+             f"limited by the model's own float32 casts; project examples: "
+             f"{sum(r['status'] == 'proven' for r in rows) - proven} of {len(rows) - len(done)} proven.", "",
              "| architecture | status | lines | classes | worst layer f32 | worst layer f64 | worst gradient f32 "
              "| training | port time | jit ÷ eager step |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
