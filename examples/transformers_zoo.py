@@ -38,7 +38,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["Arch", "ARCHITECTURES", "FirstOutput"]
+__all__ = ["Arch", "ARCHITECTURES", "FirstOutput", "model"]
 
 
 @dataclass(frozen=True)
@@ -330,3 +330,14 @@ _ALL = [
 ]
 
 ARCHITECTURES: dict[str, Arch] = {name: Arch(name, domain, fn) for name, domain, fn in _ALL}
+
+
+def model(name: str) -> nn.Module:
+    """The model alone, for the command line (its inputs are given there):
+
+        parity port examples/transformers_zoo.py:model --args '{"name": "bert"}' \\
+            --input-shape 2,8 --input-int 100 --out ported/bert
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name].build()[0]

@@ -1211,7 +1211,7 @@ def _class_source(cname: str, group: list[Code], why: str | None):
         return re.sub("\x00(\\d+)\x00", sub, line)
 
     lines = []
-    doc = f"Port of torch `{rep.torch_cls.__module__}.{rep.torch_cls.__qualname__}` ({G.source_of(rep.torch_cls)})"
+    doc = f"Port of torch `{class_name(rep.torch_cls)}` ({G.source_of(rep.torch_cls)})"
     if rep.tracer == "export":
         doc += "; traced with torch.export: shapes are specialised to the example's"
     lines.append(f"class {cname}(nnx.Module):")
@@ -1314,4 +1314,11 @@ def format_source(src: str) -> str:
     return res.stdout if res.returncode == 0 and res.stdout else src
 
 
-__all__ = ["Problem", "Port", "assemble", "file_source", "format_source", "HELPERS", "sys"]
+def class_name(cls) -> str:
+    """`module.Class`; a class from a file the comparer loaded by path (its module is named
+    `_parity_user_<file>_<hash>`) is named by its class alone, the file being given beside it."""
+    module = cls.__module__ or ""
+    return cls.__qualname__ if module.startswith("_parity_user_") else f"{module}.{cls.__qualname__}"
+
+
+__all__ = ["Problem", "Port", "class_name", "assemble", "file_source", "format_source", "HELPERS", "sys"]

@@ -68,7 +68,7 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
     for code in port.codes.values():
         tracer[code.torch_cls.__name__] = code.tracer
     problems = port.problems
-    doc = [f"Flax NNX port of torch `{type(model).__module__}.{type(model).__qualname__}`, written by "
+    doc = [f"Flax NNX port of torch `{E.class_name(type(model))}` ({G.source_of(type(model))}), written by "
            f"`parity port` from one trace of the model.", ""]
     if problems:
         doc.insert(0, f"INCOMPLETE PORT: {len(problems)} part(s) could not be ported and raise "

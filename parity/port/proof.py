@@ -196,7 +196,7 @@ def markdown(name: str, res: dict, port: dict) -> str:
                   f"JAX jit step ÷ torch eager step: {r['ratio']:.3g} (95 % interval {r['ci_low']:.3g}–"
                   f"{r['ci_high']:.3g}); JAX's first call, with compilation: {j['first_call_s']:.2f} s."]
     lines += ["", "Reproduce (the torch model and the port, weights converted by the comparer):", "", "```python",
-              "from parity import compare", f"from {Path(port['file']).stem} import {port['root']}",
+              "from flax import nnx", "from parity import compare", f"from {Path(port['file']).stem} import {port['root']}",
               f"report = compare(torch_model, {port['build']}, x)  # x: NumPy, torch's layout",
               "print(report.summary())", "```"]
     return "\n".join(lines) + "\n"
