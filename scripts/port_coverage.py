@@ -111,6 +111,16 @@ def _g(x) -> str:
     return "—" if x is None else (f"{x:.1e}" if isinstance(x, float) else str(x))
 
 
+def _s(x, spec: str, unit: str = "") -> str:
+    return "—" if x is None else f"{x:{spec}}{unit}"
+
+
+def _short(text: str, n: int = 160) -> str:
+    """A reason cut for the table (the full text is in coverage.json and each PROOF.md)."""
+    text = text.replace("|", "/").replace(".venv/lib/python3.11/site-packages/", "")
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def markdown(rows: list[dict]) -> str:
     done = [r for r in rows if r["architecture"].startswith("project:") is False]
     proven = sum(r["status"] == "proven" for r in done)
@@ -123,13 +133,12 @@ def markdown(rows: list[dict]) -> str:
              "| architecture | status | lines | classes | worst layer f32 | worst layer f64 | worst gradient f32 "
              "| training | port time | jit ÷ eager step |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        status = r["status"] + (f": {r['reason']}" if r.get("reason") else "")
-        lines.append(f"| {r['architecture']} | {status.replace('|', '/')} | {_g(r.get('lines'))} | "
+        status = r["status"] + (f": {_short(r['reason'])}" if r.get("reason") else "")
+        lines.append(f"| {r['architecture']} | {status} | {_g(r.get('lines'))} | "
                      f"{_g(r.get('classes'))} | {_g(r.get('worst_layer_f32'))} | {_g(r.get('worst_layer_f64'))} | "
                      f"{_g(r.get('worst_grad_f32'))} | "
                      f"{'SAME' if r.get('training') else ('DIFFERENT' if r.get('training') is False else '—')} | "
-                     f"{_g(r.get('port_seconds') and round(r['port_seconds'], 1))} s | "
-                     f"{_g(r.get('jit_over_eager') and round(r['jit_over_eager'], 2))} |")
+                     f"{_s(r.get('port_seconds'), '.1f', ' s')} | {_s(r.get('jit_over_eager'), '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -138,7 +147,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--only", nargs="*", help="architecture names (default: all)")
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--table", action="store_true", help="only print the table of OUT/coverage.json")
     args = p.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads((args.out / "coverage.json").read_text())))
+        return 0
     archs = architectures()
     names = args.only or list(archs)
     unknown = [n for n in names if n not in archs]

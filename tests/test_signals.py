@@ -166,6 +166,9 @@ def test_an_abandoned_xla_compile_does_not_crash_the_exit():
         import os, signal, sys, threading
         import jax, jax.numpy as jnp
         from parity.cli import Interrupts, _leave
+        # Python's own Ctrl-C handler, also where this test runs with SIGINT ignored (a job started in
+        # the background by a non-interactive shell inherits SIG_IGN, and Python then keeps it)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
         def f(x):
             for i in range(300):
