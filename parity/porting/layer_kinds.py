@@ -395,7 +395,7 @@ def _groupnorm_source(m):
     if not m.affine:
         args += ["use_bias=False", "use_scale=False"]
     return (f"nnx.GroupNorm({', '.join(args)}, rngs=rngs)",
-            ["epsilon: Flax's default is 1e-6, torch's 1e-5", "num_groups: Flax's default is 32",
+            ["epsilon: torch's eps, written out (Flax's default is 1e-6, torch's 1e-5)", "num_groups: Flax's default is 32",
              "use_fast_variance=False: E[x^2]-E[x]^2 loses digits"])
 
 
@@ -417,7 +417,7 @@ def _layernorm_source(m):
     elif getattr(m, "bias", None) is None:
         args.append("use_bias=False")
     return (f"nnx.LayerNorm({', '.join(args)}, rngs=rngs)",
-            ["epsilon: Flax's default is 1e-6, torch's 1e-5", "use_fast_variance=False: E[x^2]-E[x]^2 loses digits"])
+            ["epsilon: torch's eps, written out (Flax's default is 1e-6, torch's 1e-5)", "use_fast_variance=False: E[x^2]-E[x]^2 loses digits"])
 
 
 def _rmsnorm_source(m):
