@@ -33,3 +33,14 @@ def check_device(device: str) -> None:
     from parity import precision
     if not precision.cuda_available():
         raise UsageError("--device cuda: CUDA is not available to both JAX and PyTorch here")
+
+
+def input_shape(text: str) -> tuple[int, ...]:
+    """One --input-shape value ("8,3,32,32") as a tuple of positive integers, else UsageError."""
+    try:
+        shape = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        shape = ()
+    if not shape or any(s < 1 for s in shape):
+        raise UsageError(f"--input-shape {text!r}: expected comma-separated positive integers, e.g. 8,3,32,32")
+    return shape

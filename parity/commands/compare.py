@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from parity import names
-from parity.commands.common import add_device, add_precision, check_device
+from parity.commands.common import add_device, add_precision, check_device, input_shape
 from parity.console import (EXIT_FAIL, EXIT_OK, UsageError, esc, progress, writable_dir, writable_file,
                             write_json_atomic)
 from parity.site import runs
@@ -128,16 +128,6 @@ def add_parser(sub) -> None:
                         "the programs are the same, only their compile time is saved")
     p.add_argument("--no-cache", action="store_true", help="compile every program afresh")
     p.set_defaults(run=run)
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(s < 1 for s in shape):
-        raise UsageError(f"--input-shape {text!r}: expected comma-separated positive integers, e.g. 8,3,32,32")
-    return shape
 
 
 def _args(text: str) -> tuple[dict, dict]:
@@ -374,7 +364,7 @@ def _verdict(summary: str) -> str:
 
 
 def run(args, out, err) -> int:
-    shapes = [_shape(s) for s in args.input_shape]
+    shapes = [input_shape(s) for s in args.input_shape]
     _check_numbers(args)
     dtypes = list(dict.fromkeys(args.dtype))
     _check_input_size(args.input_shape, shapes, args.input_int, dtypes)

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 
+from parity.commands.common import input_shape
 from parity.console import UsageError, esc, writable_dir
 
 EXIT_PROVEN, EXIT_NOT_PROVEN = 0, 1
@@ -34,18 +35,8 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(s) for s in text.split(","))
-    except ValueError:
-        shape = ()
-    if not shape or any(s < 1 for s in shape):
-        raise UsageError(f"--input-shape {text!r}: expected comma-separated positive integers, e.g. 8,3,32,32")
-    return shape
-
-
 def run(args, out, err) -> int:
-    shapes = [_shape(s) for s in args.input_shape]
+    shapes = [input_shape(s) for s in args.input_shape]
     if args.input_int is not None and args.input_int < 1:
         raise UsageError(f"--input-int must be >= 1, got {args.input_int}")
     if args.steps < 0:
