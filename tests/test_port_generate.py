@@ -360,3 +360,19 @@ def test_hugging_face_llama_ports_float32(tmp_path):
     flax_model = eval(port.build, load_generated(port, "port_hf_llama").__dict__)  # noqa: S307
     report = compare(model, flax_model, x, dtype="float32", weights=port.weights)
     assert report.passed, report.summary()
+
+
+class Unbind(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+
+    def forward(self, x):
+        a, b, c = torch.unbind(self.lin(x), dim=1)
+        return a * b + c
+
+
+def test_unbind_becomes_a_list_of_takes(tmp_path):
+    torch.manual_seed(0)
+    port, _ = port_and_compare(Unbind().eval(), _rand(2, 3, 6), tmp_path, name="unbind")
+    assert "for i in range(3)]" in port.source

@@ -124,7 +124,7 @@ def port(torch_model, example_inputs, out_dir, *, steps: int = 20, timing: bool 
         info["weights"]["written"] = len(flat)
         eval_only = [m for m in EVAL_ONLY if m in gen.source]
         res = proof.check(model, flax_model, x, steps=steps, timing=timing, on_stage=stage, weights=mapping,
-                          layout=gen.layout, train=not eval_only)
+                          layout=gen.layout, train=not eval_only, port_module=module)
         res["weights"] = info["weights"]
     result.proof = res
     write_text_atomic(proof.markdown(type(model).__name__, res, info), out / "PROOF.md")

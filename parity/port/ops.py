@@ -513,7 +513,7 @@ def _chunk(e, a):
 def _unbind(e, a):
     x, d = a(0, "input"), a(1, "dim", 0)
     n = e.val(x).shape[d]
-    return f"[jnp.take({e.r(x)}, {i}, axis={d}) for i in range({n})]"
+    return f"[jnp.take({e.r(x)}, i, axis={d}) for i in range({n})]"
 
 
 @op("getitem", operator.getitem, inline=False)

@@ -25,6 +25,7 @@ import torch
 from flax import nnx
 
 from benchmarks import harness
+from parity.port import widen
 from parity.porting import compare, compare_training
 
 LR = 1e-3
@@ -48,31 +49,38 @@ def random_batches(inputs: tuple, out_shape: tuple, steps: int, seed: int = 0) -
 
 
 def check(torch_model, flax_model, inputs: tuple, *, steps: int = 20, timing: bool = True,
-          on_stage=None, weights: dict | None = None, layout: str = "nhwc", train: bool = True) -> dict:
+          on_stage=None, weights: dict | None = None, layout: str = "nhwc", train: bool = True,
+          port_module=None) -> dict:
     """Every measurement of the proof, as one JSON-ready dict (`passed` says whether all agree).
     `weights`: {torch name: Flax path} for arrays of layers of no kind; `layout`: the port's boundary;
     `train`: whether training runs in training mode (False where torch drops out in functions whose
-    masks no Flax layer can share)."""
+    masks no Flax layer can share); `port_module`: the generated module of `flax_model`, whose float32
+    casts float64 checks then widen on both sides (parity/port/widen.py)."""
     conv = weights or "torch->flax"
     stage = on_stage or (lambda name: None)
     x = tuple(np.asarray(a) for a in inputs)
     res: dict = {}
     for dtype in ("float32", "float64"):
         stage(f"compare {dtype}")
-        r = compare(torch_model, flax_model, x, dtype=dtype, weights=conv, layout=layout)
-        grads = list(r.param_grads.values()) + list(r.input_grads.values())
-        res[dtype] = {"passed": r.passed, "summary": r.summary(), "rule": r.rule, "layers": r.layers_compared,
-                      "worst_layer": r.worst_layer_error(),
-                      "worst_output": max((s.max_abs for s in r.outputs), default=0.0),
-                      "worst_gradient": max((s.max_abs for s in grads), default=0.0), "gradients": len(grads),
-                      "first_divergence": r.first_divergence.to_dict() if r.first_divergence else None}
+        if dtype == "float64" and port_module is not None:
+            with widen.float32_as_float64(port_module) as casts:
+                r = compare(torch_model, flax_model, x, dtype=dtype, weights=conv, layout=layout)
+            res[dtype] = _compared(r)
+            res[dtype]["widened_casts"] = casts.widened
+            if casts.widened:  # the model casts to float32 itself: the float64 check as written, for the record
+                res[dtype]["as_written"] = _compared(compare(torch_model, flax_model, x, dtype=dtype, weights=conv,
+                                                             layout=layout))
+        else:
+            res[dtype] = _compared(compare(torch_model, flax_model, x, dtype=dtype, weights=conv, layout=layout))
     if steps:
         stage(f"train {steps} steps")
         with torch.no_grad():
             out = torch_model(*[torch.as_tensor(a) for a in x])
         batches = random_batches(x, tuple(out.shape), steps)
+        widen_context = None if port_module is None else (lambda: widen.float32_as_float64(port_module))
         tr = compare_training(torch_model, flax_model, batches, lambda ps: torch.optim.Adam(ps, lr=LR),
-                              optax.adam(LR), steps, loss="mse", train=train, weights=conv, layout=layout)
+                              optax.adam(LR), steps, loss="mse", train=train, weights=conv, layout=layout,
+                              float64_context=widen_context)
         res["training"] = {"passed": tr.passed, "summary": tr.summary(), "steps": steps,
                            "mode": "training mode" if train else
                            "eval mode (torch drops out in functions, F.dropout or scaled_dot_product_attention's "
@@ -85,6 +93,15 @@ def check(torch_model, flax_model, inputs: tuple, *, steps: int = 20, timing: bo
         res["timing"] = step_times(torch_model, flax_model, x, layout=layout)
     res["passed"] = all(res[k]["passed"] for k in ("float32", "float64", "training") if k in res)
     return res
+
+
+def _compared(r) -> dict:
+    """One comparison's figures for proof.json."""
+    grads = list(r.param_grads.values()) + list(r.input_grads.values())
+    return {"passed": r.passed, "summary": r.summary(), "rule": r.rule, "layers": r.layers_compared,
+            "worst_layer": r.worst_layer_error(), "worst_output": max((s.max_abs for s in r.outputs), default=0.0),
+            "worst_gradient": max((s.max_abs for s in grads), default=0.0), "gradients": len(grads),
+            "first_divergence": r.first_divergence.to_dict() if r.first_divergence else None}
 
 
 def step_times(torch_model, flax_model, inputs: tuple, settings=None, layout: str = "nhwc") -> dict:
@@ -150,6 +167,21 @@ def _flax_layout(a: np.ndarray) -> np.ndarray:
     return a.transpose(0, 2, 3, 1) if a.ndim == 4 and a.dtype.kind == "f" else a
 
 
+def _widened_lines(r: dict) -> list[str]:
+    """What PROOF.md says of a model that casts to float32 itself (parity/port/widen.py)."""
+    if not r.get("widened_casts"):
+        return []
+    w = r["as_written"]
+    return ["", f"The model casts to float32 itself ({r['widened_casts']} torch calls in the float64 run: "
+            "`.to(torch.float32)`, `.float()`, `dtype=torch.float32`), and the port writes the same casts. "
+            "The float64 row above widens those casts to float64 on both sides (torch under a function mode, "
+            "the port with `jnp.float32` read as float64), so that it measures the port rather than float32 "
+            "rounding; the float32 row, training and timing run the model as written. The float64 check as "
+            f"written: {'SAME' if w['passed'] else 'DIFFERENT'}, worst layer {_fmt(w['worst_layer'])}, worst "
+            f"output {_fmt(w['worst_output'])}, worst gradient {_fmt(w['worst_gradient'])} (float32 rounding of "
+            "those casts). Training's float64 replays widen them likewise."]
+
+
 def _fmt(x) -> str:
     return f"{x:.2g}" if isinstance(x, float) else str(x)
 
@@ -174,6 +206,7 @@ def markdown(name: str, res: dict, port: dict) -> str:
     for dtype in ("float32", "float64"):
         if dtype in res:
             lines += [f"- {dtype}: {res[dtype]['summary']}"]
+    lines += _widened_lines(res.get("float64", {}))
     if "training" in res:
         tr = res["training"]
         lines += ["", f"## Training: {tr['steps']} steps, {tr['optimizer']}, {tr.get('mode', 'training mode')}", "",

@@ -21,6 +21,7 @@ listed in the report (`replays`) with both runs' worst errors.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Sequence
@@ -98,7 +99,8 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
                      *, loss="mse", dtype: str = "float32", device: str = "cpu", mode: str = "strict",
                      weights="torch->flax", layout: str = "nhwc", train: bool = True, seed: int = SEED,
                      torch_kwargs: dict | None = None, flax_kwargs: dict | None = None,
-                     on_step=None, replay: bool = True, _start: dict | None = None) -> TrainingReport:
+                     on_step=None, replay: bool = True, float64_context=None,
+                     _start: dict | None = None) -> TrainingReport:
     """Train a copy of each model from the same weights on the same batches for `steps` steps.
 
     `batches`: a sequence of (x, y) in torch's layout (x one array or a tuple of them), used in order
@@ -112,7 +114,9 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
     nnx.BatchNorm keeps a biased variance, docs/traps.md, trap 12, which `compare(train=True)` shows).
     Models with one output. The caller's models are not changed. `replay` (float32 only): replay a
     segment that exceeds the bound in float64 and excuse it as a rounding event where the replay
-    agrees (module docstring); replay=False judges float32 by its bound alone."""
+    agrees (module docstring); replay=False judges float32 by its bound alone. `float64_context()`, if
+    given, is a context manager entered around each replay (parity/port/widen.py widens a model's own
+    float32 casts there)."""
     t0 = time.perf_counter()
     batches, steps = _check_arguments(batches, steps, torch_optimizer_factory, optax_tx)
     t_loss, j_loss = _losses(loss)
@@ -192,7 +196,8 @@ def compare_training(torch_model, flax_model, batches, torch_optimizer_factory, 
     replays = _replays(pending, batches, seg, allowed, dict(
         flax_model=flax_model, torch_optimizer_factory=torch_optimizer_factory, optax_tx=optax_tx,
         loss=loss, device=device, mode=mode, weights=weights if isinstance(weights, dict) else "torch->flax",
-        layout=layout, train=train, seed=seed, torch_kwargs=torch_kwargs, flax_kwargs=flax_kwargs))
+        layout=layout, train=train, seed=seed, torch_kwargs=torch_kwargs, flax_kwargs=flax_kwargs),
+        float64_context or contextlib.nullcontext)
     first_loss, first_param_step, first_param, zero_note = _first_parting(replays, loss_err, first_param_of, seg)
     notes += zero_note
     notes += _closing_notes(unjudged, steps, seg, t_losses, f_losses)
@@ -332,28 +337,29 @@ def _over_bound(a: float, b: float, tol: Tolerance) -> float:
     return gap / (tol.atol + tol.rtol * abs(a)) if np.isfinite(gap) else np.inf
 
 
-def _replays(pending: list, batches, seg: int, allowed: int, args: dict) -> list[SegmentReplay]:
+def _replays(pending: list, batches, seg: int, allowed: int, args: dict, context) -> list[SegmentReplay]:
     """The pending float32 segments replayed in float64, in order, until one is not excused (that
     decides the run)."""
     replays: list[SegmentReplay] = []
     for start, s0, end, exceeded in pending:
         replays.append(_replay_segment(
             start, [batches[j % len(batches)] for j in range(s0, end)], s0 // seg, s0, exceeded,
-            excusable=sum(r.excused for r in replays) < allowed, args=args))
+            excusable=sum(r.excused for r in replays) < allowed, args=args, context=context))
         if not replays[-1].excused:
             break
     return replays
 
 
 def _replay_segment(start: dict, seg_batches: list, segment: int, first: int, worst32: float, *,
-                    excusable: bool, args: dict) -> SegmentReplay:
+                    excusable: bool, args: dict, context) -> SegmentReplay:
     """Replay one float32 segment in float64 from the state it started from (the same batches, the same
     dropout masks and torch's random state, restored afterwards)."""
     state = torch.get_rng_state()
     torch.set_rng_state(start["rng"])
     try:
-        r = compare_training(start["model"], batches=seg_batches, steps=len(seg_batches), dtype="float64",
-                             replay=False, _start=start, **args)
+        with context():
+            r = compare_training(start["model"], batches=seg_batches, steps=len(seg_batches), dtype="float64",
+                                 replay=False, _start=start, **args)
     finally:
         torch.set_rng_state(state)
     worst64 = max(float(np.max(r.param_errors, initial=0.0)),
