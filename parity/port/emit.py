@@ -25,6 +25,7 @@ from torch import nn
 
 from parity.port import graph as G
 from parity.port import ops as O
+from parity.port.constants import array_source
 
 _RESERVED = {"jax", "jnp", "nnx", "math", "self", "rngs", "layer", "optax", "Layer", "layer_norm",
              "scaled_dot_product_attention", "attention_in_input_dtype"} | set(__builtins__ if isinstance(
@@ -570,10 +571,10 @@ class Body:
         self._names.add(name)
         own = dict(self.t.module.named_parameters(recurse=False)) | dict(self.t.module.named_buffers(recurse=False))
         if name not in own and isinstance(val, torch.Tensor):  # a constant of the exported graph
-            if val.numel() > 4096:
-                raise O.Unsupported(f"constant `{name}` has {val.numel()} values")
-            arr = val.detach().cpu().numpy()
-            return V(f"jnp.asarray({arr.tolist()!r}, dtype={_DTYPES.get(val.dtype, 'jnp.float32')})", val)
+            src = array_source(val.detach().cpu().numpy(), _DTYPES.get(val.dtype, "jnp.float32"))
+            if src is None:
+                raise O.Unsupported(f"constant `{name}` has {val.numel()} values and no formula makes them")
+            return V(src, val)
         if isinstance(val, nn.Parameter):
             return V(f"self.{name}[...]", val, False)
         if isinstance(val, torch.Tensor):
@@ -798,14 +799,13 @@ class Body:
         for name, b in mod.named_buffers(recurse=False):
             if b is None:
                 continue
-            if b.numel() > 4096:
-                self.problem(f"buffer `{name}`", f"{b.numel()} values are too many to write into the source",
-                             self.t.where, init=True)
+            src = array_source(b.detach().cpu().numpy(), _DTYPES.get(b.dtype, "jnp.float32"))
+            if src is None:
+                self.problem(f"buffer `{name}`", f"{b.numel()} values are too many to write into the source "
+                             "and no formula makes them", self.t.where, init=True)
                 continue
-            arr = b.detach().cpu().numpy()
-            dt = _DTYPES.get(b.dtype, "jnp.float32")
-            self.code.init.append("# a torch buffer (not a parameter): its values, written out")
-            self.code.init.append(f"self.{name} = nnx.Variable(jnp.asarray({arr.tolist()!r}, dtype={dt}))")
+            self.code.init.append("# a torch buffer (not a parameter): its values, as a formula or written out")
+            self.code.init.append(f"self.{name} = nnx.Variable({src})")
 
     def _init_child(self, name, child, full):
         attr = f"self.{name}"
