@@ -37,16 +37,17 @@ _SKIP_DIRS = _LIB_DIRS + (os.path.dirname(__file__) + os.sep,)
 
 # ---------------------------------------------------------------- where things are in the source
 def rel(path: str) -> str:
-    """A source path as the user knows it: relative to the working directory when inside it, after
-    site-packages/ for installed libraries, absolute otherwise."""
+    """A source path as the user knows it: after site-packages/ for installed libraries (also inside a
+    virtual environment under the working directory), relative to the working directory when inside
+    it, absolute otherwise."""
     if not path:
         return "?"
     path = os.path.abspath(path)
+    if "site-packages" + os.sep in path:
+        return path.split("site-packages" + os.sep, 1)[1]
     cwd = os.getcwd() + os.sep
     if path.startswith(cwd):
         return path[len(cwd):]
-    if "site-packages" + os.sep in path:
-        return path.split("site-packages" + os.sep, 1)[1]
     return path
 
 
