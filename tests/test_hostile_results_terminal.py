@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from parity import registry, report, runner
+from parity import parallel, registry, report, runner
 from parity.cli import main
 from parity.site import build
 from parity.tolerances import lookup
@@ -312,7 +312,12 @@ def _run_cli(argv, width, monkeypatch) -> tuple[int, str]:
 @pytest.mark.parametrize("width", [100, 80])
 def test_check_prints_whole_numbers(width, monkeypatch):
     results = _results()
-    monkeypatch.setattr(runner, "run_all", lambda *a, **k: iter(results))
+
+    def run(*a, on_result=None, **k):  # the pool hands each result to the command as it finishes
+        for r in results:
+            on_result(r)
+        return results
+    monkeypatch.setattr(parallel, "run", run)
     rc, text = _run_cli(["check", "--dtype", "float32", "float64"], width, monkeypatch)
     assert rc == 1
     assert max(len(line) for line in text.splitlines()) <= width

@@ -18,7 +18,9 @@ import pytest
 
 from parity import registry, runner
 from parity.cli import main
-from parity.site import build, docs, runs, sources
+from parity import parallel
+from parity import sources
+from parity.site import build, docs
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks" / "results" / "cpu"
@@ -201,7 +203,7 @@ def test_small_site_end_to_end(tmp_path, capsys, train_run):
 
 def test_worker_processes_give_the_same_results_as_one_process(tmp_path):
     concepts = [registry.get("activations.tanh"), registry.get("losses.mse")]
-    par = runs.run(concepts, ["float32"], jobs=2, cache_dir=tmp_path / "cache")
+    par = parallel.run(concepts, ["float32"], jobs=2, cache_dir=tmp_path / "cache")
     one = [runner.run_concept(c, "float32") for c in concepts]
     assert [r.concept for r in par] == [c.name for c in concepts]
     for a, b in zip(par, one):

@@ -1,4 +1,4 @@
-"""`parity show` and the function discovery it shares with the HTML report (parity/site/sources.py):
+"""`parity show` and the function discovery it shares with the HTML report (parity/sources.py):
 every function a concept runs is found from its covers, printed side by side or stacked, and piped
 output carries no trailing padding."""
 import io
@@ -9,7 +9,7 @@ from rich.console import Console
 from parity import registry
 from parity.cli import main
 from parity.commands import show
-from parity.site import sources
+from parity import sources
 
 
 def _names(concept):

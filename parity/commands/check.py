@@ -1,9 +1,12 @@
-"""`parity check`: run concepts in both frameworks, compare, print the table (and write JSON)."""
+"""`parity check`: run concepts in both frameworks, compare, print the table (and write JSON).
+
+The concepts run in `--jobs` processes with JAX's compilation cache, by the same pool as `parity report`
+(parity/parallel.py); the results and their order are the same for any number of jobs."""
 from __future__ import annotations
 
 from parity import names
-from parity.commands.common import (add_concept_names, add_device, add_precision, check_device,
-                                    select_concepts)
+from parity.commands.common import (add_cache, add_concept_names, add_device, add_jobs, add_precision, cache_dir,
+                                    check_device, check_jobs, select_concepts)
 from parity.console import (EXIT_FAIL, EXIT_OK, UsageError, esc, progress, write_json_atomic,
                             writable_file)
 
@@ -16,6 +19,8 @@ def add_parser(sub) -> None:
                    metavar="DTYPE", help="run each concept in those of these dtypes it declares (`parity list` "
                                          f"shows them; default: all of {', '.join(names.CONCEPT_DTYPES)})")
     add_precision(p)
+    add_jobs(p, 1)
+    add_cache(p)
     p.add_argument("--json", metavar="PATH", help="also write every result to this JSON file")
     p.set_defaults(run=run, stops_between_steps=True)  # signals wait for its next step (parity.cli)
 
@@ -27,7 +32,9 @@ def run(args, out, err) -> int:
 
 def _run(args, out, err) -> int:
     json_path = writable_file(args.json, "--json") if args.json is not None else None
-    from parity import report, runner
+    check_jobs(args.jobs)
+    cache = cache_dir(args, err)
+    from parity import parallel, report, runner
     dtypes = list(dict.fromkeys(args.dtype))  # in the order given, once each
     results = []
     try:  # from here on, an interrupt leaves the file (holding what finished, maybe nothing)
@@ -38,16 +45,24 @@ def _run(args, out, err) -> int:
                              f"{'it' if len(dtypes) == 1 else 'them'} (their dtypes: "
                              f"{', '.join(dict.fromkeys(d for c in concepts for d in c.dtypes))})")
         args.interrupts.check()
-        with progress(err) as prog:
+        with progress(err) as prog, parallel.compilation_cache(cache):
             task = prog.add_task("checking", total=len(runner.runs(concepts, dtypes)))
-            for r in runner.run_all(concepts, dtypes, args.device, args.precision):
+
+            def finished(r):
                 results.append(r)
                 prog.update(task, advance=1, description=f"checked {r.concept} ({r.dtype})")
-                args.interrupts.check()  # before the next concept starts
+
+            # the interrupt check runs before each next concept (and while the workers are waited for)
+            ordered = parallel.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
+                                   on_result=finished, check=args.interrupts.check)
+        results = ordered  # in concept order, whichever process finished first
     except KeyboardInterrupt:  # keep what finished: a partial file marked incomplete, then exit 130
         args.interrupts.hold()  # the run is ending: a second signal must not cut the writing short
         if not json_path:
             raise
+        if results:  # workers finish in any order: the file keeps the order asked for
+            order = {(c.name, d): i for i, (c, d) in enumerate(runner.runs(concepts, dtypes))}
+            results.sort(key=lambda r: order[(r.concept, r.dtype)])
         write_json_atomic(report.results_json(results, complete=False), json_path)
         raise KeyboardInterrupt(f"wrote the {len(results)} finished results to {json_path} "
                                 f"(marked incomplete)") from None

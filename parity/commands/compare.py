@@ -21,7 +21,7 @@ any work, and bad input exits 2 with one line naming the flag:
 * `--rule scaled|fixed`: `rule=` (parity/porting/verdict.py); by default scaled in float32, fixed in
   float64 (the scaled rule needs float32);
 * `--cache-dir DIR`, `--no-cache`: JAX's persistent compilation cache, on by default in the folder
-  `parity report` uses (parity/site/runs.py); a cached program is the same program, loaded instead
+  `parity report` uses (parity/parallel.py); a cached program is the same program, loaded instead
   of compiled.
 
 A small model runs torch on one thread (SMALL_INPUT_ELEMENTS, SMALL_PARAMETERS), and the garbage
@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from parity import names
-from parity.commands.common import add_device, add_precision, check_device, input_shape
-from parity.console import (EXIT_FAIL, EXIT_OK, UsageError, esc, progress, writable_dir, writable_file,
+from parity import names, parallel
+from parity.commands import common
+from parity.commands.common import add_cache, add_device, add_precision, check_device, input_shape
+from parity.console import (EXIT_FAIL, EXIT_OK, UsageError, esc, progress, writable_file,
                             write_json_atomic)
-from parity.site import runs
 
 # The most memory the random inputs of one comparison may take, as a share of this machine's physical
 # memory: every layer's input and output is kept on both sides, with gradients, so a comparison needs
@@ -123,10 +123,7 @@ def add_parser(sub) -> None:
                    help="SGD learning rate for --steps, a finite number > 0 (default 0.01)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs, an integer >= 0 (default 0)")
     p.add_argument("--json", metavar="PATH", help="also write the reports to this JSON file")
-    p.add_argument("--cache-dir", metavar="DIR", default=str(runs.default_cache_dir()),
-                   help="JAX's persistent compilation cache (default: %(default)s, shared with parity report); "
-                        "the programs are the same, only their compile time is saved")
-    p.add_argument("--no-cache", action="store_true", help="compile every program afresh")
+    add_cache(p)
     p.set_defaults(run=run)
 
 
@@ -252,43 +249,6 @@ def _check_rule(args, dtypes) -> None:
                          f"float32 alone")
 
 
-def _cache_dir(args, err):
-    """The compilation cache's folder, or None (--no-cache; or the default one cannot be written)."""
-    if args.no_cache:
-        return None
-    try:
-        return writable_dir(args.cache_dir, "--cache-dir")
-    except UsageError:
-        if args.cache_dir != str(runs.default_cache_dir()):
-            raise
-        err.print(f"parity: note: cannot write the default cache {esc(args.cache_dir)}; compiling afresh",
-                  highlight=False)
-        return None
-
-
-@contextlib.contextmanager
-def _compilation_cache(cache_dir):
-    """JAX's persistent compilation cache in `cache_dir` for the block, as `parity report` sets it
-    (parity/site/runs.py: every program cached), and JAX's settings as they were afterwards (a
-    process that goes on, a test suite, keeps its own); nothing when `cache_dir` is None."""
-    if cache_dir is None:
-        yield
-        return
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-             "jax_persistent_cache_min_entry_size_bytes")
-    old = {n: getattr(jax.config, n) for n in names}
-    compilation_cache.reset_cache()  # JAX reads the folder once: from here on, this one
-    runs.enable_compilation_cache(cache_dir)
-    try:
-        yield
-    finally:
-        for n, v in old.items():
-            jax.config.update(n, v)
-        compilation_cache.reset_cache()
-
-
 def _physical_memory() -> int | None:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -381,12 +341,12 @@ def run(args, out, err) -> int:
     _check_rule(args, dtypes)
     check_device(args.device)
     json_path = writable_file(args.json, "--json") if args.json is not None else None
-    cache_dir = _cache_dir(args, err)
+    cache_dir = common.cache_dir(args, err)
 
     gc_pause = _Collections()  # off while the frameworks and the model files are imported
     try:
         from parity.porting import PortingError, compare, compare_training, load
-        with _compilation_cache(cache_dir):
+        with parallel.compilation_cache(cache_dir):
             notes: list[str] = []
             try:
                 t_obj, f_obj = load.load_target(args.torch_target), load.load_target(args.flax_target)
@@ -417,7 +377,7 @@ class _Collections:
     per process) what exists then. Importing torch, JAX and Flax ran 700-odd collections, 0.45-0.5 s
     of a 3 s import, that found nothing to free; and the frameworks' and the model files' millions of
     objects live as long as the process, so no later collection walks them again, nor the
-    interpreter's exit, which spent a second collecting them (docs/measurements.md; parity/site/runs.py
+    interpreter's exit, which spent a second collecting them (docs/measurements.md; parity/parallel.py
     freezes its workers' imports the same way)."""
 
     def __init__(self):

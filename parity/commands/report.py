@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 
-from parity import names
-from parity.commands.common import (add_concept_names, add_device, add_precision, check_device,
-                                    select_concepts)
+from parity import names, parallel
+from parity.commands.common import (add_cache, add_concept_names, add_device, add_jobs, add_precision, cache_dir,
+                                    check_device, check_jobs, select_concepts)
 from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc, progress, writable_dir
-from parity.site import runs
 
 
 def add_parser(sub) -> None:
@@ -36,13 +35,8 @@ def add_parser(sub) -> None:
                                                  "--log-dir holding several: adds the training page")
     p.add_argument("--bench", metavar="DIR", help="a `parity bench --out` folder (bench-<device>.json/.md, PNGs): "
                                                  "adds the benchmarks page")
-    p.add_argument("--jobs", type=int, default=runs.default_jobs(),
-                   help="processes running the concepts: this one and jobs-1 workers (default: the usable "
-                        "cores, at most 4)")
-    p.add_argument("--cache-dir", metavar="DIR", default=str(runs.default_cache_dir()),
-                   help="JAX's persistent compilation cache (default: %(default)s); the programs are the same, "
-                        "only their compile time is saved")
-    p.add_argument("--no-cache", action="store_true", help="compile every program afresh")
+    add_jobs(p, parallel.default_jobs())
+    add_cache(p)
     p.add_argument("--results", metavar="FILE", help="reuse the results in this file (`parity check --json`, or "
                                                     "a report's results.json) instead of running those concepts "
                                                     "again; the others run")
@@ -52,24 +46,15 @@ def add_parser(sub) -> None:
 def run(args, out, err) -> int:
     # the checks that need no framework first; then the workers start importing JAX and torch while
     # this process does the same (for the concept names and the rest of the checks)
-    if args.jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    check_jobs(args.jobs)
     site_dir = writable_dir(args.html, "--html")
     if not args.force:
         _refuse_foreign_folder(site_dir)
-    cache = None
-    if not args.no_cache:
-        try:
-            cache = writable_dir(args.cache_dir, "--cache-dir")
-        except UsageError:
-            if args.cache_dir != str(runs.default_cache_dir()):
-                raise
-            err.print(f"parity: note: cannot write the default cache {esc(args.cache_dir)}; compiling afresh",
-                      highlight=False)
+    cache = cache_dir(args, err)
     with args.interrupts.deferred():  # Ctrl-C and SIGTERM stop the run between tasks (parity.cli)
         if args.results:  # how many concepts are left to run is known only after reading the file
             return _run(args, out, err, site_dir, cache, None)
-        with runs.Workers(args.jobs, cache) as workers:
+        with parallel.Workers(args.jobs, cache) as workers:
             return _run(args, out, err, site_dir, cache, workers)
 
 
@@ -99,7 +84,7 @@ def _run(args, out, err, site_dir, cache, workers) -> int:
     t0 = time.perf_counter()
     with progress(err) as prog:
         task = prog.add_task("running", total=sum(dt in c.dtypes for c in concepts for dt in dtypes))
-        results = runs.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
+        results = parallel.run(concepts, dtypes, args.device, args.precision, jobs=args.jobs, cache_dir=cache,
                            on_result=lambda r: prog.update(task, advance=1, description=f"ran {r.concept} ({r.dtype})"),
                            reuse=reuse, workers=workers, check=args.interrupts.check)
         run_seconds = time.perf_counter() - t0
@@ -108,7 +93,7 @@ def _run(args, out, err, site_dir, cache, workers) -> int:
                                    precision=args.precision, jobs=args.jobs, run_seconds=run_seconds,
                                    train=train, bench=bench,
                                    extra_env={"jobs": args.jobs, "torch threads per worker":
-                                              max(1, runs.cores() // args.jobs) if args.jobs > 1 else "default",
+                                              max(1, parallel.cores() // args.jobs) if args.jobs > 1 else "default",
                                               "JAX compilation cache": cache or "off",
                                               "results reused": (f"{len(reuse)} from {args.results}" if args.results
                                                                  else "none: every concept ran")},

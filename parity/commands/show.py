@@ -1,7 +1,7 @@
 """`parity show NAME`: the JAX and PyTorch source of every function one concept runs, then its result.
 
 The functions are the concept's `covers` and every project-local helper they reach
-(`parity.site.sources`, the same discovery as the HTML report's concept pages): JAX on the left and
+(`parity.sources`, the same discovery as the HTML report's concept pages): JAX on the left and
 PyTorch on the right when the terminal is wide enough, one above the other otherwise. Piped
 output is written without rich's padding, so no line ends in spaces.
 """
@@ -21,7 +21,7 @@ from rich.text import Text
 from parity import names
 from parity.commands.common import add_device, check_device
 from parity.console import EXIT_FAIL, EXIT_OK, UsageError, esc
-from parity.site import pages, sources
+from parity import sources
 
 _TAIL = re.compile(r"(?:[ \t]|\x1b\[[0-9;]*m)+$")
 SIDE_BY_SIDE_MIN = 140  # columns: below this each side would wrap most lines of code
@@ -57,10 +57,10 @@ def _panel(src: sources.Source, note: str = "") -> Panel:
 def renderables(concept, side_by_side: bool) -> list:
     """What `parity show` prints for the code: one entry per row of the listing, headed by its kind."""
     out: list = []
-    display = pages.display_rows(sources.rows(concept))
+    display = sources.display_rows(sources.rows(concept))
     for i, row in enumerate(display):
         if i == 0 or row["kind"] != display[i - 1]["kind"]:
-            out.append(Rule(Text(pages.KINDS[row["kind"]]), style="dim", align="left"))
+            out.append(Rule(Text(sources.KINDS[row["kind"]]), style="dim", align="left"))
         if row["kind"] == "shared":
             callers = " and ".join(sources.LABELS[c] for c in row["callers"])
             out.append(_panel(row["shared"], f"called by {callers}"))

@@ -17,7 +17,8 @@ import numpy as np
 from parity import report, runner
 from parity.concept import np_dtype
 from parity.console import UsageError, write_bytes_atomic, write_json_atomic, write_text_atomic
-from parity.site import assets, docs, pages, sources, svg
+from parity import sources
+from parity.site import assets, docs, pages, svg
 
 HALF_DTYPES = ("float16", "bfloat16")
 
@@ -285,7 +286,7 @@ def concept_page(c, results: list[runner.Result], site: Site, prev: str | None, 
     rows = sources.rows(c)
     result = "fail" if any(not r.passed for r in results) else ("pass" if results else "na")
     return pages.render("concept", title=c.name, root="../", active="concept", site=site, c=c, rows=rows,
-                        display=pages.display_rows(rows),
+                        display=sources.display_rows(rows),
                         n_functions=sum(len(r.sources()) for r in rows), result=result,
                         traps=docs.concept_traps(c), examples=docs.worked_examples(c.name),
                         results=[result_context(c, r) for r in results], prev=prev, next=next_,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from markdown_it import MarkdownIt
 
-from parity.site import sources
+from parity import sources
 
 ROOT = sources.ROOT
 DOCS = ROOT / "docs"

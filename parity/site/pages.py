@@ -15,7 +15,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from parity.site import assets, docs, sources, svg
+from parity import sources
+from parity.site import assets, docs, svg
 
 BASE = """<!doctype html>
 <html lang="en">
@@ -223,11 +224,6 @@ compared with, the 95 % interval shaded: there, below 1 is faster.</li>
 {% endfor %}
 {% endblock %}"""
 
-KINDS = {"covered": "covered: the concept's own leaf functions and classes",
-         "adapter": "passed in by the concept's adapter beside the covers",
-         "helper": "helpers the twins call (paired by name where both have one)",
-         "shared": "shared rules both twins call (shape_rules: no framework imported)"}
-
 
 def code_html(src: sources.Source) -> Markup:
     return _highlighted(src.text, src.line, src.name)
@@ -256,7 +252,7 @@ def env() -> jinja2.Environment:
                            autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False)
     e.filters["label"] = lambda pkg: sources.LABELS.get(pkg, pkg)
     e.globals["cell"] = _cell
-    e.globals["kinds"] = KINDS
+    e.globals["kinds"] = sources.KINDS
     return e
 
 
@@ -274,26 +270,6 @@ def render(template: str, **ctx) -> str:
 
 def markdown_inline(page_dir: str):
     return lambda text: Markup(docs.render_inline(text, page_dir=page_dir))
-
-
-def display_rows(rows: list[sources.Row]) -> list[dict]:
-    """The rows as laid out: per kind, the pairs first (same package-relative name on both sides),
-    then one row holding every unpaired JAX source on the left and every unpaired torch one on the
-    right, so that a helper one twin lacks costs no empty half row."""
-    out: list[dict] = []
-    for kind in ("covered", "adapter", "helper"):
-        these = [r for r in rows if r.kind == kind]
-        for r in these:
-            if r.jax and r.torch:
-                out.append({"kind": kind, "left": [r.jax], "right": [r.torch]})
-        left = [r.jax for r in these if r.jax and not r.torch]
-        right = [r.torch for r in these if r.torch and not r.jax]
-        if left or right:
-            out.append({"kind": kind, "left": left, "right": right,
-                        "left_empty": "no further JAX helpers: the functions above do these steps",
-                        "right_empty": "no further PyTorch helpers: torch's own layers and kernels do these steps"})
-    out += [{"kind": "shared", "shared": r.shared, "callers": r.callers} for r in rows if r.kind == "shared"]
-    return out
 
 
 def histogram(result, atol: float) -> str:

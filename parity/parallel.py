@@ -1,4 +1,5 @@
-"""Running the report's concepts: once each per dtype, in worker processes, with JAX's compilation cache.
+"""Running concepts (`parity check`, `parity report`): once each per dtype, in worker processes, with
+JAX's compilation cache.
 
 The comparisons are `parity.runner.run_concept` exactly; what changes is only where and how fast:
   * `jobs` processes share the work: the calling process and `jobs - 1` workers (spawned, never
@@ -63,6 +64,29 @@ def enable_compilation_cache(cache_dir: str | os.PathLike | None) -> None:
     jax.config.update("jax_compilation_cache_dir", str(cache_dir))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@contextlib.contextmanager
+def compilation_cache(cache_dir):
+    """JAX's persistent compilation cache in `cache_dir` for the block (every program cached), and
+    JAX's settings as they were afterwards (a process that goes on, a test suite, keeps its own);
+    nothing when `cache_dir` is None."""
+    if cache_dir is None:
+        yield
+        return
+    import jax
+    from jax.experimental.compilation_cache import compilation_cache as jax_cache
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+             "jax_persistent_cache_min_entry_size_bytes")
+    old = {n: getattr(jax.config, n) for n in names}
+    jax_cache.reset_cache()  # JAX reads the folder once: from here on, this one
+    enable_compilation_cache(cache_dir)
+    try:
+        yield
+    finally:
+        for n, v in old.items():
+            jax.config.update(n, v)
+        jax_cache.reset_cache()
 
 
 def _init_worker(cache_dir, threads: int) -> None:
@@ -162,7 +186,9 @@ def run(concepts, dtypes, device: str = "cpu", mode: str = "strict", jobs: int =
         if on_result:
             on_result(r)
     by_name = {c.name: c for c in concepts}
-    tasks = sorted((t for t in every if t not in results), key=lambda t: -_cost(by_name[t[0]], t[1]))
+    tasks = [t for t in every if t not in results]  # alone, in the order asked; shared, longest first
+    if workers.pool is not None and len(tasks) > 1:
+        tasks.sort(key=lambda t: -_cost(by_name[t[0]], t[1]))
     enable_compilation_cache(workers.cache_dir)
 
     def record(t, r):

@@ -23,7 +23,7 @@ from parity.concept import TWINS, Concept
 
 PACKAGES = (*TWINS, "shape_rules")
 SHARED = "shape_rules"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LABELS = {"jax_impl": "JAX", "torch_impl": "PyTorch", "shape_rules": "shared"}
 
 
@@ -302,3 +302,29 @@ def rows(concept: Concept) -> list[Row]:
 
 def all_sources(concept: Concept) -> list[Source]:
     return [s for r in rows(concept) for s in r.sources()]
+
+
+KINDS = {"covered": "covered: the concept's own leaf functions and classes",
+         "adapter": "passed in by the concept's adapter beside the covers",
+         "helper": "helpers the twins call (paired by name where both have one)",
+         "shared": "shared rules both twins call (shape_rules: no framework imported)"}
+
+
+def display_rows(rows: list[Row]) -> list[dict]:
+    """The rows as laid out: per kind, the pairs first (same package-relative name on both sides),
+    then one row holding every unpaired JAX source on the left and every unpaired torch one on the
+    right, so that a helper one twin lacks costs no empty half row."""
+    out: list[dict] = []
+    for kind in ("covered", "adapter", "helper"):
+        these = [r for r in rows if r.kind == kind]
+        for r in these:
+            if r.jax and r.torch:
+                out.append({"kind": kind, "left": [r.jax], "right": [r.torch]})
+        left = [r.jax for r in these if r.jax and not r.torch]
+        right = [r.torch for r in these if r.torch and not r.jax]
+        if left or right:
+            out.append({"kind": kind, "left": left, "right": right,
+                        "left_empty": "no further JAX helpers: the functions above do these steps",
+                        "right_empty": "no further PyTorch helpers: torch's own layers and kernels do these steps"})
+    out += [{"kind": "shared", "shared": r.shared, "callers": r.callers} for r in rows if r.kind == "shared"]
+    return out
