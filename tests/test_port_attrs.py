@@ -139,6 +139,23 @@ def test_to_tuple_on_a_tuple_keeps_the_tuple(tmp_path):
     _prove(CanReturnTuple().eval(), torch.randn(2, 3, 4), "to_tuple")
 
 
+# ---------------------------------------------------------------- torch.roll (Swin's shifted windows)
+class Rolled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(5, 5)
+
+    def forward(self, x):  # x: (N, 4, 6, 5)
+        shifted = torch.roll(self.lin(x), shifts=(-2, 1), dims=(1, 2))
+        return shifted.roll(3) + torch.roll(x, 2, 1)  # the flattened tensor, then one dim
+
+
+def test_roll_over_dims_and_flattened(tmp_path):
+    torch.manual_seed(0)
+    port = _prove(Rolled().eval(), torch.randn(2, 4, 6, 5), "roll")
+    assert "jnp.roll(" in port.source
+
+
 # ---------------------------------------------------------------- a Hugging Face model (tiny config)
 def test_hf_dinov2_is_complete_and_proves():
     transformers = pytest.importorskip("transformers")
