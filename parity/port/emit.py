@@ -23,6 +23,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from parity.port import attrs
 from parity.port import graph as G
 from parity.port import ops as O
 from parity.port.constants import array_source
@@ -565,8 +566,8 @@ class Body:
 
     def _get_attr(self, n, val):
         target = n.target
-        if "." in target:
-            raise O.Unsupported(f"`{target}` reads an attribute of a sub-module directly")
+        if "." in target:  # a sub-module's parameter or buffer, read here (parity/port/attrs.py)
+            return V(attrs.sub_module_array(self, n, target, val), val, False)
         name = target
         self._names.add(name)
         own = dict(self.t.module.named_parameters(recurse=False)) | dict(self.t.module.named_buffers(recurse=False))

@@ -180,6 +180,10 @@ class ConcreteTracer(fx.Tracer):
                     val = getattr(val, step)
             elif kind == "call_function":
                 val = target(*a, **kw)
+            elif kind == "call_method" and target == "to_tuple" and isinstance(a[0], tuple):
+                # transformers' `if not isinstance(output, tuple): output = output.to_tuple()` sees a
+                # proxy, not the tuple the call really returned, which the real code keeps as it is
+                val = a[0]
             elif kind == "call_method":
                 val = getattr(a[0], target)(*a[1:], **kw)
             elif kind == "call_module":

@@ -338,6 +338,14 @@ def _diff(e, a):
     return f"jnp.diff({e.r(x)}, n={n}, axis={d}{extra})"
 
 
+@op("roll", torch.roll, *_m("roll"))
+def _roll(e, a):
+    x, shifts, dims = a(0, "input"), a(1, "shifts"), a(2, "dims")
+    if dims is None or dims == ():  # torch rolls the flattened tensor, as jnp.roll without an axis
+        return f"jnp.roll({e.r(x)}, {e.r(shifts)})"
+    return f"jnp.roll({e.r(x)}, {e.r(shifts)}, axis={e.r(dims)})"
+
+
 @op("to_tuple", *_m("to_tuple"))
 def _to_tuple(e, a):
     return e.r(a(0, "self"))  # a ModelOutput is a tuple in the port already
