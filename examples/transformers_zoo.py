@@ -131,7 +131,8 @@ def deit():
 
 def swin():
     from transformers import SwinConfig, SwinModel
-    cfg = SwinConfig(image_size=32, patch_size=4, num_channels=3, embed_dim=32, depths=[1, 1],
+    # two blocks in the first stage: the second shifts its windows (torch.roll and the shifted-window mask)
+    cfg = SwinConfig(image_size=32, patch_size=4, num_channels=3, embed_dim=32, depths=[2, 1],
                      num_heads=[2, 4], window_size=4, mlp_ratio=2.0, **ATTN)
     return _make(SwinModel, cfg, _image(), tuple_out=False)
 
