@@ -38,8 +38,9 @@ class GeneratedPort:
     tracer: dict = field(default_factory=dict)  # torch class name → "fx" | "export"
     layout: str = "nhwc"
     # torch parameter → Flax path for parameters of torch modules that have no layer kind but no
-    # sub-modules either (HF's LlamaRMSNorm, GPT-2's Conv1D): the comparer takes such a module for a
-    # layer it cannot pair; pass `compare(..., weights=port.weights)` (empty when there are none)
+    # sub-modules either (HF's LlamaRMSNorm, GPT-2's Conv1D; a kind's subclass whose forward computes
+    # something else, parity/port/subclass.py): the comparer takes such a module for a layer it cannot
+    # pair, or for its parent's kind; pass `compare(..., weights=port.weights)` (empty when there are none)
     weights: dict = field(default_factory=dict)
 
 

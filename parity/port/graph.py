@@ -21,6 +21,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.node import map_arg
 
+from parity.port import subclass
 from parity.porting import kinds
 
 # parameterless torch.nn layers a port writes as functions (parity/port/ops.py has their records)
@@ -31,7 +32,10 @@ PARAMETERLESS = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.So
 
 
 def kind_of(m: nn.Module):
-    """The layer kind of a torch module (parity.porting.kinds), or None."""
+    """The layer kind of a torch module (parity.porting.kinds), or None; None too for an instance of a
+    kind's class whose own forward computes something else (parity/port/subclass.py): it is traced."""
+    if m in subclass.TRACED:
+        return None
     return kinds._match(m, "torch")
 
 
@@ -333,6 +337,7 @@ def trace_model(model: nn.Module, inputs: tuple) -> dict:
     """{dotted path: Traced} for the root and every module that is not a layer, in definition order;
     instances never called in the example pass are left out."""
     calls = record_calls(model, inputs)
+    subclass.decide(model, calls)
     out: dict[str, Traced] = {}
 
     def visit(m, path):

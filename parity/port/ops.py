@@ -749,7 +749,15 @@ def _flayer_norm(e, a):
 
 @op("F.embedding", F.embedding)
 def _fembedding(e, a):
-    return f"jnp.take({e.r(a(1, 'weight'))}, {e.r(a(0, 'input'))}, axis=0)"
+    x, w, pad, max_norm = a(0, "input"), a(1, "weight"), a(2, "padding_idx"), a(3, "max_norm")
+    if max_norm is not None:
+        raise Unsupported("F.embedding max_norm= (torch renormalises the weight rows in place)")
+    out = f"jnp.take({e.r(w)}, {e.r(x)}, axis=0)"
+    if pad is None:
+        return out
+    pad = pad if pad >= 0 else e.val(w).shape[0] + pad
+    # torch never updates the padding row: its gradient is zero
+    return f"jnp.where(({e.r(x)} == {pad})[..., None], jax.lax.stop_gradient({out}), {out})"
 
 
 @op("F.scaled_dot_product_attention", F.scaled_dot_product_attention)
