@@ -115,6 +115,32 @@ def test_a_users_own_parametrisation_inside_a_sequential_is_traced_and_proven(tm
     assert "jnp.triu(self.parametrizations.weight.original[...]" in src
 
 
+def test_a_parametrised_module_with_layers_of_its_own_keeps_them_layers(tmp_path):
+    """weight_norm on a parameter of a module that also holds a Linear: the Linear stays a layer the
+    comparer pairs; the originals are named in the weights mapping."""
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(5, 4))
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x) @ self.w.T
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = weight_norm(Block(), name="w", dim=0)
+
+        def forward(self, x):
+            return self.block(x)
+
+    torch.manual_seed(0)
+    r = port(Net(), (RNG.standard_normal((3, 4)).astype(np.float32),), tmp_path, steps=20, timing=False)
+    assert r.passed, r.summary()
+    assert r.proof["float32"]["layers"] >= 1  # the Linear, compared as a layer
+
+
 def test_a_parametrisation_holding_its_own_parameter_is_a_named_problem(tmp_path):
     class Scale(nn.Module):
         def __init__(self):

@@ -95,10 +95,15 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
     ast.parse(src)
     weights = {}
     for name, m in model.named_modules():
-        parametrized = P.is_parametrized(m)  # its parametrisations' parameters are its own
-        if name and (not list(m.children()) or parametrized) and not G.is_layer(m):
-            for pn, _ in m.named_parameters(recurse=parametrized):
-                weights[f"{name}.{pn}"] = f"{_flax_path(model, name)}.{pn}"
+        if not name or G.is_layer(m):
+            continue
+        names = [pn for pn, _ in m.named_parameters(recurse=False)] if not list(m.children()) else []
+        if P.is_parametrized(m):  # the originals, in nnx.Dicts under torch's names; and a layer's own
+            names = [f"parametrizations.{pn}" for pn, _ in m.parametrizations.named_parameters()]
+            if [n for n, _ in m.named_children()] == ["parametrizations"]:
+                names += [pn for pn, _ in m.named_parameters(recurse=False)]
+        for pn in names:
+            weights[f"{name}.{pn}"] = f"{_flax_path(model, name)}.{pn}"
     return GeneratedPort(source=src, root_class=root, classes=classes, build=f"{root}(rngs=nnx.Rngs(0))",
                          problems=list(problems), complete=not problems, tracer=tracer, layout=layout,
                          weights=weights)

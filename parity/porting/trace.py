@@ -140,8 +140,9 @@ def torch_leaves(model: torch.nn.Module) -> dict[str, Leaf]:
         if any(name.startswith(p + ".") or p == "" for p in inside):
             continue
         kind = kinds.torch_kind(m)
-        # a parametrised module (torch.nn.utils.parametrize) is one layer: its parametrisations are its own
-        whole = kind is not None or torch.nn.utils.parametrize.is_parametrized(m)
+        # a parametrised layer (torch.nn.utils.parametrize) is one layer: its parametrisations are its own
+        whole = kind is not None or (torch.nn.utils.parametrize.is_parametrized(m)
+                                     and [n for n, _ in m.named_children()] == ["parametrizations"])
         has_children = next(m.children(), None) is not None
         if not whole and has_children:
             continue
