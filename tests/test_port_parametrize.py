@@ -86,6 +86,7 @@ def test_a_weight_normed_grouped_conv_ports_and_is_proven_with_g_and_v_trained(t
     r = port(model, (x,), tmp_path, steps=20, timing=False)
     assert r.passed, r.summary()
     assert r.proof["float64"]["worst_layer"] <= 1e-10 and r.proof["float64"]["worst_gradient"] <= 1e-10
+    assert r.proof["float64"]["gradients"] == 6  # g, v, the conv's bias, the Linear's two, the input
     assert r.proof["training"]["passed"] and r.proof["training"]["steps"] == 20
     assert r.proof["weights"]["ok"]
 

@@ -28,8 +28,8 @@ from parity.port import ops as O
 from parity.port import parametrized as P
 
 _RESERVED = {"jax", "jnp", "nnx", "math", "self", "rngs", "layer", "optax", "Layer", "layer_norm",
-             "scaled_dot_product_attention", "attention_in_input_dtype"} | set(P.HELPERS) | set(__builtins__ if isinstance(
-                 __builtins__, dict) else dir(__builtins__))
+             "scaled_dot_product_attention", "attention_in_input_dtype"} | set(__builtins__ if isinstance(
+                 __builtins__, dict) else dir(__builtins__)) | set(P.HELPERS)
 
 _DTYPES = {torch.float32: "jnp.float32", torch.float64: "jnp.float64", torch.float16: "jnp.float16",
            torch.bfloat16: "jnp.bfloat16", torch.int64: "jnp.int64", torch.int32: "jnp.int32",

@@ -1,5 +1,5 @@
-"""Parametrised torch modules in `parity port` (torch.nn.utils.parametrize: weight_norm, spectral-free
-parametrisations a tracer can follow).
+"""Parametrised torch modules in `parity port` (torch.nn.utils.parametrize: weight_norm, and any
+parametrisation whose forward the tracer can follow).
 
 A parametrised module (say `weight_norm(nn.Conv1d(...), dim=2)`) holds no `weight` parameter: its
 trained parameters are the parametrisation's originals (`parametrizations.weight.original0`, g, and
@@ -112,12 +112,15 @@ def _conv(n):
         stride, padding, dilation, groups = (a(3, "stride", 1), a(4, "padding", 0), a(5, "dilation", 1),
                                              a(6, "groups", 1))
 
-        def tup(v):
-            return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
-        pad = padding if isinstance(padding, str) else tup(padding)
         for name, v in (("stride", stride), ("padding", padding), ("dilation", dilation), ("groups", groups)):
             if e.is_value(v):
                 raise O.Unsupported(f"F.conv{n}d with a {name} computed at run time")
+        if e.rank(x) != n + 2:
+            raise O.Unsupported(f"F.conv{n}d on an unbatched input (rank {e.rank(x)})")
+
+        def tup(v):
+            return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+        pad = padding if isinstance(padding, str) else tup(padding)
         e.helper("torch_conv")
         bias = "None" if b is None else e.r(b)
         return (f"torch_conv({e.r(x)}, {e.r(w)}, {bias}, {tup(stride)!r}, {pad!r}, {tup(dilation)!r}, "
