@@ -26,11 +26,12 @@ from torch import nn
 from parity.port import attrs
 from parity.port import graph as G
 from parity.port import ops as O
+from parity.port import parametrized as P
 from parity.port.constants import array_source
 
 _RESERVED = {"jax", "jnp", "nnx", "math", "self", "rngs", "layer", "optax", "Layer", "layer_norm",
              "scaled_dot_product_attention", "attention_in_input_dtype"} | set(__builtins__ if isinstance(
-                 __builtins__, dict) else dir(__builtins__))
+                 __builtins__, dict) else dir(__builtins__)) | set(P.HELPERS)
 
 _DTYPES = {torch.float32: "jnp.float32", torch.float64: "jnp.float64", torch.float16: "jnp.float16",
            torch.bfloat16: "jnp.bfloat16", torch.int64: "jnp.int64", torch.int32: "jnp.int32",
@@ -91,7 +92,7 @@ def attention_in_input_dtype(query, key, value, bias=None, mask=None, **kwargs):
     weights = nnx.nn.attention.dot_product_attention_weights(query, key, bias, mask, **kwargs)
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=kwargs.get("precision"))
 ''',
-}
+} | P.HELPERS
 
 
 @dataclass
@@ -566,6 +567,8 @@ class Body:
 
     def _get_attr(self, n, val):
         target = n.target
+        if P.attr_source(target) is not None and P.is_parametrized(self.t.module):
+            return V(P.attr_source(target), val, False)
         if "." in target:  # a sub-module's parameter or buffer, read here (parity/port/attrs.py)
             return V(attrs.sub_module_array(self, n, target, val), val, False)
         name = target
@@ -792,6 +795,12 @@ class Body:
     def _write_init(self, used: set):
         mod = self.t.module
         for name, child in mod.named_children():
+            if name == "parametrizations" and P.is_parametrized(mod):
+                try:
+                    self.code.init += P.init_source(mod, lambda src, hint: self.lit(src, hint, in_call=False))
+                except O.Unsupported as e:
+                    self.problem(f"parametrisations of `{self.code.path}`", str(e), self.t.where, init=True)
+                continue
             self._init_child(name, child, self.code.path + "." + name if self.code.path else name)
         for name, p in mod.named_parameters(recurse=False):
             shape = self.lit(repr(tuple(p.shape)), f"{name}_shape", in_call=False)

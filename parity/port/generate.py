@@ -20,6 +20,7 @@ from torch import nn
 
 from parity.port import emit as E
 from parity.port import graph as G
+from parity.port import parametrized as P
 from parity.port.emit import Problem
 
 __all__ = ["generate", "GeneratedPort", "Problem", "load_generated"]
@@ -95,12 +96,30 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
     ast.parse(src)
     weights = {}
     for name, m in model.named_modules():
-        if name and not list(m.children()) and not G.is_layer(m):
-            for pn, _ in m.named_parameters(recurse=False):
-                weights[f"{name}.{pn}"] = f"{name}.{pn}"
+        if not name or G.is_layer(m):
+            continue
+        names = [pn for pn, _ in m.named_parameters(recurse=False)] if not list(m.children()) else []
+        if P.is_parametrized(m):  # the originals, in nnx.Dicts under torch's names; and a layer's own
+            names = [f"parametrizations.{pn}" for pn, _ in m.parametrizations.named_parameters()]
+            if [n for n, _ in m.named_children()] == ["parametrizations"]:
+                names += [pn for pn, _ in m.named_parameters(recurse=False)]
+        for pn in names:
+            weights[f"{name}.{pn}"] = f"{_flax_path(model, name)}.{pn}"
     return GeneratedPort(source=src, root_class=root, classes=classes, build=f"{root}(rngs=nnx.Rngs(0))",
                          problems=list(problems), complete=not problems, tracer=tracer, layout=layout,
                          weights=weights)
+
+
+def _flax_path(model: nn.Module, name: str) -> str:
+    """The port's path of torch module `name`: an nn.Sequential's elements are in its nnx.Sequential's
+    `layers`."""
+    steps, m = [], model
+    for step in name.split("."):
+        if isinstance(m, nn.Sequential):
+            steps.append("layers")
+        steps.append(step)
+        m = m.get_submodule(step)
+    return ".".join(steps)
 
 
 def load_generated(port: GeneratedPort, module_name: str = "parity_port_generated") -> types.ModuleType:

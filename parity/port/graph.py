@@ -21,6 +21,7 @@ import torch.fx as fx
 from torch import nn
 from torch.fx.node import map_arg
 
+from parity.port import parametrized as P
 from parity.port import subclass
 from parity.porting import kinds
 
@@ -45,6 +46,7 @@ def is_layer(m: nn.Module) -> bool:
 
 
 def source_of(cls) -> str:
+    cls = P.defining_class(cls)
     try:
         path = inspect.getsourcefile(cls)
         line = inspect.getsourcelines(cls)[1]
@@ -130,6 +132,8 @@ class ConcreteTracer(fx.Tracer):
         return m is not self._root
 
     def call_module(self, m, forward, args, kwargs):
+        if not self._computing and P.inside_parametrizations(self._root, m):  # the weight it computes
+            return forward(*args, **kwargs)
         if self._computing or not _has_proxy((args, kwargs)):  # a real computation (a node's value)
             return forward(*args, **kwargs)
         try:
@@ -351,6 +355,8 @@ def trace_model(model: nn.Module, inputs: tuple) -> dict:
             args, kw = calls[m]
             out[path] = trace_instance(m, path, args, kw)
         for name, child in m.named_children():
+            if name == "parametrizations" and P.is_parametrized(m):  # traced inline into m's forward
+                continue
             visit(child, f"{path}.{name}" if path else name)
 
     visit(model, "")

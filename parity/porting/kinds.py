@@ -71,9 +71,19 @@ def all_kinds() -> list[Kind]:
 def _match(m, side: str) -> Kind | None:
     for kind in reversed(all_kinds()):
         classes, accepts = (kind.torch, kind.accepts_torch) if side == "torch" else (kind.flax, kind.accepts_flax)
-        if isinstance(m, classes) and (accepts is None or accepts(m)):
+        if isinstance(m, classes) and (accepts is None or accepts(m)) and (side != "torch" or _holds(kind, m)):
             return kind
     return None
+
+
+def _holds(kind: Kind, m: torch.nn.Module) -> bool:
+    """A parametrised torch module (torch.nn.utils.parametrize: weight_norm, say) holds the
+    parametrisation's parameters (`parametrizations.weight.original0`, ...), not the layer's own: it is
+    of a kind only where the kind's arrays name all of them; else it is a layer of no known kind."""
+    if not torch.nn.utils.parametrize.is_parametrized(m):
+        return True
+    names = {a.torch for a in kind.arrays}
+    return bool(names) and all(n in names for n, _ in m.named_parameters())
 
 
 def torch_kind(m: torch.nn.Module) -> str | None:

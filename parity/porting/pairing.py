@@ -235,8 +235,17 @@ def _unknown(leaves: dict) -> None:
         if lf.kind is None:
             raise PortingError(
                 f"{_where(lf)} has parameters but is of no kind automatic pairing knows "
-                f"({', '.join(kinds.param_kind_names())} and parameterless layers); register a kind for it "
-                f"(parity.porting.register_kind), or pass weights= naming its parameters")
+                f"({', '.join(kinds.param_kind_names())} and parameterless layers){_parametrised(lf)}; register "
+                f"a kind for it (parity.porting.register_kind), or pass weights= naming its parameters")
+
+
+def _parametrised(lf: Leaf) -> str:
+    """Why a parametrised torch layer (torch.nn.utils.parametrize) is of no kind: the arrays it holds."""
+    if lf.side != "torch" or not torch.nn.utils.parametrize.is_parametrized(lf.module):
+        return ""
+    names = [n for n, _ in lf.module.named_parameters() if n.startswith("parametrizations.")]
+    return (f"; it is parametrised (torch.nn.utils.parametrize): it holds {', '.join(names)}, from which "
+            f"{', '.join(lf.module.parametrizations)} is computed at every call")
 
 
 def _kinds_line(seq) -> str:

@@ -141,13 +141,16 @@ def torch_leaves(model: torch.nn.Module) -> dict[str, Leaf]:
         if any(name.startswith(p + ".") or p == "" for p in inside):
             continue
         kind = kinds.torch_kind(m)
+        # a parametrised layer (torch.nn.utils.parametrize) is one layer: its parametrisations are its own
+        whole = kind is not None or (torch.nn.utils.parametrize.is_parametrized(m)
+                                     and [n for n, _ in m.named_children()] == ["parametrizations"])
         has_children = next(m.children(), None) is not None
-        if kind is None and has_children:
+        if not whole and has_children:
             continue
         has_params = next(m.parameters(), None) is not None
         if kind is None and not has_params:
             kind = kinds.other_kind(m)
-        if kind is not None:
+        if whole or kind is not None:
             inside.append(name)
         path = tuple(name.split(".")) if name else ()
         out[name] = Leaf("torch", name, path, m, kind, has_params, type(m).__name__, class_source(type(m)),
