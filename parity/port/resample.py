@@ -5,7 +5,7 @@ downsampling and has no align_corners), so the generated file gets small helpers
 CPU kernels: `avg_pool` (torch's output size, last-window rule and divisors), `interpolate_linear`
 ((bi/tri)linear, align_corners either way, torch's source index and weights) and `interpolate_nearest`
 (torch's float32 source index). `HELPERS` holds their source (emit.py writes the ones a port uses into
-its file); the `*_source` functions write the call for parity/port/ops.py.
+its file); `avg_pool_call`, `linear_call` and `nearest_call` write the calls for parity/port/ops.py.
 """
 from __future__ import annotations
 
