@@ -27,11 +27,12 @@ from parity.port import attrs
 from parity.port import graph as G
 from parity.port import ops as O
 from parity.port import parametrized as P
+from parity.port import resample as R
 from parity.port.constants import array_source
 
 _RESERVED = {"jax", "jnp", "nnx", "math", "self", "rngs", "layer", "optax", "Layer", "layer_norm",
              "scaled_dot_product_attention", "attention_in_input_dtype"} | set(__builtins__ if isinstance(
-                 __builtins__, dict) else dir(__builtins__)) | set(P.HELPERS)
+                 __builtins__, dict) else dir(__builtins__)) | set(P.HELPERS) | set(R.HELPERS)
 
 _DTYPES = {torch.float32: "jnp.float32", torch.float64: "jnp.float64", torch.float16: "jnp.float16",
            torch.bfloat16: "jnp.bfloat16", torch.int64: "jnp.int64", torch.int32: "jnp.int32",
@@ -93,6 +94,7 @@ def attention_in_input_dtype(query, key, value, bias=None, mask=None, **kwargs):
     return jnp.einsum("...hqk,...khd->...qhd", weights, value, precision=kwargs.get("precision"))
 ''',
 } | P.HELPERS
+HELPERS.update(R.HELPERS)  # average pooling with ceil_mode, interpolation (parity/port/resample.py)
 
 
 @dataclass
@@ -1029,6 +1031,8 @@ def _flat_values(x):
 
 
 def _dim_out_cl(e, rec, ins, val, src) -> bool:
+    if rec.name in O.CHANNELS_LAST_OUT:  # they take their input channels-last (e.cl), whatever it was
+        return True
     cl_ins = [x for x in ins if x.cl]
     if not cl_ins:
         return False

@@ -147,6 +147,12 @@ class ConcreteTracer(fx.Tracer):
             return attr_val
         return super().getattr(attr, attr_val, parameter_proxy_cache)
 
+    def create_arg(self, a):
+        out = super().create_arg(a)
+        if isinstance(a, torch.Tensor) and isinstance(out, fx.Node) and "val" not in out.meta:
+            out.meta["val"] = a  # a tensor constant fx made an attribute (get_attr), outside create_proxy
+        return out
+
     def note(self, node, how):
         self.specialised.append(f"{node.name} ({how}: the example's value is used)")
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from parity.port import resample as R
+
 
 class Unsupported(Exception):
     """An op whose arguments this table cannot port (the message says why)."""
@@ -806,6 +808,9 @@ def _fnormalize(e, a):
 
 
 # ---------------------------------------------------------------- parameterless layers (channels-last)
+CHANNELS_LAST_OUT = ("max_pool", "avg_pool", "adaptive_avg_pool", "interpolate")  # output channels-last
+
+
 def _pairs(v, n):
     return tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
 
@@ -842,7 +847,8 @@ def _avgpool(e, a):
             a(5, "count_include_pad", True), a(6, "divisor_override")
     s = s if s else k
     if ceil or div:
-        raise Unsupported("average pooling with ceil_mode or divisor_override")
+        e.helper("avg_pool")
+        return R.avg_pool_call(e.r(x), _pairs(k, nd), _pairs(s, nd), _pairs(p, nd), ceil, inc, div)
     pads = tuple((q, q) for q in _pairs(p, nd))
     return (f"nnx.avg_pool({e.r(x)}, window_shape={_pairs(k, nd)}, strides={_pairs(s, nd)}, "
             f"padding={pads}, count_include_pad={bool(inc)})")
@@ -869,20 +875,26 @@ def _adaptive(e, a):
 def _interpolate(e, a):
     m = e.module
     x = e.cl(a(0, "input"))
-    nd = e.rank(x) - 2
     if m is not None:
-        size, scale, mode = m.size, m.scale_factor, m.mode
+        scale, mode, align, recompute = m.scale_factor, m.mode, m.align_corners, m.recompute_scale_factor
+        antialias = False
     else:
-        size, scale, mode = a(1, "size"), a(2, "scale_factor"), a(3, "mode", "nearest")
-    if mode != "nearest":
-        raise Unsupported(f"interpolate mode={mode!r} (only 'nearest' is mapped)")
-    in_size = tuple(e.val(x).shape[2:])
-    out_size = tuple(e.node_val().shape[2:])
-    reps = []
-    for n, o in zip(in_size, out_size):
-        if o % n:
-            raise Unsupported(f"nearest interpolation {in_size} → {out_size} by a non-integer factor")
-        reps.append(o // n)
+        scale, mode, align, recompute, antialias = a(2, "scale_factor"), a(3, "mode", "nearest"), \
+            a(4, "align_corners"), a(5, "recompute_scale_factor"), a(6, "antialias", False)
+    in_size, out_size = tuple(e.val(x).shape[2:]), tuple(e.node_val().shape[2:])
+    # torch's kernel is given the scale factors unless they only served to compute the size
+    scales = None if scale is None or recompute else _pairs(scale, len(in_size))
+    if antialias:
+        raise Unsupported("interpolate with antialias=True")
+    if mode in ("linear", "bilinear", "trilinear"):
+        e.helper("interpolate_linear")
+        return R.linear_call(e.r(x), out_size, align, scales)
+    if mode not in ("nearest", "nearest-exact"):
+        raise Unsupported(f"interpolate mode={mode!r} (nearest, nearest-exact and linear modes are mapped)")
+    reps = R.nearest_repeats(in_size, out_size, scales) if mode == "nearest" else None
+    if reps is None:
+        e.helper("interpolate_nearest")
+        return R.nearest_call(e.r(x), out_size, mode == "nearest-exact", scales)
     out = e.r(x)
     for i, r in enumerate(reps):
         if r != 1:
