@@ -257,3 +257,31 @@ def test_beit_relative_position_bias_ports_complete_and_proven_in_float32():
     flax_model = eval(port.build, mod.__dict__)  # the expression generate() wrote
     report = compare(model, flax_model, np.asarray(inputs[0]), dtype="float32", weights=port.weights or "torch->flax")
     assert report.passed, report.summary()
+
+
+def test_avg_pool_without_padding_counted_keeps_float32_with_float64_enabled(tmp_path):
+    """PoolFormer's pooling, AvgPool2d(3, 1, 1, count_include_pad=False): stock nnx.avg_pool divides by
+    a pooled array of ones made without a dtype, so with jax_enable_x64 on (as the comparer runs) a
+    float32 input came out float64. The port's output is float32, and equal to torch's."""
+    import jax
+    from flax import nnx  # noqa: F401 — the generated constructor call names nnx
+
+    from parity.port.generate import generate, load_generated
+
+    class Pool(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False)
+
+        def forward(self, x):
+            return self.pool(x) - x
+
+    x = np.random.default_rng(0).standard_normal((2, 4, 5, 5)).astype(np.float32)
+    port = generate(Pool().eval(), x)
+    assert port.complete, [p.line() for p in port.problems]
+    flax_model = eval(port.build, vars(load_generated(port, "port_pool_no_pad")))
+    with jax.enable_x64(True):
+        got = flax_model(jnp.asarray(x.transpose(0, 2, 3, 1)))
+    assert got.dtype == jnp.float32, got.dtype
+    want = Pool()(torch.from_numpy(x)).detach().numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-6)  # float32 rounding of a 9-term mean

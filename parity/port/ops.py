@@ -846,7 +846,9 @@ def _avgpool(e, a):
         k, s, p, ceil, inc, div = a(1, "kernel_size"), a(2, "stride"), a(3, "padding", 0), a(4, "ceil_mode", False), \
             a(5, "count_include_pad", True), a(6, "divisor_override")
     s = s if s else k
-    if ceil or div:
+    # nnx.avg_pool(count_include_pad=False) divides by a pooled array of ones made without a dtype: with
+    # float64 enabled (as the comparer runs) a float32 input comes out float64; our helper keeps x's dtype
+    if ceil or div or (not inc and any(_pairs(p, nd))):
         e.helper("avg_pool")
         return R.avg_pool_call(e.r(x), _pairs(k, nd), _pairs(s, nd), _pairs(p, nd), ceil, inc, div)
     pads = tuple((q, q) for q in _pairs(p, nd))
