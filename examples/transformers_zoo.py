@@ -3,7 +3,8 @@ download: no `from_pretrained`, no hub config), for measuring how much of real m
 `parity port` can port.
 
 `ARCHITECTURES` maps a name to an `Arch(name, domain, build)`; `build()` returns `(model, inputs)`:
-`model` a `torch.nn.Module` in eval mode, float32, its weights drawn after `torch.manual_seed(0)`;
+`model` a `torch.nn.Module` in eval mode, float32, its weights drawn after `torch.manual_seed(0)`
+(MobileNetV1/V2 then take their BatchNorm statistics from one training-mode pass: `_with_batch_statistics`);
 `inputs` a tuple of tensors for the positional call `model(*inputs)`, which returns ONE tensor.
 
 What is ported: the *base model* of each architecture (`BertModel`, `ResNetModel`, `WhisperEncoder`, …,
@@ -137,17 +138,35 @@ def swin():
     return _make(SwinModel, cfg, _image(), tuple_out=False)
 
 
+def _with_batch_statistics(built):
+    """(model, inputs) with every BatchNorm's running statistics taken from one training-mode pass
+    (no gradient) on a random image batch other than the example's (their momentum, 0.9997 in V1 and
+    0.997 in V2, makes them that batch's), as a trained network's are the statistics of its
+    activations. Freshly built, they are mean 0 and variance 1, so in eval mode no BatchNorm rescales,
+    and with Hugging Face's convolution init (normal, std `initializer_range` 0.02) each layer shrinks
+    its input ~17× (measured: MobileNetV1's largest activation 0.36 after the stem, 6.8e-33 after the
+    27th layer; MobileNetV2's last feature map 7e-26), through float32's subnormal range (below
+    1.18e-38), which XLA on the CPU flushes to zero and torch does not (docs/traps.md, "Other
+    differences found along the way": subnormal float32 numbers). With these statistics every
+    layer's largest activation is 1–6."""
+    model, inputs = built
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(inputs[0].shape, generator=torch.Generator().manual_seed(2)))
+    return model.eval(), inputs
+
+
 def mobilenet_v1():
     from transformers import MobileNetV1Config, MobileNetV1Model
     cfg = MobileNetV1Config(num_channels=3, image_size=32, depth_multiplier=0.25, min_depth=8)
-    return _make(MobileNetV1Model, cfg, _image())
+    return _with_batch_statistics(_make(MobileNetV1Model, cfg, _image()))
 
 
 def mobilenet_v2():
     from transformers import MobileNetV2Config, MobileNetV2Model
     cfg = MobileNetV2Config(num_channels=3, image_size=32, depth_multiplier=0.25, min_depth=8,
                             finegrained_output=False)
-    return _make(MobileNetV2Model, cfg, _image())
+    return _with_batch_statistics(_make(MobileNetV2Model, cfg, _image()))
 
 
 def regnet():
