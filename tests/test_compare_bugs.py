@@ -266,3 +266,28 @@ def test_assert_models_close_raises_with_the_summary_for_a_test_suite():
                             dtype="float64")
     assert "DIFFERENT — the output of torch `ln`" in str(e.value)
     assert "row 2: torch `ln` ⇄ Flax `ln`" in str(e.value)
+
+
+def test_a_port_computing_float64_in_a_float32_run_fails_the_scaled_rule_too():
+    """A Flax model that promotes to float64 (a dtype-less jnp.ones with x64 on, as in nnx.avg_pool(count_include_pad=False)) gives float32 values
+    rounded from float64: close enough for the scaled rule, but not the computation torch ran. The
+    dtype mismatch fails the comparison (it passed before, its error shown as inf)."""
+    class TorchScale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x) * 0.5
+
+    class FlaxScale(nnx.Module):
+        def __init__(self, rngs=nnx.Rngs(0)):
+            self.lin = nnx.Linear(4, 4, rngs=rngs)
+
+        def __call__(self, x):
+            return self.lin(x) * (jnp.ones(x.shape[:-1] + (4,)) * 0.5)  # float64 under x64 (not weakly typed)
+
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    r = compare(TorchScale(), FlaxScale(), x, dtype="float32")
+    assert not r.passed, r.summary()
+    assert any("dtype mismatch: jax float64 vs torch float32" in s.problem for s in r.outputs), r.outputs

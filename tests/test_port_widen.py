@@ -101,8 +101,17 @@ def test_the_widening_is_undone_on_exit_even_after_an_error():
     assert torch.ones(1).to(torch.float32).dtype == torch.float32
 
 
-def test_a_module_that_is_no_port_is_refused_by_name():
+def test_a_module_whose_jnp_is_not_jax_numpy_is_refused_by_name():
     import types
-    with pytest.raises(ValueError, match="port_module"):
-        with widen.float32_as_float64(types.ModuleType("not_a_port")):
-            pass
+    not_a_port = types.ModuleType("not_a_port")
+    not_a_port.jnp = np
+    with pytest.raises(ValueError, match="port_module"), widen.float32_as_float64(not_a_port):
+        pass
+
+
+def test_a_port_of_layers_only_widens_torch_alone():
+    """A port that calls no jnp function (its file imports no jax.numpy) is widened on torch's side."""
+    import types
+    with widen.float32_as_float64(types.ModuleType("layers_only")) as casts:
+        assert torch.ones(2).float().dtype == torch.float64
+    assert casts.widened == 1 and torch.ones(2).float().dtype == torch.float32

@@ -59,16 +59,19 @@ class _JnpFloat32AsFloat64(types.ModuleType):
 def float32_as_float64(port_module):
     """Within: torch and the port's module `port_module` (from parity.port.generate.load_generated)
     compute their float32 casts in float64. Yields the torch mode; its `widened` counts torch's casts."""
-    if getattr(port_module, "jnp", None) is not jnp:
-        raise ValueError(f"port_module: expected a generated port's module importing jax.numpy as jnp, got "
-                         f"{getattr(port_module, '__name__', port_module)!r}")
+    uses_jnp = hasattr(port_module, "jnp")  # a port of layers only (no jnp call) has nothing to widen
+    if uses_jnp and port_module.jnp is not jnp:
+        raise ValueError(f"port_module: expected a generated port's module, whose `jnp` is jax.numpy; "
+                         f"{getattr(port_module, '__name__', port_module)!r} has {port_module.jnp!r}")
     mode = _TorchFloat32AsFloat64()
     default = torch.get_default_dtype()
-    port_module.jnp = _JnpFloat32AsFloat64("jax.numpy (float32 read as float64)")
+    if uses_jnp:
+        port_module.jnp = _JnpFloat32AsFloat64("jax.numpy (float32 read as float64)")
     torch.set_default_dtype(torch.float64)
     try:
         with mode:
             yield mode
     finally:
         torch.set_default_dtype(default)
-        port_module.jnp = jnp
+        if uses_jnp:
+            port_module.jnp = jnp
