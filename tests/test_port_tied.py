@@ -62,6 +62,13 @@ def test_a_module_at_two_paths_is_found_once_with_torch_name_first():
     assert ties.parameter_ties(_model(tie_head=True)) == [["shared.weight", "head.weight"]]
 
 
+def test_modules_sharing_a_parameter_but_set_differently_are_not_merged():
+    m = _model(two_modules=True)
+    m.encoder.embed_tokens.padding_idx = 0  # another function of the same array
+    assert ties.merge_alike(m) == []
+    assert ties.merge_alike(_model(two_modules=True)) == [("shared", "encoder.embed_tokens")]
+
+
 def test_attribute_source_follows_sequential_and_module_list():
     m = nn.Module()
     m.seq = nn.Sequential(nn.Linear(2, 2), nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)]))
@@ -72,7 +79,7 @@ def test_the_port_holds_one_module_at_both_paths():
     gen = generate(_model(), (torch.as_tensor(IDS),))
     assert gen.complete, gen.problems
     assert "self.encoder.embed_tokens = self.shared" in gen.source
-    flax_model = eval(gen.build, vars(load_generated(gen)))  # noqa: S307 — the generated constructor
+    flax_model = eval(gen.build, vars(load_generated(gen)))  # the generated constructor
     assert flax_model.encoder.embed_tokens is flax_model.shared
     assert len(jax.tree.leaves(nnx.state(flax_model, nnx.Param))) == len(list(_model().parameters())) == 4
 
@@ -93,7 +100,7 @@ def test_pairing_by_name_through_the_alias_and_torch_summed_gradient():
     x64 = jax.config.jax_enable_x64
     jax.config.update("jax_enable_x64", True)
     try:
-        flax_model = eval(gen.build, vars(load_generated(gen)))  # noqa: S307 — the generated constructor
+        flax_model = eval(gen.build, vars(load_generated(gen)))  # the generated constructor
         nnx.update(flax_model, jax.tree.map(lambda a: a.astype(jnp.float64), nnx.state(flax_model, nnx.Param)))
         for _, layer in nnx.iter_modules(flax_model):  # computing in float64, as built in float64
             if getattr(layer, "dtype", None) is not None:

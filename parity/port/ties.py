@@ -1,11 +1,14 @@
 """Tied weights: one torch module, or one torch Parameter, reachable at several paths of a model.
 
-Hugging Face's T5 assigns one nn.Embedding to `shared` and to `encoder.embed_tokens`; torch's
+A model may assign one nn.Embedding to `shared` and to `encoder.embed_tokens`; torch's
 `named_modules()` and `named_parameters()` list it once, under the first path (`shared`), so it is
 one array, trained once, whose gradient sums both uses. The port keeps that: after its attributes are
 built, the root writes each further path as a reference to the first one's Flax module
 (`self.encoder.embed_tokens = self.shared`), which NNX holds as one module reachable at both paths.
 The comparer pairs such a module by any of its torch paths (parity/porting/pairing.py `aliases`).
+Hugging Face's T5 (transformers 5) ties two nn.Embedding objects through one Parameter instead
+(`encoder.embed_tokens.weight = shared.weight`); two modules alike in all else compute one function
+of one array, and `merge_alike` makes them one module at two paths in the copy that `port` traces.
 
 A Parameter shared by two different modules (an LM head's `head.weight = emb.weight`) cannot be
 written that way where the two layers keep the array in different layouts (an nnx.Embed's
@@ -63,9 +66,13 @@ def _alike(a: nn.Module, b: nn.Module) -> bool:
     def arrays(m):
         return [(k, id(v)) for k, v in list(m._parameters.items()) + list(m._buffers.items())]
     hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks")
-    return (type(a) is type(b) and not a._modules and not b._modules and arrays(a) == arrays(b)
-            and bool(a._parameters) and not any(getattr(m, h, None) for m in (a, b) for h in hooks)
-            and settings(a) == settings(b))
+    if not (type(a) is type(b) and not a._modules and not b._modules and arrays(a) == arrays(b)
+            and bool(a._parameters) and not any(getattr(m, h, None) for m in (a, b) for h in hooks)):
+        return False
+    try:
+        return bool(settings(a) == settings(b))
+    except (RuntimeError, ValueError, TypeError):  # a setting that is an array: not compared, not merged
+        return False
 
 
 def merge_alike(model: nn.Module) -> list[tuple[str, str]]:
