@@ -138,3 +138,20 @@ def test_two_modules_sharing_their_parameter_are_ported_as_one_and_proven(tmp_pa
     assert r.complete and r.passed, r.summary()
     assert r.proof["float64"]["worst_layer"] <= 1e-10 and r.proof["float64"]["worst_gradient"] <= 1e-10
     assert "encoder.embed_tokens is shared" in (tmp_path / "PROOF.md").read_text()
+
+
+def test_the_weights_file_loads_into_a_fresh_port_and_computes_torch_outputs(ported):
+    import importlib.util
+
+    def load(name, file):
+        spec = importlib.util.spec_from_file_location(name, file)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    model = getattr(load("tied_port", ported.file), ported.root_class)(rngs=nnx.Rngs(1))
+    load("load_weights", ported.out_dir / "load_weights.py").load_weights(
+        model, str(ported.out_dir / "weights.safetensors"))
+    assert model.encoder.embed_tokens is model.shared  # loading keeps the one module
+    with torch.no_grad():
+        want = _model()(torch.as_tensor(IDS)).numpy()
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(IDS))), want, rtol=1e-5, atol=1e-6)  # float32 both
