@@ -155,3 +155,34 @@ def test_the_weights_file_loads_into_a_fresh_port_and_computes_torch_outputs(por
     with torch.no_grad():
         want = _model()(torch.as_tensor(IDS)).numpy()
     np.testing.assert_allclose(np.asarray(model(jnp.asarray(IDS))), want, rtol=1e-5, atol=1e-6)  # float32 both
+
+
+class Scale(nn.Module):
+    """A layer of no kind: the port writes it with torch's parameter name (GeneratedPort.weights)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(0.5, 1.5, 8))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+class TiedScale(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.z_scale = Scale()
+        self.block = nn.Sequential(nn.Linear(8, 8), self.z_scale)
+
+    def forward(self, x):
+        return self.z_scale(self.block(x))
+
+
+def test_a_tied_layer_of_no_kind_is_mapped_at_the_path_nnx_names_it(tmp_path):
+    torch.manual_seed(0)
+    x = np.random.default_rng(1).standard_normal((3, 8)).astype(np.float32)
+    gen = generate(TiedScale(), (torch.as_tensor(x),))
+    assert gen.weights == {"z_scale.weight": "block.layers.1.weight"}  # NNX: `block` sorts before `z_scale`
+    r = port(TiedScale(), (x,), tmp_path, steps=3, timing=False)
+    assert r.passed, r.summary()
+    assert r.proof["float64"]["worst_layer"] <= 1e-10 and r.proof["float64"]["worst_gradient"] <= 1e-10

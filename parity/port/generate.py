@@ -106,7 +106,7 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
             if [n for n, _ in m.named_children()] == ["parametrizations"]:
                 names += [pn for pn, _ in m.named_parameters(recurse=False)]
         for pn in names:
-            weights[f"{name}.{pn}"] = f"{_flax_path(model, name)}.{pn}"
+            weights[f"{name}.{pn}"] = f"{ties.nnx_path(model, name, _flax_path)}.{pn}"
     return GeneratedPort(source=src, root_class=root, classes=classes, build=f"{root}(rngs=nnx.Rngs(0))",
                          problems=list(problems), complete=not problems, tracer=tracer, layout=layout,
                          weights=weights)

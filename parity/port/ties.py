@@ -94,6 +94,16 @@ def merge_alike(model: nn.Module) -> list[tuple[str, str]]:
     return merged
 
 
+def nnx_path(model: nn.Module, name: str, flax_path) -> str:
+    """The port's dotted path of torch module `name` as NNX names it: a module at several paths is
+    named by NNX at the first in its traversal (attribute names sorted, list positions in order),
+    which need not be torch's. `flax_path(model, torch_path)`: the port's path of one torch path."""
+    def steps(path: str) -> tuple:
+        return tuple(int(s) if s.isdigit() else s for s in path.split("."))
+    paths = next((ps for ps in paths_by_module(model).values() if ps[0] == name), [name])
+    return min((flax_path(model, p) for p in paths), key=steps)
+
+
 def attribute_source(model: nn.Module, path: str, root: str = "self") -> str:
     """The port's Python expression for torch module `path`: an nn.Sequential's elements are its
     nnx.Sequential's `layers[i]`, an nn.ModuleList's its nnx.List's `[i]`."""
