@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from parity.console import write_json_atomic, write_text_atomic
-from parity.port import proof, weights
+from parity.port import proof, ties, weights
 from parity.port.generate import generate, load_generated
 from parity.porting.pairing import PortingError
 
@@ -98,6 +98,8 @@ def port(torch_model, example_inputs, out_dir, *, steps: int = 20, timing: bool 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     model = copy.deepcopy(torch_model).eval()  # the caller's model keeps its mode
+    # modules tied by sharing every Parameter become one module at several paths (parity/port/ties.py)
+    merged = ties.merge_alike(model)
     stage("trace and write the port")
     gen = generate(model, tuple(torch.as_tensor(a) for a in x))
     name = module_name(gen.root_class)
@@ -108,7 +110,7 @@ def port(torch_model, example_inputs, out_dir, *, steps: int = 20, timing: bool 
                         problems, dict(gen.tracer), time.perf_counter() - t0)
     info = {"file": file.name, "complete": gen.complete, "problems": problems, "classes": list(gen.classes),
             "lines": result.lines, "seconds": result.seconds, "tracer": dict(gen.tracer), "root": gen.root_class,
-            "build": gen.build}
+            "build": gen.build, "tied": [f"{b} is {a}" for a, b in merged]}
     res: dict = {}
     if gen.complete:
         module = load_generated(gen, f"_parity_port_{name}")

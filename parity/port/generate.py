@@ -21,6 +21,7 @@ from torch import nn
 from parity.port import emit as E
 from parity.port import graph as G
 from parity.port import parametrized as P
+from parity.port import ties
 from parity.port.emit import Problem
 
 __all__ = ["generate", "GeneratedPort", "Problem", "load_generated"]
@@ -65,6 +66,7 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
     root_in_cl = tuple(layout == "nhwc" and x.dim() == 4 and x.is_floating_point() for x in inputs)
     port = E.Port(model, traced, root_in_cl, layout)
     port.code_of("", root_in_cl)
+    _write_ties(model, port)
     bodies, root, classes, helpers, uses_math = E.assemble(port)
     tracer = {}
     for code in port.codes.values():
@@ -104,10 +106,22 @@ def generate(torch_model: nn.Module, example_inputs, *, layout: str = "nhwc") ->
             if [n for n, _ in m.named_children()] == ["parametrizations"]:
                 names += [pn for pn, _ in m.named_parameters(recurse=False)]
         for pn in names:
-            weights[f"{name}.{pn}"] = f"{_flax_path(model, name)}.{pn}"
+            weights[f"{name}.{pn}"] = f"{ties.nnx_path(model, name, _flax_path)}.{pn}"
     return GeneratedPort(source=src, root_class=root, classes=classes, build=f"{root}(rngs=nnx.Rngs(0))",
                          problems=list(problems), complete=not problems, tracer=tracer, layout=layout,
                          weights=weights)
+
+
+def _write_ties(model: nn.Module, port) -> None:
+    """Tied weights (parity/port/ties.py): a module at several paths becomes one Flax module referenced
+    at each; a Parameter shared by different modules is reported as not ported."""
+    init = port.codes[""].init
+    init += ties.tie_lines(model)
+    for names in ties.parameter_ties(model):
+        why = ("one Parameter held by different modules (tied weights); the port would hold one array "
+               "per module and train them apart")
+        port.problems.append(Problem(G.source_of(type(model)), f"tied parameter `{'` = `'.join(names)}`", why))
+        init.append(f"raise NotImplementedError({why!r})")
 
 
 def _flax_path(model: nn.Module, name: str) -> str:

@@ -195,6 +195,9 @@ def markdown(name: str, res: dict, port: dict) -> str:
     verdict = "PROVEN" if res.get("passed") and port["complete"] else "NOT PROVEN"
     lines += [f"**{verdict}.** Generated {port['lines']} lines, {len(port['classes'])} classes "
               f"({', '.join(port['classes'])}) in {port['seconds']:.1f} s.", ""]
+    if port.get("tied"):
+        lines += [(f"Tied weights: {'; '.join(port['tied'])} — modules of one class holding the very same "
+                   "Parameters, made one module at several paths before tracing (parity/port/ties.py)."), ""]
     lines += ["| check | verdict | worst layer | worst output | worst gradient |", "|---|---|---|---|---|"]
     for dtype in ("float32", "float64"):
         if dtype in res:

@@ -94,6 +94,16 @@ def torch_state(torch_model) -> dict[str, np.ndarray]:
     return {k: v.detach().cpu().numpy().copy() for k, v in torch_model.state_dict().items()}
 
 
+def tied_names(torch_model) -> dict[str, str]:
+    """Each further state-dict name of a tensor the state dict holds under several names (tied
+    weights, parity/port/ties.py) → its first name."""
+    first: dict[int, str] = {}
+    out = {}
+    for k, v in torch_model.state_dict(keep_vars=True).items():
+        out[k] = first.setdefault(id(v), k)
+    return {k: f for k, f in out.items() if k != f}
+
+
 def to_flax(torch_model, flax_model, inputs, *, mapping: dict | None = None,
             layout: str = "nhwc") -> tuple[dict[str, np.ndarray], object]:
     """torch's state dict in the Flax model's layout, flat by dotted path, and the pairing used
@@ -127,6 +137,9 @@ def round_trip(torch_model, flat: dict, pairing, flax_model) -> dict:
     are listed apart, not counted as mismatches."""
     sd = torch_state(torch_model)
     back = to_torch(flat, pairing, flax_model)
+    for k, first in tied_names(torch_model).items():  # tied weights: the port holds one array for all names
+        if k not in back and first in back:
+            back[k] = back[first]
     mismatched = [k for k in sd if k in back and not (back[k].dtype == sd[k].dtype and back[k].shape == sd[k].shape
                                                        and np.array_equal(back[k], sd[k]))]
     absent = [k for k in sd if k not in back]

@@ -370,7 +370,8 @@ def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapp
         rest_f = {n: lf for n, lf in rest_f.items() if lf.kind is not None}
     _unknown(rest_t)
     _unknown(rest_f)
-    auto, strategy = _auto_pairs(flax_model, rest_t, rest_f, t_order, f_order)
+    names = aliases(torch_model)
+    auto, strategy = _auto_pairs(flax_model, rest_t, rest_f, t_order, f_order, names)
     loose = named_loose + _loose(torch_model, flax_model, tl, fl, {t for t, _ in named_loose},
                                  {f for _, f in named_loose})
     if mapping is not None:
@@ -384,17 +385,35 @@ def build(torch_model, flax_model, tl: dict, fl: dict, t_calls, f_calls, *, mapp
             p.flatten = p.flatten_candidate if layout == "nhwc" else None
     _check_shapes(pairs)
     free = _free_pairs(flax_model, tl, fl, t_order, f_order, "by name" if strategy.endswith("by name") else strategy,
-                       notes)
+                       notes, names)
     return Pairing(pairs, free, loose, strategy, notes, tl, fl, layouts)
 
 
-def _auto_pairs(flax_model, tl: dict, fl: dict, t_order, f_order) -> tuple[list[Pair], str]:
-    """The layers with parameters paired by name when every name agrees, else in execution order."""
+def aliases(torch_model) -> dict[str, list[str]]:
+    """torch's name of each module → every path it is reachable at: one module held at several paths
+    (tied weights, parity/port/ties.py) is one layer, which NNX, holding it shared, may name by
+    another of those paths than torch's `named_modules()` does."""
+    paths: dict[int, list[str]] = {}
+    for name, m in torch_model.named_modules(remove_duplicate=False):
+        paths.setdefault(id(m), []).append(name)
+    return {ps[0]: ps for ps in paths.values()}
+
+
+def _by_name(f_names: dict, t: Leaf, names: dict):
+    """The Flax leaf named as torch leaf `t` is at one of its paths, or None."""
+    return next((f_names[n] for n in names.get(t.name, [t.name]) if n in f_names), None)
+
+
+def _auto_pairs(flax_model, tl: dict, fl: dict, t_order, f_order, names=None) -> tuple[list[Pair], str]:
+    """The layers with parameters paired by name (by any of a torch layer's paths, `names` from
+    `aliases`) when every name agrees, else in execution order."""
+    names = names or {}
     T = _ordered(tl, t_order, lambda lf: kinds.is_param_kind(lf.kind))
     F = _ordered(fl, f_order, lambda lf: kinds.is_param_kind(lf.kind))
     f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
-    if len(T) == len(F) and all(f_names.get(t.name) is not None and f_names[t.name].kind == t.kind for t in T):
-        return [Pair(i, t.kind, t, f_names[t.name]) for i, t in enumerate(T)], "by name"
+    named = [_by_name(f_names, t, names) for t in T]
+    if len(T) == len(F) and all(f is not None and f.kind == t.kind for t, f in zip(T, named)):
+        return [Pair(i, t.kind, t, f) for i, (t, f) in enumerate(zip(T, named))], "by name"
     for i in range(max(len(T), len(F))):
         t, f = (T[i] if i < len(T) else None), (F[i] if i < len(F) else None)
         if t is None or f is None or t.kind != f.kind:
@@ -504,7 +523,7 @@ def _from_mapping(torch_model, flax_model, tl, fl, mapping):
     return pairs, loose, layouts
 
 
-def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes) -> list[Pair]:
+def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes, names=None) -> list[Pair]:
     """Parameterless layers (dropout, pooling, flatten, others by class name), paired per kind in
     execution order where both sides call as many of that kind; by name when the layers were."""
     def free(leaves, order):
@@ -515,7 +534,7 @@ def _free_pairs(flax_model, tl, fl, t_order, f_order, strategy, notes) -> list[P
     if strategy == "by name":
         f_names = {normalised_flax_name(flax_model, lf.path): lf for lf in F}
         for t in T:
-            f = f_names.get(t.name)
+            f = _by_name(f_names, t, names or {})
             if f is not None and f.kind == t.kind:
                 out.append(Pair(len(out), t.kind, t, f))
         return out
