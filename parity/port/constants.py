@@ -27,10 +27,9 @@ def array_source(arr: np.ndarray, dtype_src: str) -> str | None:
             return f"jnp.ones({shape!r}, dtype={dtype_src})"
         return f"jnp.full({shape!r}, {v!r}, dtype={dtype_src})"
     if arr.ndim >= 2 and arr.shape[-1] > 1 and arr.shape[-2] > 1:
-        ones = np.ones(shape, dtype=arr.dtype)
-        for fn in ("tril", "triu"):
-            if np.array_equal(arr, getattr(np, fn)(ones)):
-                return f"jnp.{fn}(jnp.ones({shape!r}, dtype={dtype_src}))"
+        band = _band(arr)
+        if band is not None:
+            return band.format(ones=f"jnp.ones({shape!r}, dtype={dtype_src})")
     if arr.size > 1 and arr.dtype.kind in "iuf" and np.array_equal(arr.ravel(), np.arange(arr.size, dtype=arr.dtype)):
         src = f"jnp.arange({arr.size}, dtype={dtype_src})"
         return src if arr.ndim == 1 else f"{src}.reshape({shape!r})"
@@ -38,3 +37,30 @@ def array_source(arr: np.ndarray, dtype_src: str) -> str | None:
         return None
     values = re.sub(r"\b(nan|inf)\b", r"jnp.\1", repr(arr.tolist()))  # non-finite floats, as names
     return f"jnp.asarray({values}, dtype={dtype_src})"
+
+
+def _band(arr: np.ndarray) -> str | None:
+    """A 0/1 (or bool) array that is 1 exactly between two diagonals of its last two axes, the same in
+    every leading slice — a causal mask `tril`, a sliding-window mask (GPT-Neo's local attention) — as a
+    format string over `{ones}`; None otherwise."""
+    if arr.dtype != bool and not np.isin(arr, (0, 1)).all():
+        return None
+    n, m = arr.shape[-2:]
+    flat = arr.reshape(-1, n, m).astype(bool)
+    if not (flat == flat[0]).all() or not flat[0].any():
+        return None
+    d = np.arange(m)[None, :] - np.arange(n)[:, None]  # j − i: the diagonal of each element
+    lo, hi = int(d[flat[0]].min()), int(d[flat[0]].max())
+    if not np.array_equal(flat[0], (d >= lo) & (d <= hi)):
+        return None
+    below = lo <= -(n - 1)  # nothing cut below the lowest diagonal
+    above = hi >= m - 1
+    tril = "jnp.tril({ones})" if hi == 0 else f"jnp.tril({{ones}}, {hi})"
+    triu = "jnp.triu({ones})" if lo == 0 else f"jnp.triu({{ones}}, {lo})"
+    if below and above:
+        return None  # all ones: the fill above writes it
+    if below:
+        return tril
+    if above:
+        return triu
+    return f"{tril} * {triu}"
