@@ -98,13 +98,15 @@ def _check_partial(path: Path, line: str) -> int:
 def test_check_interrupted_at_any_moment_exits_130_and_keeps_a_valid_partial_file(tmp_path):
     """Ctrl-C at eight moments from start-up to mid-run: exit 130 every time (it was SIGSEGV in about
     two runs of three, or 0 when the signal vanished), one line on stderr, and the finished results
-    in the file when one was asked for. Both dtypes, so that no run can finish before its signal."""
+    in the file when one was asked for. Both dtypes and no compilation cache (`check` keeps one by
+    default, and a warm one finishes a run in a few seconds), so that no run can finish before its
+    signal."""
     moments = [0.5, 2.0, 4.0, 6.5, 9.0, 12.0, 15.5, 20.0]
     interrupted, kept = 0, []
     for k, t in enumerate(moments):
         path = tmp_path / f"r{k}.json"
         with_file = k not in (1, 5)  # two runs without --json: the interrupt alone
-        args = ["check", "layers", "--dtype", "float32", "float64"] + (["--json", str(path)] if with_file else [])
+        args = ["check", "layers", "--dtype", "float32", "float64", "--no-cache"] + (["--json", str(path)] if with_file else [])
         t0 = time.monotonic()
         p = _start(args, tmp_path)
         sent = _signal_at(p, [(t, signal.SIGINT)], t0)
@@ -127,7 +129,7 @@ def test_check_interrupted_at_any_moment_exits_130_and_keeps_a_valid_partial_fil
 def test_sigterm_ends_check_as_ctrl_c_does_with_143(tmp_path):
     path = tmp_path / "r.json"
     t0 = time.monotonic()
-    p = _start(["check", "layers", "--dtype", "float32", "float64", "--json", str(path)], tmp_path)
+    p = _start(["check", "layers", "--dtype", "float32", "float64", "--no-cache", "--json", str(path)], tmp_path)
     assert _signal_at(p, [(6.0, signal.SIGTERM)], t0)
     _, err = p.communicate(timeout=300)
     lines = _lines(err)
@@ -148,7 +150,7 @@ def test_a_second_signal_stops_at_once_and_a_sigterm_sets_the_code(tmp_path, sig
     then the line says nothing was written, and nothing is)."""
     path = tmp_path / "r.json"
     t0 = time.monotonic()
-    p = _start(["check", "layers", "--dtype", "float32", "float64", "--json", str(path)], tmp_path)
+    p = _start(["check", "layers", "--dtype", "float32", "float64", "--no-cache", "--json", str(path)], tmp_path)
     assert _signal_at(p, [(7.0, signals[0]), (7.2, signals[1])], t0)
     _, err = p.communicate(timeout=300)
     lines = _lines(err)
