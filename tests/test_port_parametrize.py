@@ -37,6 +37,7 @@ def test_the_weight_norm_helper_is_torchs_weight_norm_in_float64(shape, dim):
     g = torch.as_tensor(RNG.uniform(0.5, 2.0, g_shape))
     want = torch._weight_norm(v, g, dim).numpy()
     got = np.asarray(_helper("weight_norm")(jnp.asarray(v.numpy()), jnp.asarray(g.numpy()), dim))
+    # float64 on both sides, only the order of the norm's sum differs: a few ulp of values below 10
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
 
 
@@ -59,6 +60,8 @@ def test_the_conv_helper_is_torchs_functional_conv_in_float64(fn, x_shape, w_sha
     got = _helper("torch_conv")(jnp.asarray(x.numpy()), jnp.asarray(w.numpy()), jnp.asarray(b.numpy()),
                                 tup(kw.get("stride", 1)), pad if isinstance(pad, str) else tup(pad),
                                 tup(kw.get("dilation", 1)), kw.get("groups", 1))
+    # float64 on both sides: the order of each output's sum of products (up to ~100 terms of size ~1)
+    # differs between XLA and torch, ~100 · 2.2e-16 at most
     np.testing.assert_allclose(np.asarray(got), want, rtol=0, atol=1e-12)
 
 
