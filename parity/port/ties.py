@@ -19,20 +19,14 @@ from __future__ import annotations
 
 from torch import nn
 
-
-def paths_by_module(model: nn.Module) -> dict[int, list[str]]:
-    """id(module) → every path torch reaches it at (the first is `named_modules()`'s name)."""
-    out: dict[int, list[str]] = {}
-    for name, m in model.named_modules(remove_duplicate=False):
-        out.setdefault(id(m), []).append(name)
-    return out
+from parity.porting.pairing import aliases
 
 
 def module_ties(model: nn.Module) -> list[tuple[str, list[str]]]:
     """(torch's name, [the other paths]) for each module reachable at several paths, outermost only:
     the children of a tied module are tied through it."""
     ties, covered = [], []
-    for paths in paths_by_module(model).values():
+    for paths in aliases(model).values():
         if len(paths) < 2:
             continue
         others = [p for p in paths[1:] if not any(p.startswith(c + ".") for c in covered)]
@@ -44,8 +38,7 @@ def module_ties(model: nn.Module) -> list[tuple[str, list[str]]]:
 
 def parameter_ties(model: nn.Module) -> list[list[str]]:
     """Paths of each Parameter held by several modules that are not one module at several paths."""
-    mod_paths = paths_by_module(model)
-    first = {name: paths[0] for paths in mod_paths.values() for name in paths}
+    first = {name: paths[0] for paths in aliases(model).values() for name in paths}
     by_param: dict[int, list[str]] = {}
     for name, p in model.named_parameters(remove_duplicate=False):
         by_param.setdefault(id(p), []).append(name)
@@ -100,7 +93,7 @@ def nnx_path(model: nn.Module, name: str, flax_path) -> str:
     which need not be torch's. `flax_path(model, torch_path)`: the port's path of one torch path."""
     def steps(path: str) -> tuple:
         return tuple(int(s) if s.isdigit() else s for s in path.split("."))
-    paths = next((ps for ps in paths_by_module(model).values() if ps[0] == name), [name])
+    paths = aliases(model).get(name, [name])
     return min((flax_path(model, p) for p in paths), key=steps)
 
 
